@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: MIT
+//! `hpcap-inject`: replays the frames of pcap/pcapng files into a QEMU
+//! network device through `-netdev stream` (each frame is a 4-byte big-endian
+//! length followed by the frame), with rate control, loops and exact counts.
+//!
+//! QEMU connects to us (`-netdev stream,server=off,addr.type=unix,addr.path=S`)
+//! or we connect to QEMU (`server=on`, `--connect`). Frames sent before the
+//! guest's link is up are lost, so replay can wait for a start signal: a file
+//! that appears (`--wait-file`) or the first frame the guest sends (`--wait-rx`).
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hpcap_core::capfile::Packets;
+use memmap2::Mmap;
+use serde::Serialize;
+
+/// Replay pcap/pcapng files into a QEMU NIC over a `-netdev stream` socket.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, after_help = "\
+EXAMPLES:
+  # listen; QEMU runs with -netdev stream,id=n0,server=off,addr.type=unix,addr.path=/tmp/inj.sock
+  hpcap-inject --listen /tmp/inj.sock --pps 20000 --wait-file /tmp/go trace.pcap
+
+  # replay twice, as fast as QEMU reads, and write counts as JSON
+  hpcap-inject --listen /tmp/inj.sock --loop 2 --stats-json sent.json a.pcapng b.pcap
+
+The exit status is 0 once every frame was written to the socket. Counts in
+--stats-json are of frames handed to QEMU: frames QEMU's NIC model drops
+because the guest's ring is full are not visible here.")]
+struct Args {
+    /// Listen on this unix socket and wait for QEMU to connect (QEMU `server=off`).
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "connect",
+        required_unless_present = "connect"
+    )]
+    listen: Option<PathBuf>,
+    /// Connect to QEMU listening on this unix socket (QEMU `server=on`).
+    #[arg(long, value_name = "PATH")]
+    connect: Option<PathBuf>,
+    /// Frames per second (0 = as fast as the socket accepts them).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pps: u64,
+    /// Replay the files this many times.
+    #[arg(long = "loop", default_value_t = 1, value_name = "N")]
+    loops: u64,
+    /// Do not start replaying before this file exists.
+    #[arg(long, value_name = "PATH")]
+    wait_file: Option<PathBuf>,
+    /// Do not start replaying before the guest has sent a frame.
+    #[arg(long)]
+    wait_rx: bool,
+    /// Give up (exit status 3) if the start signal has not come after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    start_timeout: u64,
+    /// Create this file when every frame has been written.
+    #[arg(long, value_name = "PATH")]
+    done_file: Option<PathBuf>,
+    /// After sending, keep the connection open until QEMU closes it or we are killed.
+    #[arg(long)]
+    hold: bool,
+    /// Write final counts as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    stats_json: Option<PathBuf>,
+    /// Print progress to stderr every N seconds (0 = never).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    progress: u64,
+    /// Capture files to replay, in order (pcap or pcapng).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Counts written by `--stats-json`.
+#[derive(Serialize, Debug, Default)]
+struct Stats {
+    frames_sent: u64,
+    bytes_sent: u64,
+    frames_received: u64,
+    bytes_received: u64,
+    truncated_frames_sent: u64,
+    loops: u64,
+    pps_target: u64,
+    send_seconds: f64,
+}
+
+fn map(path: &Path) -> Result<Mmap> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: the file is only read; a concurrent writer could change what we
+    // replay, never memory safety of the slices we hand to the socket copy.
+    let m = unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", path.display()))?;
+    Packets::new(&m)
+        .map_err(|e| anyhow::anyhow!("{}: not a pcap/pcapng file: {e:?}", path.display()))?;
+    Ok(m)
+}
+
+fn connect(args: &Args) -> Result<UnixStream> {
+    if let Some(path) = &args.connect {
+        return UnixStream::connect(path)
+            .with_context(|| format!("connecting to {}", path.display()));
+    }
+    let path = args
+        .listen
+        .as_ref()
+        .context("--listen or --connect is required")?;
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    eprintln!("hpcap-inject: listening on {}", path.display());
+    let (s, _) = l.accept().context("accepting QEMU's connection")?;
+    eprintln!("hpcap-inject: QEMU connected");
+    Ok(s)
+}
+
+/// Drains and counts what the guest sends; sets `first` on the first frame.
+fn spawn_receiver(
+    mut s: UnixStream,
+    first: Arc<AtomicBool>,
+    frames: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            while pending.len() - at >= 4 {
+                let len = u32::from_be_bytes([
+                    pending[at],
+                    pending[at + 1],
+                    pending[at + 2],
+                    pending[at + 3],
+                ]) as usize;
+                if pending.len() - at < 4 + len {
+                    break;
+                }
+                at += 4 + len;
+                frames.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(len as u64, Ordering::Relaxed);
+                first.store(true, Ordering::Release);
+            }
+            pending.drain(..at);
+        }
+    });
+}
+
+fn wait_start(args: &Args, first_rx: &AtomicBool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.start_timeout);
+    loop {
+        let file_ok = args.wait_file.as_ref().is_none_or(|p| p.exists());
+        let rx_ok = !args.wait_rx || first_rx.load(Ordering::Acquire);
+        if file_ok && rx_ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "hpcap-inject: no start signal after {} s",
+                args.start_timeout
+            );
+            std::process::exit(3);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn run(args: &Args) -> Result<Stats> {
+    let maps = args
+        .files
+        .iter()
+        .map(|p| map(p))
+        .collect::<Result<Vec<_>>>()?;
+    let stream = connect(args)?;
+    let first_rx = Arc::new(AtomicBool::new(false));
+    let rx_frames = Arc::new(AtomicU64::new(0));
+    let rx_bytes = Arc::new(AtomicU64::new(0));
+    spawn_receiver(
+        stream.try_clone()?,
+        first_rx.clone(),
+        rx_frames.clone(),
+        rx_bytes.clone(),
+    );
+    wait_start(args, &first_rx)?;
+
+    let mut out = BufWriter::with_capacity(1 << 20, stream.try_clone()?);
+    let mut st = Stats {
+        loops: args.loops,
+        pps_target: args.pps,
+        ..Stats::default()
+    };
+    let t0 = Instant::now();
+    let mut last_progress = t0;
+    let mut warned_trunc = false;
+    for _ in 0..args.loops {
+        for (m, path) in maps.iter().zip(&args.files) {
+            for p in Packets::new(m).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+                let p = p.map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+                if args.pps > 0 {
+                    // Frame i is due at t0 + i/pps; sleep only when ahead, and
+                    // flush before sleeping so QEMU sees the frames on time.
+                    let due = t0
+                        + Duration::from_nanos(
+                            st.frames_sent.saturating_mul(1_000_000_000) / args.pps,
+                        );
+                    let now = Instant::now();
+                    if due > now {
+                        out.flush().context("writing to QEMU")?;
+                        thread::sleep(due - now);
+                    }
+                }
+                if (p.data.len() as u64) < u64::from(p.orig_len) {
+                    st.truncated_frames_sent += 1;
+                    if !warned_trunc {
+                        eprintln!("hpcap-inject: warning: {} has truncated frames; sending the captured bytes", path.display());
+                        warned_trunc = true;
+                    }
+                }
+                let len = u32::try_from(p.data.len()).context("frame too long")?;
+                out.write_all(&len.to_be_bytes())
+                    .context("writing to QEMU")?;
+                out.write_all(p.data).context("writing to QEMU")?;
+                st.frames_sent += 1;
+                st.bytes_sent += u64::from(len);
+                if args.progress > 0
+                    && last_progress.elapsed() >= Duration::from_secs(args.progress)
+                {
+                    last_progress = Instant::now();
+                    let secs = t0.elapsed().as_secs_f64();
+                    eprintln!(
+                        "hpcap-inject: {} frames, {} bytes in {secs:.1} s ({:.0} fps)",
+                        st.frames_sent,
+                        st.bytes_sent,
+                        st.frames_sent as f64 / secs
+                    );
+                }
+            }
+        }
+    }
+    out.flush().context("writing to QEMU")?;
+    st.send_seconds = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "hpcap-inject: sent {} frames ({} bytes) in {:.2} s",
+        st.frames_sent, st.bytes_sent, st.send_seconds
+    );
+    if let Some(p) = &args.stats_json {
+        std::fs::write(p, serde_json::to_vec_pretty(&st)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.done_file {
+        File::create(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    if args.hold {
+        // Stay connected (QEMU drops a stream netdev's queue when the peer
+        // goes away); the receiver thread ends when QEMU closes its side.
+        let mut probe = stream;
+        let mut b = [0u8; 1];
+        let _ = probe.read(&mut b);
+        loop {
+            thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    st.frames_received = rx_frames.load(Ordering::Relaxed);
+    st.bytes_received = rx_bytes.load(Ordering::Relaxed);
+    Ok(st)
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("hpcap-inject: error: {e:#}");
+        std::process::exit(1);
+    }
+}
