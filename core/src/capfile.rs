@@ -99,21 +99,22 @@ impl Endian {
 /// Converts a timestamp in units of `tsresol` (pcapng `if_tsresol` encoding:
 /// top bit clear = 10^-v s, set = 2^-v s) into nanoseconds, saturating.
 pub fn ts_to_ns(ts: u64, tsresol: u8) -> u64 {
+    // Checked arithmetic only: besides saturating, it keeps division-by-zero
+    // panic paths out of the kernel build (objtool does not know
+    // `panic_const_div_by_zero` never returns).
+    let ts = u128::from(ts);
     let v = u32::from(tsresol & 0x7F);
     let ns = if tsresol & 0x80 == 0 {
         if v <= 9 {
-            u128::from(ts) * 10u128.pow(9 - v)
-        } else if v <= 38 {
-            u128::from(ts) / 10u128.pow(v - 9)
+            10u128.checked_pow(9 - v).and_then(|m| ts.checked_mul(m))
         } else {
-            0
+            // 10^v overflowing u128 means the value rounds down to 0 ns.
+            Some(10u128.checked_pow(v - 9).and_then(|d| ts.checked_div(d)).unwrap_or(0))
         }
-    } else if v < 128 {
-        (u128::from(ts) * 1_000_000_000) >> v
     } else {
-        0
+        ts.checked_mul(1_000_000_000).map(|x| x.checked_shr(v).unwrap_or(0))
     };
-    u64::try_from(ns).unwrap_or(u64::MAX)
+    ns.and_then(|n| u64::try_from(n).ok()).unwrap_or(u64::MAX)
 }
 
 /// Iterator over the packets of a capture file.

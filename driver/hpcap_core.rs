@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The shared core (`core/src/`), compiled into the module.
+//!
+//! The same files form the userspace crate `hpcap-core`, where they are unit-,
+//! property-, model- and fuzz-tested. Kbuild cannot link external crates, so
+//! each file is pulled in here with `#[path]`; the files refer to each other
+//! with `super::`, which resolves to this module.
+//!
+//! The module is public so that items only userspace uses (readers,
+//! converters) count as exported rather than dead.
+
+#[path = "../core/src/capfile.rs"]
+pub mod capfile;
+#[path = "../core/src/pcapng.rs"]
+pub mod pcapng;
+#[path = "../core/src/selftest.rs"]
+pub mod selftest;
