@@ -16,3 +16,11 @@ pub mod capfile;
 pub mod pcapng;
 #[path = "../core/src/selftest.rs"]
 pub mod selftest;
+#[path = "../core/src/listener.rs"]
+pub mod listener;
+#[path = "../core/src/publish.rs"]
+pub mod publish;
+#[path = "../core/src/segment.rs"]
+pub mod segment;
+#[path = "../core/src/sync.rs"]
+mod sync;

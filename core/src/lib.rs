@@ -11,3 +11,7 @@
 pub mod capfile;
 pub mod pcapng;
 pub mod selftest;
+pub mod listener;
+pub mod publish;
+pub mod segment;
+mod sync;

@@ -1,0 +1,840 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+//! Ordered multi-writer reservation and publication.
+//!
+//! Several writer threads share one RX ring (each owns a segment, see
+//! [`super::segment`]) and one intermediate buffer. The protocol:
+//!
+//! 1. **Reserve in ring order.** A token follows the NIC around the ring.
+//!    Only the token holder opens a [`Batch`], places its ready records in
+//!    descriptor order ([`Batch::place`]) and closes it with
+//!    [`PublishState::finish_batch`], which yields a [`Ticket`] numbered by a
+//!    batch sequence number. At its segment's last descriptor the holder
+//!    calls [`PublishState::pass_token`].
+//! 2. **Copy in parallel.** With its ticket in hand the writer fills its
+//!    reserved range while the next token holder already reserves.
+//! 3. **Publish in order.** [`PublishState::complete`] records "batch `q`
+//!    is done" in a small ring of completion records and then helps: any
+//!    thread advances the commit cursor over the longest run of completed
+//!    batches starting at the oldest unpublished one. A writer never waits
+//!    for a slower one; whoever completes the missing batch publishes
+//!    everything behind it. Readers see `[0, committed)`: only complete
+//!    records, in arrival order.
+//!
+//! Offsets are `u64` stream offsets that never wrap in practice (2^64 bytes
+//! is 58 years at 100 Gbit/s); the buffer position of offset `o` is
+//! `o % buffer_size`.
+//!
+//! The state is `#[repr(C)]`, contains no pointers, and all-zero bytes are a
+//! valid initial state, so it can live in kernel memory or in a shared
+//! mapping between processes.
+//!
+//! # Memory ordering
+//!
+//! - Token: the holder's `Release` store in `pass_token` pairs with the next
+//!   holder's `Acquire` load in `holds_token`; everything the token protects
+//!   (`next_seq`, `tail`, the reservation cursor's value) is then `Relaxed`.
+//! - Copies → completion: the writer's `Release` store of the record's tag
+//!   pairs with the helper's `Acquire` load of it.
+//! - Helpers hand over through `AcqRel` RMWs on `commit_seq` (every write to
+//!   it is an RMW, so each one continues the release sequence).
+//! - Publication: `Release` RMW on `commit`, paired with readers' `Acquire`
+//!   load in `committed`.
+//! - Overwrite horizon for lossy readers: `reserve` is swapped (`AcqRel`)
+//!   before the copies and followed by a `Release` fence, so a reader that
+//!   sees overwritten bytes and then issues an `Acquire` fence sees the
+//!   reservation that caused it (seqlock pattern).
+
+use super::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
+
+/// Largest number of writers sharing one ring.
+pub const MAX_WRITERS: u32 = super::segment::MAX_CONSUMERS;
+
+/// Default number of completion records: how many finished-but-unpublished
+/// batches may be outstanding before the token holder must wait.
+pub const COMPLETION_SLOTS: usize = 64;
+
+/// Why a buffer geometry was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeometryError {
+    /// Block size is not a power of two.
+    BlockSize,
+    /// Buffer size is zero or not a multiple of the block size.
+    BufferSize,
+    /// Block header plus minimum padding record do not fit in a block.
+    Header,
+}
+
+/// Layout of the stream inside the intermediate buffer.
+///
+/// # Invariants
+///
+/// - `block_size` is a power of two; `buffer_size` a non-zero multiple of it.
+/// - `header_len + min_pad < block_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    buffer_size: u64,
+    block_size: u64,
+    header_len: u64,
+    min_pad: u64,
+}
+
+impl Geometry {
+    /// Validates a geometry.
+    ///
+    /// `header_len` is the size of the record written at the start of every
+    /// block (0 for none, as in RAW mode); `min_pad` the smallest padding
+    /// record the format can express (a pcapng block or a RAW header, 12),
+    /// so no gap smaller than that is ever left at a block's end.
+    pub const fn new(
+        buffer_size: u64,
+        block_size: u64,
+        header_len: u64,
+        min_pad: u64,
+    ) -> Result<Self, GeometryError> {
+        if !block_size.is_power_of_two() {
+            return Err(GeometryError::BlockSize);
+        }
+        if buffer_size == 0 || buffer_size % block_size != 0 {
+            return Err(GeometryError::BufferSize);
+        }
+        match header_len.checked_add(min_pad) {
+            Some(n) if n < block_size => {}
+            _ => return Err(GeometryError::Header),
+        }
+        Ok(Self {
+            buffer_size,
+            block_size,
+            header_len,
+            min_pad,
+        })
+    }
+
+    /// Buffer size in bytes.
+    pub const fn buffer_size(&self) -> u64 {
+        self.buffer_size
+    }
+
+    /// Block size in bytes.
+    pub const fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Buffer position of stream offset `off`.
+    pub const fn position(&self, off: u64) -> u64 {
+        off % self.buffer_size
+    }
+
+    /// Largest block boundary `<= off`.
+    pub const fn block_floor(&self, off: u64) -> u64 {
+        off & !(self.block_size - 1)
+    }
+
+    /// Smallest block boundary `>= off` (saturating at the last boundary
+    /// below 2^64, which no stream reaches).
+    pub const fn block_ceil(&self, off: u64) -> u64 {
+        match off.checked_add(self.block_size - 1) {
+            Some(v) => v & !(self.block_size - 1),
+            None => self.block_floor(off),
+        }
+    }
+
+    /// Largest record that fits in a block after its header.
+    pub const fn max_record(&self) -> u64 {
+        self.block_size - self.header_len
+    }
+
+    /// True if a record of `len` bytes can end `rem` bytes before a block's
+    /// end without leaving a gap too small for a padding record.
+    const fn fits(&self, len: u64, rem: u64) -> bool {
+        len == rem || (len < rem && rem - len >= self.min_pad)
+    }
+}
+
+/// A buffer range `[pos, pos + len)` to fill; never wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Stream offset of the first byte.
+    pub offset: u64,
+    /// Buffer position of the first byte.
+    pub pos: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Where one record goes, and what must be written before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Padding record closing the previous block, if the record did not fit
+    /// in it.
+    pub pad: Option<Span>,
+    /// Block header opening a new block (`len` = the geometry's header
+    /// length), if the record starts a block.
+    pub header: Option<Span>,
+    /// The record itself.
+    pub record: Span,
+}
+
+/// One completion record.
+#[repr(C)]
+struct Completion {
+    /// `q + 1` once batch `q` is complete; 0 (or an older tag) otherwise.
+    tag: AtomicU64,
+    /// Stream offset one past the batch's last byte.
+    end: AtomicU64,
+    /// Descriptor count one past the batch's last descriptor.
+    desc_end: AtomicU64,
+    _pad: u64,
+}
+
+/// Fields only the token holder writes.
+#[repr(C, align(64))]
+struct HolderLine {
+    /// Index of the writer holding the token.
+    token: AtomicU32,
+    _pad: u32,
+    /// Stream offset of the next byte to reserve.
+    reserve: AtomicU64,
+    /// Sequence number of the next batch.
+    next_seq: AtomicU64,
+    /// Descriptor count last written to the tail register.
+    tail: AtomicU64,
+}
+
+/// Fields advanced by publishers (any writer) and read by readers.
+#[repr(C, align(64))]
+struct CommitLine {
+    /// Sequence number of the oldest unpublished batch.
+    commit_seq: AtomicU64,
+    /// Stream offset up to which everything is published.
+    commit: AtomicU64,
+    /// Descriptors whose batches are published: their buffers may go back
+    /// to the NIC.
+    released: AtomicU64,
+    /// `!target` of the smallest commit offset some reader sleeps for, or 0
+    /// if nobody sleeps. Stored inverted so that all-zero memory means "no
+    /// waiter" and `fetch_max` keeps the smallest target.
+    wake: AtomicU64,
+}
+
+/// Shared publication state of one ring and buffer.
+///
+/// # Invariants
+///
+/// - `commit <= reserve`, `reserve - commit <= buffer_size` (enforced by the
+///   limit callers pass to [`Self::begin_batch`]).
+/// - Batches `[commit_seq, next_seq)` are reserved but unpublished, fewer
+///   than `SLOTS` of them; batch `q` uses completion record `q % SLOTS`.
+/// - All-zero memory is the initial state: writer 0 holds the token, nothing
+///   is reserved or published, the tail count is 0 (the driver arms the ring
+///   with [`super::segment::RingLayout::initial_tail`] and stores it with
+///   [`Self::set_tail`] before starting the writers).
+#[repr(C)]
+pub struct PublishState<const SLOTS: usize = COMPLETION_SLOTS> {
+    holder: HolderLine,
+    commit: CommitLine,
+    slots: [Completion; SLOTS],
+}
+
+/// Why a batch cannot be opened now; the caller spins with
+/// [`spin_wait`] or does other work and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeginError {
+    /// The caller does not hold the token.
+    NotHolder,
+    /// `SLOTS` batches are still unpublished.
+    CompletionsFull,
+}
+
+/// An open reservation batch. Only the token holder has one.
+#[derive(Debug)]
+pub struct Batch {
+    seq: u64,
+    start: u64,
+    pos: u64,
+    limit: u64,
+}
+
+/// A closed batch whose range the holder must fill and then hand to
+/// [`PublishState::complete`]. Dropping it without completing stalls
+/// publication forever.
+#[derive(Debug)]
+#[must_use = "an uncompleted ticket blocks publication"]
+pub struct Ticket {
+    seq: u64,
+    start: u64,
+    end: u64,
+    desc_end: u64,
+}
+
+impl Ticket {
+    /// Stream offset of the batch's first byte.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Stream offset one past the batch's last byte.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+}
+
+/// What a call to [`PublishState::complete`] published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Commit offset after this call (at least the caller's batch end if
+    /// the call published it; otherwise some earlier value).
+    pub commit: u64,
+    /// A reader sleeps for a target now reached: the caller should wake the
+    /// device's waiters (wait queue, futex...).
+    pub wake: bool,
+}
+
+impl Batch {
+    /// Stream offset where the batch starts.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Stream offset of the next byte to reserve.
+    pub fn end(&self) -> u64 {
+        self.pos
+    }
+
+    /// Reserves room for a record of `len` bytes, closing the current block
+    /// with padding and opening the next with a header when needed.
+    ///
+    /// Returns `None`, changing nothing, when the record (with padding and
+    /// header) would pass the batch's limit or is longer than
+    /// [`Geometry::max_record`]: the caller drops and counts it.
+    pub fn place(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
+        let mut at = self.pos;
+        let mut pad = None;
+        let mut header = None;
+        let within = at & (geo.block_size - 1);
+        if within != 0 && !geo.fits(len, geo.block_size - within) {
+            let rem = geo.block_size - within;
+            pad = Some(Span {
+                offset: at,
+                pos: geo.position(at),
+                len: rem,
+            });
+            at += rem;
+        }
+        if at & (geo.block_size - 1) == 0 {
+            if !geo.fits(len, geo.max_record()) {
+                return None;
+            }
+            if geo.header_len != 0 {
+                header = Some(Span {
+                    offset: at,
+                    pos: geo.position(at),
+                    len: geo.header_len,
+                });
+            }
+            at += geo.header_len;
+        }
+        let end = at.checked_add(len)?;
+        if end > self.limit {
+            return None;
+        }
+        self.pos = end;
+        Some(Placement {
+            pad,
+            header,
+            record: Span {
+                offset: at,
+                pos: geo.position(at),
+                len,
+            },
+        })
+    }
+
+    /// Reserves padding up to the end of the current block (e.g. to flush a
+    /// partly filled block when traffic stops). `None` if already at a block
+    /// boundary or the padding would pass the limit.
+    pub fn close_block(&mut self, geo: &Geometry) -> Option<Span> {
+        let within = self.pos & (geo.block_size - 1);
+        if within == 0 {
+            return None;
+        }
+        let end = self.pos + (geo.block_size - within);
+        if end > self.limit {
+            return None;
+        }
+        let span = Span {
+            offset: self.pos,
+            pos: geo.position(self.pos),
+            len: end - self.pos,
+        };
+        self.pos = end;
+        Some(span)
+    }
+}
+
+/// Spins briefly (one CPU relax, or a yield under loom) before a retry.
+pub fn spin_wait() {
+    spin_hint();
+}
+
+impl<const SLOTS: usize> PublishState<SLOTS> {
+    /// A fresh state (equivalent to all-zero memory).
+    #[cfg(not(all(loom, test)))]
+    pub const fn new() -> Self {
+        let () = Self::SLOTS_OK;
+        const fn zero_slot() -> Completion {
+            Completion {
+                tag: AtomicU64::new(0),
+                end: AtomicU64::new(0),
+                desc_end: AtomicU64::new(0),
+                _pad: 0,
+            }
+        }
+        Self {
+            holder: HolderLine {
+                token: AtomicU32::new(0),
+                _pad: 0,
+                reserve: AtomicU64::new(0),
+                next_seq: AtomicU64::new(0),
+                tail: AtomicU64::new(0),
+            },
+            commit: CommitLine {
+                commit_seq: AtomicU64::new(0),
+                commit: AtomicU64::new(0),
+                released: AtomicU64::new(0),
+                wake: AtomicU64::new(0),
+            },
+            slots: [const { zero_slot() }; SLOTS],
+        }
+    }
+
+    /// A fresh state; loom atomics have no `const fn new`.
+    #[cfg(all(loom, test))]
+    pub fn new() -> Self {
+        let () = Self::SLOTS_OK;
+        fn zero_slot() -> Completion {
+            Completion {
+                tag: AtomicU64::new(0),
+                end: AtomicU64::new(0),
+                desc_end: AtomicU64::new(0),
+                _pad: 0,
+            }
+        }
+        Self {
+            holder: HolderLine {
+                token: AtomicU32::new(0),
+                _pad: 0,
+                reserve: AtomicU64::new(0),
+                next_seq: AtomicU64::new(0),
+                tail: AtomicU64::new(0),
+            },
+            commit: CommitLine {
+                commit_seq: AtomicU64::new(0),
+                commit: AtomicU64::new(0),
+                released: AtomicU64::new(0),
+                wake: AtomicU64::new(0),
+            },
+            slots: core::array::from_fn(|_| zero_slot()),
+        }
+    }
+
+    /// True if `writer` holds the token.
+    pub fn holds_token(&self, writer: u32) -> bool {
+        // Acquire: pairs with the Release store in `pass_token`, so the
+        // previous holder's reservation state is visible to us.
+        self.holder.token.load(Ordering::Acquire) == writer
+    }
+
+    /// Hands the token from `writer` to `next` (normally
+    /// [`super::segment::RingLayout::next_segment`] of it). Call after the
+    /// last batch of the segment is finished and the tail register written.
+    pub fn pass_token(&self, writer: u32, next: u32) {
+        // The caller's identity only documents intent: the token word
+        // holds the next owner, not a tenure, so there is nothing to check
+        // it against without a racy load.
+        let _ = writer;
+        // Release: pairs with the Acquire load in `holds_token`; publishes
+        // `reserve`, `next_seq` and `tail` to the next holder.
+        self.holder.token.store(next, Ordering::Release);
+    }
+
+    /// Opens a batch for the token holder `writer`.
+    ///
+    /// `limit` is the stream offset reservations must not pass; compute it
+    /// with [`super::listener::ListenerTable::reserve_limit`] *after* this
+    /// call's predecessor (`finish_batch`) so newly attached blocking
+    /// listeners are taken into account (see the listener module).
+    pub fn begin_batch(&self, writer: u32, limit: u64) -> Result<Batch, BeginError> {
+        if !self.holds_token(writer) {
+            return Err(BeginError::NotHolder);
+        }
+        // Relaxed: written only by token holders, ordered by the token.
+        let seq = self.holder.next_seq.load(Ordering::Relaxed);
+        // Acquire: pairs with the AcqRel CAS in `advance`; the helper that
+        // retired batch `seq - SLOTS` has finished reading its record
+        // before we reuse it.
+        let oldest = self.commit.commit_seq.load(Ordering::Acquire);
+        if seq.wrapping_sub(oldest) >= SLOTS as u64 {
+            return Err(BeginError::CompletionsFull);
+        }
+        // Relaxed: token-protected, see above.
+        let start = self.holder.reserve.load(Ordering::Relaxed);
+        Ok(Batch {
+            seq,
+            start,
+            pos: start,
+            limit,
+        })
+    }
+
+    /// Closes `batch`: its bytes `[start, end)` and descriptors up to
+    /// `desc_end` (a monotonic descriptor count) now belong to the caller,
+    /// who copies and then calls [`Self::complete`]. A batch must carry its
+    /// descriptors even if all their records were dropped, so they are
+    /// returned to the NIC in order.
+    pub fn finish_batch(&self, batch: Batch, desc_end: u64) -> Ticket {
+        // AcqRel RMW rather than a store: it is the handshake with
+        // `ListenerTable::attach`'s RMW on the same word (whichever comes
+        // second in modification order sees the other side), and the
+        // listener loads for the next batch's limit come after it.
+        self.holder.reserve.swap(batch.pos, Ordering::AcqRel);
+        // Release fence before the copies: a lossy reader that observes a
+        // copied byte and then fences with Acquire sees this reservation
+        // (pairs with the Acquire fence in `overwrite_horizon`).
+        fence(Ordering::Release);
+        // Relaxed: token-protected.
+        self.holder
+            .next_seq
+            .store(batch.seq.wrapping_add(1), Ordering::Relaxed);
+        Ticket {
+            seq: batch.seq,
+            start: batch.start,
+            end: batch.pos,
+            desc_end,
+        }
+    }
+
+    /// Marks the ticket's range as fully written and publishes every
+    /// completed batch that is next in order.
+    pub fn complete(&self, ticket: Ticket) -> Published {
+        self.complete_with::<false>(ticket)
+    }
+
+    /// Test-only variant with the completion tag stored `Relaxed`: a
+    /// deliberately broken publication that loom must catch.
+    #[cfg(test)]
+    pub(crate) fn complete_broken(&self, ticket: Ticket) -> Published {
+        self.complete_with::<true>(ticket)
+    }
+
+    fn complete_with<const BROKEN: bool>(&self, ticket: Ticket) -> Published {
+        let slot = self.slot(ticket.seq);
+        // Relaxed: made visible by the tag's Release store just below.
+        slot.end.store(ticket.end, Ordering::Relaxed);
+        slot.desc_end.store(ticket.desc_end, Ordering::Relaxed);
+        let tag_order = if BROKEN {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        // Release: pairs with the Acquire tag load in `advance`; our copies
+        // and the two stores above happen-before any publication of them.
+        slot.tag.store(ticket.seq.wrapping_add(1), tag_order);
+        self.advance()
+    }
+
+    /// Rejects `SLOTS == 0` at compile time (evaluated by `new`).
+    const SLOTS_OK: () = assert!(SLOTS > 0, "PublishState needs completion slots");
+
+    fn slot(&self, seq: u64) -> &Completion {
+        // In range: SLOTS > 0 (SLOTS_OK) and the index is taken modulo it.
+        &self.slots[(seq % SLOTS as u64) as usize]
+    }
+
+    fn advance(&self) -> Published {
+        // An RMW, not a load: a plain load could miss a retirement by
+        // another helper that did not see our tag (store buffering), and our
+        // batch would stay unpublished. RMWs read the latest value, so
+        // either we see the advance or the advancing helper sees our tag.
+        // AcqRel: continues the release sequence of the CAS below.
+        let mut seq = self.commit.commit_seq.fetch_add(0, Ordering::AcqRel);
+        let mut published = false;
+        loop {
+            let slot = self.slot(seq);
+            // Acquire: pairs with the Release tag store in `complete`.
+            if slot.tag.load(Ordering::Acquire) != seq.wrapping_add(1) {
+                break;
+            }
+            // Relaxed: ordered after the tag load; read before the CAS so
+            // the slot cannot have been reused yet (reuse needs
+            // `commit_seq > seq`, which only our CAS can produce).
+            let end = slot.end.load(Ordering::Relaxed);
+            let desc_end = slot.desc_end.load(Ordering::Relaxed);
+            // AcqRel: hands what we acquired (the batches' copies) on to the
+            // next helper and to `begin_batch`'s slot-reuse check.
+            match self.commit.commit_seq.compare_exchange(
+                seq,
+                seq.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // fetch_max: a helper of a later batch may already have
+                    // published past `end`. Release: pairs with readers'
+                    // Acquire load in `committed`.
+                    self.commit.commit.fetch_max(end, Ordering::Release);
+                    // Release: pairs with the Acquire load in `tail_update`;
+                    // the copies out of these descriptors' buffers are done.
+                    self.commit.released.fetch_max(desc_end, Ordering::Release);
+                    published = true;
+                    seq = seq.wrapping_add(1);
+                }
+                Err(now) => seq = now,
+            }
+        }
+        // Acquire: pairs with publishers' Release fetch_max.
+        let commit = self.commit.commit.load(Ordering::Acquire);
+        let wake = published && self.wake_due(commit);
+        Published { commit, wake }
+    }
+
+    /// After publishing up to `commit`: is a sleeping reader's target
+    /// reached? Claims the wake-up (clears the word) if so.
+    fn wake_due(&self, commit: u64) -> bool {
+        // SeqCst fence: pairs with the one in `prepare_wait`. Either the
+        // sleeper's registration is visible here or our commit is visible
+        // to its re-check (no lost wake-up).
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence.
+        let w = self.commit.wake.load(Ordering::Relaxed);
+        if w == 0 || !w > commit {
+            return false;
+        }
+        // Acquire/Release not needed beyond the fences; AcqRel keeps it
+        // simple to reason about. Clearing wakes every sleeper (the OS wakes
+        // the whole queue); those not satisfied register again.
+        self.commit.wake.swap(0, Ordering::AcqRel) != 0
+    }
+
+    /// Registers a reader about to sleep until `committed() >= target`.
+    ///
+    /// Returns true if the target is already reached (do not sleep).
+    /// Otherwise sleep (with a timeout); a publisher that reaches `target`
+    /// reports `wake` in [`Published`]. Spurious wake-ups happen: re-check.
+    pub fn prepare_wait(&self, target: u64) -> bool {
+        // AcqRel RMW: registration; fetch_max of the inverted target keeps
+        // the smallest target.
+        self.commit.wake.fetch_max(!target, Ordering::AcqRel);
+        // SeqCst fence: pairs with the one in `wake_due`.
+        fence(Ordering::SeqCst);
+        self.committed() >= target
+    }
+
+    /// Stream offset up to which every byte is published. Bytes below it
+    /// are complete records in arrival order.
+    pub fn committed(&self) -> u64 {
+        // Acquire: pairs with the Release fetch_max in `advance`.
+        self.commit.commit.load(Ordering::Acquire)
+    }
+
+    /// Reservation cursor, for overrun checks and attach (see
+    /// [`Self::overwrite_horizon`]).
+    pub fn reserved(&self) -> u64 {
+        // Acquire: pairs with the AcqRel swap in `finish_batch`.
+        self.holder.reserve.load(Ordering::Acquire)
+    }
+
+    /// The attach handshake's RMW on the reservation cursor (see
+    /// [`Self::finish_batch`]); returns the reservation cursor.
+    pub(crate) fn reserve_handshake(&self) -> u64 {
+        // AcqRel RMW: pairs with the AcqRel swap in `finish_batch`.
+        self.holder.reserve.fetch_add(0, Ordering::AcqRel)
+    }
+
+    /// For a reader that has just read buffer bytes: the reservation cursor
+    /// as of after those reads. Bytes at stream offsets below
+    /// `horizon - buffer_size` may have been overwritten while being read.
+    pub fn overwrite_horizon(&self) -> u64 {
+        // Acquire fence: pairs with the Release fence in `finish_batch`;
+        // orders the caller's buffer reads before the load.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence.
+        self.holder.reserve.load(Ordering::Relaxed)
+    }
+
+    /// Descriptors released so far (their batches are published).
+    pub fn released(&self) -> u64 {
+        // Acquire: pairs with the Release fetch_max in `advance`.
+        self.commit.released.load(Ordering::Acquire)
+    }
+
+    /// Records the tail count the driver armed the ring with. Token holder
+    /// only (or before the writers start).
+    pub fn set_tail(&self, tail: u64) {
+        // Relaxed: token-protected.
+        self.holder.tail.store(tail, Ordering::Relaxed);
+    }
+
+    /// For the token holder, every poll iteration: the tail register value
+    /// to write now, if any. The holder writes it before passing the token,
+    /// so tail writes are serialised and monotonic.
+    pub fn tail_update(&self, writer: u32, layout: &super::segment::RingLayout) -> Option<u32> {
+        if !self.holds_token(writer) {
+            return None;
+        }
+        let released = self.released();
+        // Relaxed: token-protected.
+        let tail = self.holder.tail.load(Ordering::Relaxed);
+        let t = layout.tail_target(tail, released)?;
+        self.holder.tail.store(t, Ordering::Relaxed);
+        Some(layout.tail_register(t))
+    }
+}
+
+#[cfg(not(all(loom, test)))]
+impl<const SLOTS: usize> Default for PublishState<SLOTS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    const GEO: Geometry = match Geometry::new(4096, 1024, 32, 12) {
+        Ok(g) => g,
+        Err(_) => panic!(),
+    };
+
+    #[test]
+    fn geometry_rules() {
+        assert_eq!(
+            Geometry::new(3000, 1000, 0, 12),
+            Err(GeometryError::BlockSize)
+        );
+        assert_eq!(
+            Geometry::new(3000, 1024, 0, 12),
+            Err(GeometryError::BufferSize)
+        );
+        assert_eq!(
+            Geometry::new(1024, 1024, 1012, 12),
+            Err(GeometryError::Header)
+        );
+        let g = Geometry::new(3 * 1024, 1024, 0, 12).unwrap();
+        assert_eq!(g.position(3 * 1024 + 5), 5);
+        assert_eq!(g.block_ceil(1), 1024);
+        assert_eq!(g.block_ceil(1024), 1024);
+        assert_eq!(g.block_floor(2047), 1024);
+    }
+
+    #[test]
+    fn placement_pads_and_opens_blocks() {
+        let st: PublishState<4> = PublishState::new();
+        let mut b = st.begin_batch(0, u64::MAX).unwrap();
+        let p = b.place(&GEO, 100).unwrap();
+        assert_eq!(p.pad, None);
+        assert_eq!(p.header.unwrap().offset, 0);
+        assert_eq!(p.record.offset, 32);
+        // 1024 - 132 = 892 left: 884 would leave 8 < 12, so it pads.
+        let p = b.place(&GEO, 884).unwrap();
+        assert_eq!(
+            p.pad.unwrap(),
+            Span {
+                offset: 132,
+                pos: 132,
+                len: 892
+            }
+        );
+        assert_eq!(p.header.unwrap().offset, 1024);
+        assert_eq!(p.record.offset, 1056);
+        // Exact fit of the rest of the block.
+        let p = b.place(&GEO, 1024 - 1056 % 1024 - 884).unwrap();
+        assert_eq!(p.pad, None);
+        assert_eq!(b.end(), 2048);
+        // Too big for any block.
+        assert_eq!(b.place(&GEO, 1000), None);
+        assert_eq!(b.end(), 2048);
+        let t = st.finish_batch(b, 3);
+        assert_eq!((t.start(), t.end()), (0, 2048));
+        let p = st.complete(t);
+        assert_eq!(p.commit, 2048);
+        assert_eq!(st.released(), 3);
+    }
+
+    #[test]
+    fn limit_drops_without_state_change() {
+        let st: PublishState<4> = PublishState::new();
+        let mut b = st.begin_batch(0, 200).unwrap();
+        assert!(b.place(&GEO, 100).is_some());
+        assert!(b.place(&GEO, 100).is_none());
+        assert!(b.place(&GEO, 60).is_some());
+        assert_eq!(b.end(), 192);
+        assert!(b.close_block(&GEO).is_none());
+    }
+
+    #[test]
+    fn out_of_order_completion_publishes_in_order() {
+        let st: PublishState<4> = PublishState::new();
+        let mut tickets = Vec::new();
+        for i in 0..3u64 {
+            let mut b = st.begin_batch(0, u64::MAX).unwrap();
+            b.place(&GEO, 64).unwrap();
+            tickets.push(st.finish_batch(b, i + 1));
+        }
+        // Completions full at SLOTS = 4 after one more.
+        let b = st.begin_batch(0, u64::MAX).unwrap();
+        let t3 = st.finish_batch(b, 3);
+        assert_eq!(
+            st.begin_batch(0, 0).unwrap_err(),
+            BeginError::CompletionsFull
+        );
+        let t2 = tickets.pop().unwrap();
+        let t1 = tickets.pop().unwrap();
+        let t0 = tickets.pop().unwrap();
+        assert_eq!(st.complete(t2).commit, 0);
+        assert_eq!(st.complete(t1).commit, 0);
+        assert_eq!(st.released(), 0);
+        assert_eq!(st.complete(t0).commit, 32 + 3 * 64);
+        assert_eq!(st.released(), 3);
+        assert_eq!(st.complete(t3).commit, 32 + 3 * 64);
+        assert!(st.begin_batch(0, 0).is_ok());
+    }
+
+    #[test]
+    fn token_and_tail() {
+        let st: PublishState = PublishState::new();
+        let l = super::super::segment::RingLayout::new(64, 2, 16, 8).unwrap();
+        st.set_tail(l.initial_tail());
+        assert_eq!(st.begin_batch(1, 0).unwrap_err(), BeginError::NotHolder);
+        let b = st.begin_batch(0, 0).unwrap();
+        let t = st.finish_batch(b, 32);
+        st.complete(t);
+        assert_eq!(st.tail_update(1, &l), None);
+        assert_eq!(st.tail_update(0, &l), Some(24));
+        st.pass_token(0, l.next_segment(0));
+        assert!(st.holds_token(1));
+    }
+
+    #[test]
+    fn wake_hint() {
+        let st: PublishState<4> = PublishState::new();
+        assert!(!st.prepare_wait(100));
+        let mut b = st.begin_batch(0, u64::MAX).unwrap();
+        b.place(&GEO, 40).unwrap();
+        let p = st.complete(st.finish_batch(b, 1));
+        assert_eq!((p.commit, p.wake), (72, false));
+        let mut b = st.begin_batch(0, u64::MAX).unwrap();
+        b.place(&GEO, 40).unwrap();
+        let p = st.complete(st.finish_batch(b, 2));
+        assert_eq!((p.commit, p.wake), (112, true));
+        assert!(st.prepare_wait(112));
+    }
+
+    #[test]
+    fn layout_is_position_independent() {
+        assert_eq!(core::mem::size_of::<PublishState<64>>(), 128 + 64 * 32);
+        assert_eq!(core::mem::align_of::<PublishState<64>>(), 64);
+    }
+}

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+//! RX ring segment arithmetic and in-order descriptor return (tail updates).
+//!
+//! One RX ring of `ring_size` descriptors is split into `consumers`
+//! contiguous segments, one per writer thread. The NIC fills descriptors in
+//! ring order, so the segments are visited in order too and the publication
+//! token (see [`super::publish`]) follows the NIC from one segment to the next.
+//!
+//! # Uneven splits
+//!
+//! The ring is cut in units of `align` descriptors (the granularity at which
+//! the NIC accepts tail bumps: 8 on XL710, 1 on 82576). With
+//! `units = ring_size / align`, every segment gets `units / consumers` units
+//! and the first `units % consumers` segments one unit more. Segment ends
+//! therefore always fall on an aligned descriptor, so the tail bump done at a
+//! segment end needs no rounding; segment lengths differ by at most `align`.
+//!
+//! # Tail invariant
+//!
+//! Descriptors are counted with monotonic `u64` indices (descriptor `i` lives
+//! in ring slot `i % ring_size`). `released` is how many descriptors software
+//! has finished with (their buffers copied out, in ring order); `tail` is how
+//! many descriptors have been handed to the NIC in total. The NIC owns
+//! `[head, tail)`. We keep
+//!
+//! `tail <= released + ring_size - 1` and `tail % align == 0`,
+//!
+//! because a tail register equal to the head register means "ring empty" to
+//! the NIC: handing over all `ring_size` descriptors would make a full ring
+//! look empty and stall reception. So the NIC always owns at most
+//! `ring_size - align` descriptors beyond what software still holds.
+
+/// Largest number of writer threads (segments) per ring.
+pub const MAX_CONSUMERS: u32 = 32;
+
+/// Why a [`RingLayout`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutError {
+    /// `align` is zero or not a power of two.
+    BadAlign,
+    /// `ring_size` is zero or not a multiple of `align` and of 8.
+    BadRingSize,
+    /// `consumers` is 0, above [`MAX_CONSUMERS`], or leaves a segment with
+    /// fewer than `align` descriptors.
+    BadConsumers,
+    /// `batch` is zero, not a multiple of `align`, or larger than the ring.
+    BadBatch,
+}
+
+/// Geometry of one RX ring split into writer segments.
+///
+/// # Invariants
+///
+/// - `align` is a power of two, `ring_size` is a non-zero multiple of 8 and
+///   of `align`, and `ring_size <= u32::MAX / 2`.
+/// - `1 <= consumers <= MAX_CONSUMERS` and `consumers <= ring_size / align`.
+/// - `batch` is a non-zero multiple of `align`, `batch <= ring_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLayout {
+    ring_size: u32,
+    consumers: u32,
+    align: u32,
+    batch: u32,
+    /// Units (of `align` descriptors) in every segment.
+    base_units: u32,
+    /// Number of leading segments with one extra unit.
+    extra: u32,
+}
+
+impl RingLayout {
+    /// Validates and builds a layout.
+    ///
+    /// `batch` is the number of released descriptors that justifies a tail
+    /// register write (an MMIO write is expensive); `align` is the NIC's
+    /// tail granularity (1 for igb, 8 for i40e/iavf).
+    pub const fn new(
+        ring_size: u32,
+        consumers: u32,
+        batch: u32,
+        align: u32,
+    ) -> Result<Self, LayoutError> {
+        if align == 0 || !align.is_power_of_two() {
+            return Err(LayoutError::BadAlign);
+        }
+        if ring_size == 0
+            || ring_size % 8 != 0
+            || ring_size % align != 0
+            || ring_size > u32::MAX / 2
+        {
+            return Err(LayoutError::BadRingSize);
+        }
+        let units = ring_size / align;
+        if consumers == 0 || consumers > MAX_CONSUMERS || consumers > units {
+            return Err(LayoutError::BadConsumers);
+        }
+        if batch == 0 || batch % align != 0 || batch > ring_size {
+            return Err(LayoutError::BadBatch);
+        }
+        Ok(Self {
+            ring_size,
+            consumers,
+            align,
+            batch,
+            base_units: units / consumers,
+            extra: units % consumers,
+        })
+    }
+
+    /// Number of descriptors in the ring.
+    pub const fn ring_size(&self) -> u32 {
+        self.ring_size
+    }
+
+    /// Number of segments (writer threads).
+    pub const fn consumers(&self) -> u32 {
+        self.consumers
+    }
+
+    /// Tail granularity.
+    pub const fn align(&self) -> u32 {
+        self.align
+    }
+
+    /// First descriptor of segment `seg` (taken modulo `consumers`).
+    pub const fn segment_start(&self, seg: u32) -> u32 {
+        let seg = seg % self.consumers;
+        let extra_before = if seg < self.extra { seg } else { self.extra };
+        (seg * self.base_units + extra_before) * self.align
+    }
+
+    /// One past the last descriptor of segment `seg` (taken modulo
+    /// `consumers`); `ring_size` for the last segment.
+    pub const fn segment_end(&self, seg: u32) -> u32 {
+        let seg = seg % self.consumers;
+        self.segment_start(seg) + self.segment_len(seg)
+    }
+
+    /// Number of descriptors in segment `seg` (taken modulo `consumers`).
+    pub const fn segment_len(&self, seg: u32) -> u32 {
+        let seg = seg % self.consumers;
+        let units = self.base_units + if seg < self.extra { 1 } else { 0 };
+        units * self.align
+    }
+
+    /// Segment that owns ring slot `i` (taken modulo `ring_size`).
+    pub const fn segment_of(&self, i: u32) -> u32 {
+        let unit = (i % self.ring_size) / self.align;
+        // The first `extra` segments are one unit longer.
+        let long = self.base_units + 1;
+        let long_span = self.extra * long;
+        if unit < long_span {
+            unit / long
+        } else {
+            // `base_units >= 1` by the invariant `consumers <= units`.
+            self.extra + (unit - long_span) / self.base_units
+        }
+    }
+
+    /// Ring slot after `i`, wrapping at the ring's end.
+    pub const fn next(&self, i: u32) -> u32 {
+        let n = i % self.ring_size + 1;
+        if n == self.ring_size {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// Segment after `seg`, i.e. where the token goes next.
+    pub const fn next_segment(&self, seg: u32) -> u32 {
+        let n = seg % self.consumers + 1;
+        if n == self.consumers {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// Ring slot after `i` for the writer that owns it: past its segment's
+    /// last descriptor the writer starts its next lap at the segment start.
+    pub const fn next_in_segment(&self, i: u32) -> u32 {
+        let seg = self.segment_of(i);
+        let n = i % self.ring_size + 1;
+        if n == self.segment_end(seg) {
+            self.segment_start(seg)
+        } else {
+            n
+        }
+    }
+
+    /// True if ring slot `i` is the last descriptor of its segment, where
+    /// the writer passes the token on.
+    pub const fn is_segment_last(&self, i: u32) -> bool {
+        let i = i % self.ring_size;
+        i + 1 == self.segment_end(self.segment_of(i))
+    }
+
+    /// Tail count to arm the ring with before the NIC is enabled (nothing
+    /// released yet): `ring_size - align`.
+    pub const fn initial_tail(&self) -> u64 {
+        self.max_tail(0)
+    }
+
+    /// Largest tail count allowed once `released` descriptors are released
+    /// (see the module's tail invariant).
+    pub const fn max_tail(&self, released: u64) -> u64 {
+        let t = released + self.ring_size as u64 - 1;
+        t & !(self.align as u64 - 1)
+    }
+
+    /// Decides whether the tail register should be written.
+    ///
+    /// `tail` is the count last written, `released` the count of released
+    /// descriptors. Returns the new tail count when it moves by at least a
+    /// batch, or when `released` sits on a segment boundary (a writer just
+    /// finished a segment, so the NIC gets it back without waiting for a
+    /// full batch). The register value is [`Self::tail_register`] of it.
+    pub const fn tail_target(&self, tail: u64, released: u64) -> Option<u64> {
+        let t = self.max_tail(released);
+        if t <= tail {
+            return None;
+        }
+        let slot = (released % self.ring_size as u64) as u32;
+        let at_boundary = self.segment_start(self.segment_of(slot)) == slot;
+        if t - tail >= self.batch as u64 || at_boundary {
+            Some(t)
+        } else {
+            None
+        }
+    }
+
+    /// Ring slot to write to the tail register for tail count `tail`.
+    pub const fn tail_register(&self, tail: u64) -> u32 {
+        (tail % self.ring_size as u64) as u32
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    extern crate std;
+    use std::vec;
+
+    #[test]
+    fn rejects_bad_layouts() {
+        assert_eq!(RingLayout::new(4096, 4, 32, 3), Err(LayoutError::BadAlign));
+        assert_eq!(
+            RingLayout::new(4100, 4, 32, 1),
+            Err(LayoutError::BadRingSize)
+        );
+        assert_eq!(
+            RingLayout::new(4096, 0, 32, 8),
+            Err(LayoutError::BadConsumers)
+        );
+        assert_eq!(
+            RingLayout::new(4096, 33, 32, 8),
+            Err(LayoutError::BadConsumers)
+        );
+        assert_eq!(RingLayout::new(16, 3, 8, 8), Err(LayoutError::BadConsumers));
+        assert_eq!(RingLayout::new(4096, 4, 12, 8), Err(LayoutError::BadBatch));
+        assert!(RingLayout::new(4096, 32, 32, 8).is_ok());
+    }
+
+    #[test]
+    fn even_split() {
+        let l = RingLayout::new(4096, 4, 32, 8).unwrap();
+        for s in 0..4 {
+            assert_eq!(l.segment_start(s), s * 1024);
+            assert_eq!(l.segment_len(s), 1024);
+        }
+        assert_eq!(l.segment_of(1023), 0);
+        assert_eq!(l.segment_of(1024), 1);
+        assert_eq!(l.segment_of(4095), 3);
+        assert_eq!(l.next(4095), 0);
+        assert_eq!(l.next_in_segment(2047), 1024);
+        assert!(l.is_segment_last(2047));
+        assert_eq!(l.initial_tail(), 4088);
+    }
+
+    #[test]
+    fn uneven_split_is_aligned() {
+        // 512 units of 8 over 3 segments: 171, 171, 170 units.
+        let l = RingLayout::new(4096, 3, 32, 8).unwrap();
+        assert_eq!(l.segment_len(0), 1368);
+        assert_eq!(l.segment_len(1), 1368);
+        assert_eq!(l.segment_len(2), 1360);
+        assert_eq!(l.segment_end(2), 4096);
+    }
+
+    #[test]
+    fn tail_batches_and_segment_ends() {
+        let l = RingLayout::new(64, 2, 16, 8).unwrap();
+        let t0 = l.initial_tail();
+        assert_eq!(t0, 56);
+        // 8 released: one aligned step, below the batch of 16.
+        assert_eq!(l.tail_target(t0, 8), None);
+        assert_eq!(l.tail_target(t0, 16), Some(72));
+        // A segment end (32) bumps even if the batch is not reached.
+        assert_eq!(l.tail_target(64, 32), Some(88));
+        // Unaligned release rounds down: 23 + 63 = 86 -> 80.
+        assert_eq!(l.tail_target(t0, 15), Some(72));
+        assert_eq!(l.tail_target(t0, 23), Some(80));
+        assert_eq!(l.tail_register(72), 8);
+        let igb = RingLayout::new(64, 1, 1, 1).unwrap();
+        assert_eq!(igb.initial_tail(), 63);
+        assert_eq!(igb.tail_target(63, 1), Some(64));
+    }
+
+    fn layouts() -> impl Strategy<Value = RingLayout> {
+        (
+            1u32..=64,
+            prop::sample::select(vec![1u32, 2, 8]),
+            1u32..=32,
+            1u32..=8,
+        )
+            .prop_filter_map("valid layout", |(units8, align, consumers, batch_units)| {
+                RingLayout::new(units8 * 8 * 8, consumers, batch_units * align, align).ok()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn segments_partition_the_ring(l in layouts()) {
+            let mut expected_start = 0;
+            for s in 0..l.consumers() {
+                prop_assert_eq!(l.segment_start(s), expected_start);
+                prop_assert_eq!(l.segment_len(s) % l.align(), 0);
+                prop_assert!(l.segment_len(s) >= l.align());
+                expected_start = l.segment_end(s);
+            }
+            prop_assert_eq!(expected_start, l.ring_size());
+            let (min, max) = (0..l.consumers()).fold((u32::MAX, 0), |(a, b), s| {
+                (a.min(l.segment_len(s)), b.max(l.segment_len(s)))
+            });
+            prop_assert!(max - min <= l.align());
+            for i in 0..l.ring_size() {
+                let s = l.segment_of(i);
+                prop_assert!(l.segment_start(s) <= i && i < l.segment_end(s));
+                prop_assert_eq!(l.is_segment_last(i), i + 1 == l.segment_end(s));
+                let n = l.next_in_segment(i);
+                prop_assert_eq!(l.segment_of(n), s);
+            }
+        }
+
+        #[test]
+        fn tail_never_reaches_head(l in layouts(), steps in prop::collection::vec(1u64..100, 1..50)) {
+            // Release descriptors in arbitrary steps; the tail must stay
+            // aligned, monotonic, one ring behind `released`, and never lag
+            // more than a batch plus an alignment unit behind its maximum.
+            let mut tail = l.initial_tail();
+            let mut released = 0u64;
+            for s in steps {
+                released += s;
+                if let Some(t) = l.tail_target(tail, released) {
+                    prop_assert!(t > tail);
+                    tail = t;
+                }
+                prop_assert_eq!(tail % l.align() as u64, 0);
+                prop_assert!(tail < released + l.ring_size() as u64);
+                prop_assert!(l.max_tail(released) - tail < l.batch as u64 + l.align() as u64);
+            }
+        }
+    }
+}
