@@ -10,12 +10,18 @@
 //! The module is public so that items only userspace uses (readers,
 //! converters) count as exported rather than dead.
 
+#[path = "../core/src/block.rs"]
+pub mod block;
 #[path = "../core/src/capfile.rs"]
 pub mod capfile;
 #[path = "../core/src/pcapng.rs"]
 pub mod pcapng;
+#[path = "../core/src/raw.rs"]
+pub mod raw;
 #[path = "../core/src/selftest.rs"]
 pub mod selftest;
+#[path = "../core/src/stats.rs"]
+pub mod stats;
 #[path = "../core/src/listener.rs"]
 pub mod listener;
 #[path = "../core/src/publish.rs"]

@@ -109,10 +109,16 @@ pub fn ts_to_ns(ts: u64, tsresol: u8) -> u64 {
             10u128.checked_pow(9 - v).and_then(|m| ts.checked_mul(m))
         } else {
             // 10^v overflowing u128 means the value rounds down to 0 ns.
-            Some(10u128.checked_pow(v - 9).and_then(|d| ts.checked_div(d)).unwrap_or(0))
+            Some(
+                10u128
+                    .checked_pow(v - 9)
+                    .and_then(|d| ts.checked_div(d))
+                    .unwrap_or(0),
+            )
         }
     } else {
-        ts.checked_mul(1_000_000_000).map(|x| x.checked_shr(v).unwrap_or(0))
+        ts.checked_mul(1_000_000_000)
+            .map(|x| x.checked_shr(v).unwrap_or(0))
     };
     ns.and_then(|n| u64::try_from(n).ok()).unwrap_or(u64::MAX)
 }
@@ -267,7 +273,7 @@ impl<'a> Packets<'a> {
                 return Some(Err(ReadError::Truncated { offset: at }));
             };
             let len = len as usize;
-            if len < 12 || len % 4 != 0 {
+            if len < 12 || !len.is_multiple_of(4) {
                 return Some(Err(ReadError::BadBlock { offset: at }));
             }
             let Some(block) = at.checked_add(len).and_then(|end| self.data.get(at..end)) else {

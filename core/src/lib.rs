@@ -8,10 +8,13 @@
 //! `super::`, never `crate::`, so that both module trees resolve.
 #![no_std]
 
+pub mod block;
 pub mod capfile;
-pub mod pcapng;
-pub mod selftest;
 pub mod listener;
+pub mod pcapng;
 pub mod publish;
+pub mod raw;
 pub mod segment;
+pub mod selftest;
+pub mod stats;
 mod sync;
