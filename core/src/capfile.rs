@@ -98,29 +98,31 @@ impl Endian {
 
 /// Converts a timestamp in units of `tsresol` (pcapng `if_tsresol` encoding:
 /// top bit clear = 10^-v s, set = 2^-v s) into nanoseconds, saturating.
+///
+/// Only u64 arithmetic with checked operations: the kernel provides no 128-bit
+/// division helpers to modules, and objtool does not know that
+/// `panic_const_div_by_zero` never returns, so neither may appear here.
 pub fn ts_to_ns(ts: u64, tsresol: u8) -> u64 {
-    // Checked arithmetic only: besides saturating, it keeps division-by-zero
-    // panic paths out of the kernel build (objtool does not know
-    // `panic_const_div_by_zero` never returns).
-    let ts = u128::from(ts);
+    const NS_PER_S: u64 = 1_000_000_000;
     let v = u32::from(tsresol & 0x7F);
-    let ns = if tsresol & 0x80 == 0 {
+    if tsresol & 0x80 == 0 {
         if v <= 9 {
-            10u128.checked_pow(9 - v).and_then(|m| ts.checked_mul(m))
+            10u64.checked_pow(9 - v).and_then(|m| ts.checked_mul(m)).unwrap_or(u64::MAX)
         } else {
-            // 10^v overflowing u128 means the value rounds down to 0 ns.
-            Some(
-                10u128
-                    .checked_pow(v - 9)
-                    .and_then(|d| ts.checked_div(d))
-                    .unwrap_or(0),
-            )
+            // A divisor beyond u64 means the value rounds down to 0 ns.
+            10u64.checked_pow(v - 9).and_then(|d| ts.checked_div(d)).unwrap_or(0)
         }
     } else {
-        ts.checked_mul(1_000_000_000)
-            .map(|x| x.checked_shr(v).unwrap_or(0))
-    };
-    ns.and_then(|n| u64::try_from(n).ok()).unwrap_or(u64::MAX)
+        // Whole seconds, then the fraction scaled by 1e9 / 2^v. The fraction
+        // is first cut to 34 bits so that multiplying by 1e9 (< 2^30) fits.
+        let secs = ts.checked_shr(v).unwrap_or(0);
+        let frac = ts & 1u64.checked_shl(v).map_or(u64::MAX, |one| one - 1);
+        let cut = v.saturating_sub(34);
+        let frac_ns = (frac.checked_shr(cut).unwrap_or(0) * NS_PER_S) >> (v - cut);
+        secs.checked_mul(NS_PER_S)
+            .and_then(|s| s.checked_add(frac_ns))
+            .unwrap_or(u64::MAX)
+    }
 }
 
 /// Iterator over the packets of a capture file.
@@ -484,6 +486,9 @@ mod tests {
         assert_eq!(ts_to_ns(5_000, 12), 5);
         assert_eq!(ts_to_ns(1 << 30, 0x80 | 30), 1_000_000_000);
         assert_eq!(ts_to_ns(u64::MAX, 0), u64::MAX);
+        assert_eq!(ts_to_ns(3 << 40 | 1 << 39, 0x80 | 40), 3_500_000_000);
+        assert_eq!(ts_to_ns(u64::MAX, 0x80 | 100), 0);
+        assert_eq!(ts_to_ns(123, 40), 0);
     }
 
     #[test]
