@@ -727,3 +727,464 @@ impl Iterator for BlockIndex<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::super::pcapng::{
+        epb_len, write_epb, write_file_header, write_isb, Blocks, EpbOptions, InterfaceInfo,
+        IsbInfo, FILE_HEADER_LEN,
+    };
+    use super::super::raw::{raw_len, write_raw};
+    use super::*;
+    use std::collections::{HashMap, VecDeque};
+    use std::vec;
+    use std::vec::Vec;
+
+    const FORMATS: [StreamFormat; 3] = [
+        StreamFormat::Pcapng,
+        StreamFormat::Raw {
+            block_headers: true,
+        },
+        StreamFormat::Raw {
+            block_headers: false,
+        },
+    ];
+
+    fn record_len(fmt: StreamFormat, frame: usize) -> usize {
+        match fmt {
+            StreamFormat::Pcapng => epb_len(frame, &EpbOptions::NONE),
+            StreamFormat::Raw { .. } => raw_len(frame),
+        }
+    }
+
+    #[test]
+    fn layout_rules() {
+        let f = StreamFormat::Pcapng;
+        assert_eq!(
+            Layout::new(1 << 15, 1 << 20, f),
+            Err(LayoutError::BadBlockSize)
+        );
+        assert_eq!(
+            Layout::new(1 << 29, 1 << 29, f),
+            Err(LayoutError::BadBlockSize)
+        );
+        assert_eq!(
+            Layout::new(3 << 16, 3 << 16, f),
+            Err(LayoutError::BadBlockSize)
+        );
+        assert_eq!(Layout::new(1 << 16, 0, f), Err(LayoutError::BadBufferSize));
+        assert_eq!(
+            Layout::new(1 << 16, (1 << 16) + 4, f),
+            Err(LayoutError::BadBufferSize)
+        );
+        let l = Layout::new(1 << 16, 3 << 16, f).unwrap();
+        assert_eq!(
+            l.buffer_index((1 << 40) + 5),
+            (((1u64 << 40) + 5) % (3 << 16)) as usize
+        );
+        assert_eq!(l.block_seq((1 << 40) + 5), 1 << 24);
+        assert_eq!(BlockWriter::new(l, 4).unwrap_err(), LayoutError::Unaligned);
+        assert_eq!(l.place(0, 2), Err(ReserveError::BadLength));
+        assert_eq!(l.place(2, 4), Err(ReserveError::BadLength));
+        assert_eq!(l.place(0, 0), Err(ReserveError::BadLength));
+        assert_eq!(l.place(0, 1 << 16), Err(ReserveError::TooLarge));
+        // A record that would leave 4 or 8 bytes in a fresh block fits nowhere.
+        assert_eq!(l.place(0, (1 << 16) - 76 - 8), Err(ReserveError::TooLarge));
+        assert!(l.place(0, (1 << 16) - 76).is_ok());
+        assert!(l.place(0, (1 << 16) - 76 - 12).is_ok());
+        // A position 8 bytes before a block end breaks the rule.
+        assert_eq!(l.place((1 << 16) - 8, 64), Err(ReserveError::BadPosition));
+    }
+
+    /// The block rule, for one placement.
+    fn assert_rule(l: &Layout, pos: u64, len: u64, p: &Placement) {
+        let b = l.block_len();
+        let gap_ok = |g: u64| g == 0 || g >= MIN_GAP;
+        assert_eq!(
+            l.block_start(p.record),
+            l.block_start(p.end - 1),
+            "straddles"
+        );
+        assert!(
+            gap_ok((b - l.offset_in_block(p.end)) & (b - 1)),
+            "gap after record"
+        );
+        assert_eq!(p.end, p.record + len);
+        if p.pad_len != 0 {
+            assert!(p.pad_len >= MIN_GAP);
+            assert_eq!(
+                l.offset_in_block(pos + p.pad_len),
+                0,
+                "pad closes the block"
+            );
+        }
+        match p.opens_block {
+            Some(s) => {
+                assert_eq!(s, pos + p.pad_len);
+                assert_eq!(l.offset_in_block(s), 0);
+                assert_eq!(p.record, s + l.format().header_len());
+            }
+            None => {
+                assert_eq!((p.pad_len, p.record), (0, pos));
+                assert_ne!(l.offset_in_block(pos), 0);
+            }
+        }
+    }
+
+    /// Every record size of frames 60..=9018, every block size, both formats,
+    /// at every interesting position before a block's end.
+    #[test]
+    fn placement_every_size_every_block_size() {
+        let mut checked = 0u64;
+        for shift in MIN_BLOCK_SHIFT..=MAX_BLOCK_SHIFT {
+            for fmt in FORMATS {
+                let b = 1u64 << shift;
+                let l = Layout::new(b, 3 * b, fmt).unwrap();
+                let base = (1u64 << 45) + 7 * b; // far beyond 2^32
+                let a = fmt.align();
+                let h = fmt.header_len();
+                let mut last = 0;
+                for frame in 60..=9018usize {
+                    let len = record_len(fmt, frame) as u64;
+                    if len == last {
+                        continue;
+                    }
+                    last = len;
+                    let mut at = [
+                        0,
+                        h,
+                        h + a * 3,
+                        b - 12,
+                        b - 16,
+                        b - 24,
+                        b - len,
+                        b - len - 12,
+                    ]
+                    .to_vec();
+                    for d in (0..=24).step_by(a as usize) {
+                        at.push(b - len - d);
+                        at.push(b - len + d);
+                    }
+                    for in_blk in at {
+                        let valid = in_blk < b
+                            && in_blk % a == 0
+                            && (in_blk == 0 || (in_blk >= h && b - in_blk >= MIN_GAP));
+                        if !valid {
+                            continue;
+                        }
+                        let pos = base + in_blk;
+                        let p = l.place(pos, len).unwrap();
+                        assert_rule(&l, pos, len, &p);
+                        // Whatever follows still has a valid position.
+                        l.place(p.end, len).unwrap();
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000_000, "{checked}");
+    }
+
+    /// Streams frames through a real ring, validating every block as it
+    /// completes and comparing each packet with what was written.
+    fn stream(fmt: StreamFormat, shift: u32, start: u64, frames: &[usize]) -> u64 {
+        let b = 1u64 << shift;
+        let l = Layout::new(b, 3 * b, fmt).unwrap();
+        let mut ring = vec![0u8; (3 * b) as usize];
+        let mut w = BlockWriter::new(l, start).unwrap();
+        let mut expect: VecDeque<(usize, u64, u8)> = VecDeque::new();
+        let mut checked_to = start;
+        let (mut drops_in, mut drops_out, mut blocks) = (0u64, 0u64, 0u64);
+        let mut check_done = |ring: &[u8], upto: u64, expect: &mut VecDeque<(usize, u64, u8)>| {
+            while checked_to + b <= upto {
+                let i = l.buffer_index(checked_to);
+                let blk = &ring[i..i + b as usize];
+                let info = check_block(blk, &l, Some(checked_to)).unwrap();
+                if let Some(h) = info.header {
+                    assert_ne!(h.flags & BH_FLAG_FINAL, 0);
+                    drops_out += h.drops;
+                }
+                let mut n = 0;
+                let mut pkt = |data: &[u8], ts: u64| {
+                    let (len, t, fill) = expect.pop_front().unwrap();
+                    assert_eq!((data.len(), ts), (len, t));
+                    assert!(data.iter().all(|x| *x == fill));
+                    n += 1;
+                };
+                match fmt {
+                    StreamFormat::Pcapng => {
+                        for r in Blocks::new(blk) {
+                            if let (_, Block::Epb(e)) = r.unwrap() {
+                                pkt(e.data, e.ts);
+                            }
+                        }
+                    }
+                    StreamFormat::Raw { .. } => {
+                        for r in super::super::raw::RawRecords::new(blk) {
+                            if let (_, RawRecord::Packet(p)) = r.unwrap() {
+                                pkt(p.data, p.ts_ns());
+                            }
+                        }
+                    }
+                }
+                assert_eq!(n, info.packets);
+                checked_to += b;
+                blocks += 1;
+            }
+        };
+        for (i, &f) in frames.iter().enumerate() {
+            let ts = 1_700_000_000_000_000_000 + i as u64 * 1000;
+            let fill = (i % 251) as u8;
+            let len = record_len(fmt, f);
+            if i % 97 == 5 {
+                w.note_drops(2);
+                drops_in += 2;
+            }
+            let s = w.reserve(&mut ring[..], len, ts, u64::MAX).unwrap();
+            assert_eq!(s.index, l.buffer_index(s.offset));
+            let r = &mut ring[s.index..s.index + len];
+            let data = vec![fill; f];
+            let n = match fmt {
+                StreamFormat::Pcapng => write_epb(r, 0, 0, ts, f as u32, &data, &EpbOptions::NONE),
+                StreamFormat::Raw { .. } => write_raw(r, 0, ts, f as u32, &data),
+            };
+            assert_eq!(n, Ok(len));
+            expect.push_back((f, ts, fill));
+            check_done(&ring, w.position(), &mut expect);
+        }
+        let end = w.finish_block(&mut ring[..], u64::MAX).unwrap();
+        assert_eq!(l.offset_in_block(end), 0);
+        check_done(&ring, end, &mut expect);
+        assert!(expect.is_empty());
+        if fmt.header_len() != 0 {
+            assert_eq!(drops_in, drops_out);
+        }
+        blocks
+    }
+
+    #[test]
+    fn every_frame_size_through_small_blocks() {
+        let sizes: Vec<usize> = (60..=9018).collect();
+        let mut rev = sizes.clone();
+        rev.reverse();
+        for fmt in FORMATS {
+            // Starts below 2^32 and crosses it; the ring is 3 blocks (not a
+            // power of two).
+            assert!(stream(fmt, 16, (1 << 32) - (5 << 16), &sizes) > 500);
+            assert!(stream(fmt, 17, (1 << 40) + (9 << 17), &rev) > 250);
+        }
+    }
+
+    #[test]
+    fn default_block_size_mixed_sizes() {
+        let mut sizes = Vec::new();
+        let mut x = 12345u32;
+        for _ in 0..6000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            sizes.push([60, 64, 128, 512, 1514, 9018][(x >> 16) as usize % 6] + (x as usize % 3));
+        }
+        for fmt in FORMATS {
+            assert!(stream(fmt, DEFAULT_BLOCK_SHIFT, 0, &sizes) >= 2);
+        }
+    }
+
+    /// Remembers only the regions the writer asked for, so 256 MiB blocks
+    /// cost nothing; records themselves are never written.
+    #[derive(Default)]
+    struct Sparse(HashMap<usize, Vec<u8>>);
+
+    impl StreamBuf for Sparse {
+        fn region(&mut self, index: usize, len: usize) -> Option<&mut [u8]> {
+            let v = self.0.entry(index).or_default();
+            v.resize(len, 0xCC);
+            Some(&mut v[..])
+        }
+    }
+
+    /// Sampled sizes through every block size up to 256 MiB: a filler record
+    /// brings the stream close to the block end, then the sample crosses it.
+    #[test]
+    fn sampled_sizes_every_block_size() {
+        let samples = [
+            60usize, 61, 63, 64, 65, 127, 128, 1514, 1518, 4093, 9000, 9017, 9018,
+        ];
+        for shift in MIN_BLOCK_SHIFT..=MAX_BLOCK_SHIFT {
+            let b = 1u64 << shift;
+            for fmt in FORMATS {
+                let l = Layout::new(b, 2 * b, fmt).unwrap();
+                for &f in &samples {
+                    let len = record_len(fmt, f) as u64;
+                    for gap in [0u64, 4, 8, 12, 16, 20, 24, len - 4, len, len + 4, len + 12] {
+                        let filler = b - fmt.header_len() - len - gap;
+                        if !l.fits_fresh_block(filler) || !filler.is_multiple_of(fmt.align()) {
+                            continue;
+                        }
+                        let mut buf = Sparse::default();
+                        let mut w = BlockWriter::new(l, 0).unwrap();
+                        w.reserve(&mut buf, filler as usize, 1, u64::MAX).unwrap();
+                        let mut pos = w.position();
+                        for k in 0..3 {
+                            let s = w.reserve(&mut buf, len as usize, 2 + k, u64::MAX).unwrap();
+                            let p = l.place(pos, len).unwrap();
+                            assert_rule(&l, pos, len, &p);
+                            assert_eq!(s.offset, p.record);
+                            if p.pad_len != 0 {
+                                let pad = &buf.0[&l.buffer_index(pos)];
+                                assert_eq!(pad.len() as u64, p.pad_len);
+                                if fmt == StreamFormat::Pcapng {
+                                    assert!(
+                                        matches!(parse_block(pad, 0, Endian::LE), Ok((Block::Pad, n)) if n == pad.len())
+                                    );
+                                } else {
+                                    let n: usize = super::super::raw::RawRecords::new(pad)
+                                        .map(|r| match r.unwrap().1 {
+                                            RawRecord::Padding { len, .. } => len,
+                                            RawRecord::Packet(_) => panic!("not padding"),
+                                        })
+                                        .sum();
+                                    assert_eq!(n, pad.len());
+                                }
+                            }
+                            if let Some(start) = p.opens_block {
+                                if fmt.header_len() != 0 {
+                                    let hb = &buf.0[&l.buffer_index(start)];
+                                    let h = header_at(hb, 0, fmt).unwrap();
+                                    assert_eq!(
+                                        (h.offset, h.seq, u64::from(h.block_len)),
+                                        (start, 1, b)
+                                    );
+                                    // Block 0 got its final header when it closed.
+                                    let h0 = header_at(&buf.0[&0], 0, fmt).unwrap();
+                                    assert_eq!(
+                                        (h0.records, h0.flags & BH_FLAG_FINAL),
+                                        (1 + k as u32, BH_FLAG_FINAL)
+                                    );
+                                }
+                            }
+                            pos = w.position();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn limit_is_respected_and_failure_changes_nothing() {
+        let l = Layout::new(1 << 16, 2 << 16, StreamFormat::Pcapng).unwrap();
+        let mut ring = vec![0u8; 2 << 16];
+        let mut w = BlockWriter::new(l, 0).unwrap();
+        assert_eq!(
+            w.reserve(&mut ring[..], 100, 1, 100),
+            Err(ReserveError::NoSpace)
+        );
+        assert_eq!(w.position(), 0);
+        assert!(ring.iter().all(|x| *x == 0));
+        let s = w.reserve(&mut ring[..], 100, 1, 176).unwrap();
+        assert_eq!((s.offset, w.position()), (76, 176));
+        assert_eq!(
+            w.finish_block(&mut ring[..], 1000),
+            Err(ReserveError::NoSpace)
+        );
+        assert_eq!(w.finish_block(&mut ring[..], 1 << 16), Ok(1 << 16));
+        assert_eq!(
+            w.finish_block(&mut ring[..], 0),
+            Ok(1 << 16),
+            "no open block: no-op"
+        );
+        let h = header_at(&ring, 0, StreamFormat::Pcapng).unwrap();
+        assert_eq!(h.flags, BH_FLAG_FINAL | BH_FLAG_FLUSHED);
+        assert_eq!(
+            w.reserve(&mut ring[..], 1 << 16, 1, u64::MAX),
+            Err(ReserveError::TooLarge)
+        );
+    }
+
+    /// A file: header, blocks with an ISB and a garbage insertion; the index
+    /// finds every block and resynchronises after the garbage.
+    #[test]
+    fn index_and_resync() {
+        let b = 1usize << 16;
+        let l = Layout::new(b as u64, 8 * b as u64, StreamFormat::Pcapng).unwrap();
+        let mut ring = vec![0u8; 8 * b];
+        let mut w = BlockWriter::new(l, 0).unwrap();
+        let mut i = 0u64;
+        while w.position() < 5 * b as u64 + 100 {
+            let f = 60 + (i as usize * 37) % 1455;
+            let s = w
+                .reserve(&mut ring[..], epb_len(f, &EpbOptions::NONE), i, u64::MAX)
+                .unwrap();
+            write_epb(
+                &mut ring,
+                s.index,
+                0,
+                i,
+                f as u32,
+                &vec![1; f],
+                &EpbOptions::NONE,
+            )
+            .unwrap();
+            i += 1;
+            if i == 50 {
+                let isb = IsbInfo {
+                    ts_ns: i,
+                    ifrecv: Some(49),
+                    ..IsbInfo::default()
+                };
+                let s = w
+                    .reserve(&mut ring[..], isb_len_of(&isb), i, u64::MAX)
+                    .unwrap();
+                write_isb(&mut ring, s.index, &isb).unwrap();
+            }
+        }
+        w.finish_block(&mut ring[..], u64::MAX).unwrap();
+        let mut file = vec![0u8; FILE_HEADER_LEN];
+        let info = InterfaceInfo {
+            snaplen: 0,
+            name: "x",
+            description: "y",
+        };
+        write_file_header(&mut file, &info).unwrap();
+        file.extend_from_slice(&ring[..2 * b]);
+        file.extend_from_slice(&[0x0A, 0x0D, 0x0D, 0x0A, 1, 2, 3]); // garbage, odd length
+        file.extend_from_slice(&ring[2 * b..6 * b]);
+        let corrupt = file.len() - 2 * b + 80; // first record's length
+        file[corrupt] ^= 0xFF;
+        file.extend_from_slice(&ring[..100]); // a torn block at the end
+        let items: Vec<_> = BlockIndex::new(&file, l).collect();
+        assert_eq!(
+            items[0],
+            IndexItem::Skipped {
+                at: 0,
+                len: FILE_HEADER_LEN
+            }
+        );
+        let mut blocks = 0;
+        let mut bad = 0;
+        for it in &items[1..] {
+            match it {
+                IndexItem::Block { header, check, .. } => {
+                    blocks += 1;
+                    assert_eq!(header.block_len as usize, b);
+                    if check.is_err() {
+                        bad += 1;
+                    }
+                }
+                IndexItem::Skipped { len, .. } => assert!(*len == 7 || *len < b),
+                IndexItem::Partial { header, .. } => assert_eq!(header.seq, 0),
+            }
+        }
+        assert_eq!((blocks, bad), (6, 1));
+        assert!(matches!(items.last(), Some(IndexItem::Partial { .. })));
+        // The file is valid pcapng up to every block boundary.
+        for k in 0..=2 {
+            let end = FILE_HEADER_LEN + k * b;
+            assert!(Blocks::new(&file[..end]).all(|r| r.is_ok()));
+        }
+    }
+
+    fn isb_len_of(i: &IsbInfo) -> usize {
+        super::super::pcapng::isb_len(i)
+    }
+}

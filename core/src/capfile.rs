@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 //! Zero-copy packet iterator over a whole capture file held in memory:
-//! classic pcap (microsecond or nanosecond, either byte order) and pcapng
-//! (any byte order per section, per-interface `if_tsresol`).
+//! classic pcap (microsecond or nanosecond, either byte order), pcapng
+//! (any byte order per section, per-interface `if_tsresol`) and, on request,
+//! HPCAP RAW.
 //!
 //! Used wherever a tool needs "the frames in this file": the traffic injector,
 //! converters, checkers and tests. Blocks that carry no packet (statistics,
@@ -54,6 +55,8 @@ pub enum Format {
     },
     /// pcapng.
     Pcapng,
+    /// HPCAP RAW records (no magic: only [`Packets::new_raw`] selects it).
+    Raw,
 }
 
 /// One packet, borrowed from the file.
@@ -107,10 +110,16 @@ pub fn ts_to_ns(ts: u64, tsresol: u8) -> u64 {
     let v = u32::from(tsresol & 0x7F);
     if tsresol & 0x80 == 0 {
         if v <= 9 {
-            10u64.checked_pow(9 - v).and_then(|m| ts.checked_mul(m)).unwrap_or(u64::MAX)
+            10u64
+                .checked_pow(9 - v)
+                .and_then(|m| ts.checked_mul(m))
+                .unwrap_or(u64::MAX)
         } else {
             // A divisor beyond u64 means the value rounds down to 0 ns.
-            10u64.checked_pow(v - 9).and_then(|d| ts.checked_div(d)).unwrap_or(0)
+            10u64
+                .checked_pow(v - 9)
+                .and_then(|d| ts.checked_div(d))
+                .unwrap_or(0)
         }
     } else {
         // Whole seconds, then the fraction scaled by 1e9 / 2^v. The fraction
@@ -163,6 +172,47 @@ impl<'a> Packets<'a> {
             _ => return Err(ReadError::UnknownFormat),
         }
         Ok(it)
+    }
+
+    /// Reads `data` as HPCAP RAW records (which have no magic to detect).
+    /// Padding records are skipped; a malformed record ends the iteration
+    /// with [`ReadError::BadBlock`] or [`ReadError::Truncated`].
+    pub fn new_raw(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            format: Format::Raw,
+            endian: Endian { big: false },
+            tsresol: [9; MAX_INTERFACES],
+            snaplen0: 0,
+            interfaces: 0,
+            failed: false,
+        }
+    }
+
+    fn next_raw(&mut self) -> Option<Result<Packet<'a>, ReadError>> {
+        use super::raw::{parse_raw, RawError, RawRecord};
+        while self.pos < self.data.len() {
+            match parse_raw(self.data, self.pos) {
+                Ok((RawRecord::Packet(p), len)) => {
+                    self.pos += len;
+                    return Some(Ok(Packet {
+                        ts_ns: p.ts_ns(),
+                        orig_len: u32::from(p.orig_len),
+                        data: p.data,
+                        interface: 0,
+                    }));
+                }
+                Ok((RawRecord::Padding { .. }, len)) => self.pos += len,
+                Err(RawError::Truncated { offset }) => {
+                    return Some(Err(ReadError::Truncated { offset }))
+                }
+                Err(RawError::BadRecord { offset }) => {
+                    return Some(Err(ReadError::BadBlock { offset }))
+                }
+            }
+        }
+        None
     }
 
     fn pcap_header(&mut self, nanos: bool, big: bool) -> Result<(), ReadError> {
@@ -361,6 +411,7 @@ impl<'a> Iterator for Packets<'a> {
         let r = match self.format {
             Format::Pcap { nanos, .. } => self.next_pcap(nanos),
             Format::Pcapng => self.next_pcapng(),
+            Format::Raw => self.next_raw(),
         };
         if matches!(r, Some(Err(_))) {
             self.failed = true;

@@ -440,3 +440,208 @@ pub fn packet_to_raw(
 ) -> Result<usize, WriteError> {
     write_raw(buf, at, ts_ns, orig_len, data)
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::super::capfile::Packets;
+    use super::super::pcapng::{write_file_header, InterfaceInfo, FILE_HEADER_LEN};
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    #[test]
+    fn golden_packet_record() {
+        let mut buf = [0u8; 20];
+        let n = write_raw(&mut buf, 2, 1_700_000_000_123_456_789, 64, &[0xAB; 4]).unwrap();
+        assert_eq!(n, 16);
+        assert_eq!(
+            buf,
+            [
+                0, 0, // untouched
+                0x00, 0xF1, 0x53, 0x65, // sec 1700000000
+                0x15, 0xCD, 0x5B, 0x07, // nsec 123456789
+                0x04, 0x00, 0x40, 0x00, // caplen 4, len 64
+                0xAB, 0xAB, 0xAB, 0xAB, 0, 0
+            ]
+        );
+    }
+
+    #[test]
+    fn golden_padding() {
+        let mut buf = [0xFFu8; 20];
+        assert_eq!(write_raw_pad(&mut buf, 0, 12), Ok(12));
+        assert_eq!(buf[..12], [0; 12]);
+        assert_eq!(buf[12], 0xFF);
+        let mut buf = [0xFFu8; 20];
+        assert_eq!(write_raw_pad(&mut buf, 0, 20), Ok(20));
+        assert_eq!(
+            buf,
+            [0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        for bad in 1..12 {
+            assert_eq!(write_raw_pad(&mut buf, 0, bad), Err(WriteError::BadValue));
+        }
+        assert_eq!(write_raw_pad(&mut buf, 0, 0), Ok(0));
+    }
+
+    #[test]
+    fn long_gaps_become_chains_of_valid_padding() {
+        let max = RAW_HEADER_LEN + RAW_MAX_CAPLEN;
+        for len in [
+            12,
+            13,
+            max - 1,
+            max,
+            max + 1,
+            max + 11,
+            max + 12,
+            max + 13,
+            2 * max,
+            2 * max + 5,
+            300_000,
+        ] {
+            let mut buf = vec![0xEEu8; len];
+            write_raw_pad(&mut buf, 0, len).unwrap();
+            let mut total = 0;
+            for r in RawRecords::new(&buf) {
+                let (
+                    _,
+                    RawRecord::Padding {
+                        len: l,
+                        header: None,
+                    },
+                ) = r.unwrap()
+                else {
+                    panic!("{len}")
+                };
+                assert!(l >= RAW_HEADER_LEN);
+                total += l;
+            }
+            assert_eq!(total, len);
+        }
+    }
+
+    #[test]
+    fn zero_timestamp_is_not_padding_and_bad_records_are_rejected() {
+        let mut buf = [0u8; 16];
+        write_raw(&mut buf, 0, 0, 4, &[1, 2, 3, 4]).unwrap();
+        assert!(matches!(parse_raw(&buf, 0), Ok((RawRecord::Packet(p), 16)) if p.ts_ns() == 1));
+        assert_eq!(
+            parse_raw(&buf[..15], 0),
+            Err(RawError::Truncated { offset: 0 })
+        );
+        let mut b = buf;
+        b[4..8].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+        assert_eq!(parse_raw(&b, 0), Err(RawError::BadRecord { offset: 0 }));
+        let mut b = buf;
+        b[10] = 3; // len < caplen
+        assert_eq!(parse_raw(&b, 0), Err(RawError::BadRecord { offset: 0 }));
+        assert_eq!(
+            write_raw(&mut buf, 0, u64::MAX, 4, &[0; 4]),
+            Err(WriteError::BadValue)
+        );
+        assert_eq!(
+            write_raw_header(&mut buf, 0, 5, 4, 70_000),
+            Err(WriteError::BadValue)
+        );
+    }
+
+    #[test]
+    fn block_header_rides_in_padding() {
+        let h = BlockHeader {
+            format: super::super::pcapng::BH_FORMAT_RAW,
+            block_len: 1 << 22,
+            records: 3,
+            seq: 9,
+            offset: 9 << 22,
+            ..BlockHeader::default()
+        };
+        let mut buf = [0u8; RAW_BLOCK_HEADER_LEN];
+        write_raw_block_header(&mut buf, 0, &h).unwrap();
+        assert_eq!(&buf[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 64, 0]);
+        assert_eq!(
+            parse_raw(&buf, 0),
+            Ok((
+                RawRecord::Padding {
+                    len: 76,
+                    header: Some(h)
+                },
+                76
+            ))
+        );
+    }
+
+    type Rec = (u64, u16, Vec<u8>);
+
+    fn recs() -> impl Strategy<Value = Vec<Rec>> {
+        proptest::collection::vec(
+            (
+                1u64..(u32::MAX as u64) * 1_000_000_000,
+                any::<u16>(),
+                proptest::collection::vec(any::<u8>(), 0..300),
+            ),
+            0..40,
+        )
+    }
+
+    proptest! {
+        /// RAW -> pcapng (file header + EPBs) -> pcap (ns) -> RAW is the
+        /// identity; pcap (us) keeps everything but the sub-microsecond digits.
+        #[test]
+        fn converters_roundtrip(recs in recs()) {
+            let mut raw = vec![0u8; 0];
+            for (ts, orig, data) in &recs {
+                let at = raw.len();
+                raw.resize(at + raw_len(data.len()), 0);
+                write_raw(&mut raw, at, *ts, u32::from(*orig), data).unwrap();
+            }
+            let mut ng = vec![0u8; FILE_HEADER_LEN + raw.len() * 2 + 64];
+            let info = InterfaceInfo { snaplen: 0, name: "hpcap0", description: "" };
+            let mut n = write_file_header(&mut ng, &info).unwrap();
+            for r in RawRecords::new(&raw) {
+                let (_, RawRecord::Packet(p)) = r.unwrap() else { panic!() };
+                n += raw_to_epb(&p, &mut ng, n, 0).unwrap();
+            }
+            ng.truncate(n);
+            for nanos in [true, false] {
+                let mut pcap = vec![0u8; PCAP_HEADER_LEN + raw.len() * 2];
+                let mut m = write_pcap_header(&mut pcap, 0, nanos, 0).unwrap();
+                for p in Packets::new(&ng).unwrap() {
+                    let p = p.unwrap();
+                    m += write_pcap_record(&mut pcap, m, nanos, p.ts_ns, p.orig_len, p.data).unwrap();
+                }
+                pcap.truncate(m);
+                let mut back = vec![0u8; raw.len()];
+                let mut k = 0;
+                for p in Packets::new(&pcap).unwrap() {
+                    let p = p.unwrap();
+                    k += packet_to_raw(p.ts_ns, p.orig_len, p.data, &mut back, k).unwrap();
+                }
+                prop_assert_eq!(k, raw.len());
+                if nanos {
+                    prop_assert_eq!(&back, &raw);
+                } else {
+                    let got: Vec<_> = RawRecords::new(&back).map(|r| r.unwrap().1).collect();
+                    for ((ts, orig, data), g) in recs.iter().zip(got) {
+                        let RawRecord::Packet(p) = g else { panic!() };
+                        prop_assert_eq!(p.ts_ns(), (ts / 1000 * 1000).max(1));
+                        prop_assert_eq!((p.orig_len.max(data.len() as u16), p.data), ((*orig).max(data.len() as u16), &data[..]));
+                    }
+                }
+            }
+            // The RAW stream also reads through the capfile iterator.
+            let via: Vec<_> = Packets::new_raw(&raw).map(|p| p.unwrap().data.to_vec()).collect();
+            let want: Vec<_> = recs.iter().map(|r| r.2.clone()).collect();
+            prop_assert_eq!(via, want);
+        }
+
+        #[test]
+        fn reader_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            for r in RawRecords::new(&data) {
+                let _ = r;
+            }
+        }
+    }
+}
