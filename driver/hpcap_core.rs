@@ -12,6 +12,8 @@
 
 #[path = "../core/src/block.rs"]
 pub mod block;
+#[path = "../core/src/bpf.rs"]
+pub mod bpf;
 #[path = "../core/src/capfile.rs"]
 pub mod capfile;
 #[path = "../core/src/pcapng.rs"]

@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod block;
+pub mod bpf;
 pub mod capfile;
 pub mod listener;
 pub mod pcapng;
