@@ -213,8 +213,12 @@ impl Layout {
 
     /// Index into the ring buffer of stream offset `off`.
     pub const fn buffer_index(&self, off: u64) -> usize {
-        // buffer_len fits usize (checked in new), so the remainder does too.
-        (off % self.buffer_len) as usize
+        // buffer_len is non-zero and fits usize (checked in new), so the
+        // remainder does too; checked_rem keeps a panic path out of the module.
+        match off.checked_rem(self.buffer_len) {
+            Some(i) => i as usize,
+            None => 0,
+        }
     }
 
     /// Whether a record of `len` bytes fits in a fresh block after the header
@@ -263,7 +267,10 @@ impl Layout {
                 None => return Err(ReserveError::NoSpace),
             };
         }
-        let record = start + self.format.header_len();
+        let record = match start.checked_add(self.format.header_len()) {
+            Some(r) => r,
+            None => return Err(ReserveError::NoSpace),
+        };
         match record.checked_add(len) {
             Some(end) => Ok(Placement {
                 pad_len,

@@ -1002,7 +1002,7 @@ pub fn parse_block(
     let bad = ParseError::BadBlock { offset: at };
     let raw_type = Endian::LE.u32(data, at).ok_or(trunc)?;
     let e = if raw_type == SHB_TYPE {
-        match Endian::LE.u32(data, at + 8) {
+        match Endian::LE.u32(data, at.saturating_add(8)) {
             Some(BYTE_ORDER_MAGIC) => Endian::LE,
             Some(m) if m == BYTE_ORDER_MAGIC.swap_bytes() => Endian::BE,
             Some(_) => return Err(bad),
@@ -1012,7 +1012,7 @@ pub fn parse_block(
         endian
     };
     let btype = e.u32(data, at).ok_or(trunc)?;
-    let len = e.u32(data, at + 4).ok_or(trunc)? as usize;
+    let len = e.u32(data, at.saturating_add(4)).ok_or(trunc)? as usize;
     if len < MIN_BLOCK_LEN || !len.is_multiple_of(4) {
         return Err(bad);
     }
