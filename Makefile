@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: MIT
+#
+# hpcap-rs developer entry points. The kernel module itself is built by
+# Kbuild from ./Kbuild (make -C <kernel build dir> M=$PWD); `make module`
+# does that against the cached test kernel.
+#
+#   make demo     the QEMU demo (boot, load hpcap.ko, replay a trace, report)
+#   make test     everything CI runs (.ci/run calls exactly this)
+#   make bench    benchmarks (ratios measured side by side; not part of test)
+
+RUST_TOOLCHAIN := $(shell sed -n 's/^RUST_TOOLCHAIN=//p' tools/kernel/versions)
+export RUSTUP_TOOLCHAIN := $(RUST_TOOLCHAIN)
+CARGO ?= cargo
+
+.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench clean help
+
+all: userspace module
+
+help:
+	@sed -n 's/^#   //p' Makefile
+	@echo "other targets: deps kernel module userspace fmt clippy unit check vmtest clean"
+
+deps:
+	tools/deps/install
+
+kernel: deps
+	tools/kernel/build
+
+module: deps
+	tools/kernel/module
+
+userspace:
+	$(CARGO) build --release --workspace
+
+fmt:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+check: fmt clippy unit
+
+vmtest: userspace module
+	tests/vm/run
+
+test:
+	tests/run
+
+demo: deps userspace module
+	tools/hpcap-vm demo
+
+bench:
+	tests/bench/run
+
+clean:
+	-tools/kernel/module clean
+	$(CARGO) clean
