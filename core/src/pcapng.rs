@@ -468,13 +468,30 @@ pub fn write_epb_frame(
     let caplen = hdr.caplen as usize;
     let total = epb_len(caplen, opts);
     let total32 = len32(total)?;
-    let mut c = Cursor::region(buf, at, total)?;
-    c.u32(EPB_TYPE)?;
-    c.u32(total32)?;
-    c.u32(hdr.interface)?;
-    c.ts(hdr.ts_ns)?;
-    c.u32(hdr.caplen)?;
-    c.u32(hdr.orig_len)?;
+    let end = at.checked_add(total).ok_or(WriteError::NoSpace)?;
+    let region = buf.get_mut(at..end).ok_or(WriteError::NoSpace)?;
+    // The common case (no options) is the per-packet hot path: the fixed
+    // header goes out as one 28-byte copy, then padding and trailer.
+    let mut head = [0u8; EPB_DATA_OFFSET];
+    for (i, v) in [
+        EPB_TYPE,
+        total32,
+        hdr.interface,
+        (hdr.ts_ns >> 32) as u32,
+        hdr.ts_ns as u32,
+        hdr.caplen,
+        hdr.orig_len,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        head[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    let (h, rest) = region
+        .split_at_mut_checked(EPB_DATA_OFFSET)
+        .ok_or(WriteError::NoSpace)?;
+    h.copy_from_slice(&head);
+    let mut c = Cursor { buf: rest, pos: 0 };
     c.skip(caplen)?;
     c.zeros(pad4(caplen) - caplen)?;
     if !opts.is_empty() {
@@ -490,7 +507,7 @@ pub fn write_epb_frame(
         c.option(opt::END, &[])?;
     }
     c.u32(total32)?;
-    Ok(c.pos)
+    Ok(total)
 }
 
 /// Writes a complete EPB holding `data` (caplen = `data.len()`) at `buf[at..]`

@@ -203,7 +203,9 @@ pub fn write_raw_block_header(
     };
     let mut body = [0u8; BLOCK_HEADER_BODY_LEN];
     h.encode(&mut body);
-    let (head, tail) = region.split_at_mut(RAW_HEADER_LEN);
+    let (head, tail) = region
+        .split_at_mut_checked(RAW_HEADER_LEN)
+        .ok_or(WriteError::NoSpace)?;
     head.copy_from_slice(&hdr.encode());
     tail.copy_from_slice(&body);
     Ok(RAW_BLOCK_HEADER_LEN)
@@ -392,7 +394,9 @@ pub fn write_pcap_record(
         .ok_or(WriteError::NoSpace)?;
     let end = at.checked_add(total).ok_or(WriteError::NoSpace)?;
     let region = buf.get_mut(at..end).ok_or(WriteError::NoSpace)?;
-    let (head, tail) = region.split_at_mut(PCAP_RECORD_HEADER_LEN);
+    let (head, tail) = region
+        .split_at_mut_checked(PCAP_RECORD_HEADER_LEN)
+        .ok_or(WriteError::NoSpace)?;
     head[0..4].copy_from_slice(&sec.to_le_bytes());
     head[4..8].copy_from_slice(&frac.to_le_bytes());
     head[8..12].copy_from_slice(&caplen.to_le_bytes());
