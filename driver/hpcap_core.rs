@@ -10,6 +10,8 @@
 //! The module is public so that items only userspace uses (readers,
 //! converters) count as exported rather than dead.
 
+#[path = "../core/src/abi.rs"]
+pub mod abi;
 #[path = "../core/src/block.rs"]
 pub mod block;
 #[path = "../core/src/bpf.rs"]

@@ -8,6 +8,7 @@
 //! `super::`, never `crate::`, so that both module trees resolve.
 #![no_std]
 
+pub mod abi;
 pub mod block;
 pub mod bpf;
 pub mod capfile;
