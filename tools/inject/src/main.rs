@@ -207,13 +207,14 @@ fn run(args: &Args) -> Result<Stats> {
         for (m, path) in maps.iter().zip(&args.files) {
             for p in Packets::new(m).map_err(|e| anyhow::anyhow!("{e:?}"))? {
                 let p = p.map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-                if args.pps > 0 {
-                    // Frame i is due at t0 + i/pps; sleep only when ahead, and
-                    // flush before sleeping so QEMU sees the frames on time.
-                    let due = t0
-                        + Duration::from_nanos(
-                            st.frames_sent.saturating_mul(1_000_000_000) / args.pps,
-                        );
+                // Frame i is due at t0 + i/pps (pps 0: no pacing); sleep only
+                // when ahead, and flush first so QEMU sees the frames on time.
+                if let Some(due_ns) = st
+                    .frames_sent
+                    .saturating_mul(1_000_000_000)
+                    .checked_div(args.pps)
+                {
+                    let due = t0 + Duration::from_nanos(due_ns);
                     let now = Instant::now();
                     if due > now {
                         out.flush().context("writing to QEMU")?;
