@@ -16,6 +16,8 @@ pub mod abi;
 pub mod block;
 #[path = "../core/src/bpf.rs"]
 pub mod bpf;
+#[path = "../core/src/desc.rs"]
+pub mod desc;
 #[path = "../core/src/capfile.rs"]
 pub mod capfile;
 #[path = "../core/src/pcapng.rs"]

@@ -12,6 +12,7 @@ pub mod abi;
 pub mod block;
 pub mod bpf;
 pub mod capfile;
+pub mod desc;
 pub mod listener;
 pub mod pcapng;
 pub mod publish;

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+//! RX descriptor formats of the supported NICs: how to arm a descriptor with
+//! a buffer and how to decode the NIC's write-back.
+//!
+//! Descriptors are little-endian 64-bit words in DMA memory. The driver reads
+//! them with volatile loads (after seeing the done bit, with a read barrier)
+//! and hands the words to [`RxFormat::decode`]; everything about bit layouts
+//! lives here, tested without hardware.
+
+/// A completed RX descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxDone {
+    /// Bytes the NIC wrote into this descriptor's buffer.
+    pub len: u32,
+    /// Last descriptor of the frame.
+    pub eop: bool,
+    /// The NIC flagged a receive error (CRC, symbol, length...).
+    pub error: bool,
+    /// Not a frame (e.g. an XL710 programming status descriptor): recycle it.
+    pub skip: bool,
+}
+
+/// One NIC family's RX descriptor layout.
+pub trait RxFormat {
+    /// Descriptor size in 64-bit words.
+    const WORDS: usize;
+    /// Largest buffer size (bytes) the format can describe.
+    const MAX_BUFFER: u32;
+    /// Words of a descriptor armed with a receive buffer at `dma`: the
+    /// "read" format, which also clears the done bit.
+    fn arm(dma: u64) -> [u64; 4];
+    /// Decodes a write-back; `None` while the NIC has not completed it.
+    fn decode(words: &[u64]) -> Option<RxDone>;
+}
+
+/// Intel 82576 (igb) and its VF (igbvf): 16-byte advanced one-buffer
+/// descriptors (82576 datasheet 7.1.5; same union in the VF).
+pub struct IgbAdv;
+
+/// igb write-back `status_error` bits (upper dword of word 1's low half).
+pub mod igb {
+    /// Descriptor done.
+    pub const STAT_DD: u32 = 1 << 0;
+    /// End of packet.
+    pub const STAT_EOP: u32 = 1 << 1;
+    /// Frame errors: CE, SE, SEQ, CXE, RXE (`E1000_RXDEXT_ERR_FRAME_ERR_MASK`).
+    pub const ERR_FRAME: u32 = (1 << 24) | (1 << 25) | (1 << 26) | (1 << 28) | (1 << 31);
+}
+
+impl RxFormat for IgbAdv {
+    const WORDS: usize = 2;
+    // SRRCTL.BSIZEPKT is 7 bits of 1 KiB units.
+    const MAX_BUFFER: u32 = 127 * 1024;
+
+    fn arm(dma: u64) -> [u64; 4] {
+        // pkt_addr, hdr_addr = 0 (no header split); the zero also clears
+        // the write-back status, so DD reads 0 until the NIC fills it.
+        [dma, 0, 0, 0]
+    }
+
+    fn decode(words: &[u64]) -> Option<RxDone> {
+        let w1 = *words.get(1)?;
+        let status = w1 as u32;
+        if status & igb::STAT_DD == 0 {
+            return None;
+        }
+        Some(RxDone {
+            len: ((w1 >> 32) & 0xFFFF) as u32,
+            eop: status & igb::STAT_EOP != 0,
+            error: status & igb::ERR_FRAME != 0,
+            skip: false,
+        })
+    }
+}
+
+/// XL710 (i40e PF): 16-byte descriptors as the PF driver programs them
+/// (HMC `dsize` = 0); write-back `status_error_len` in word 1.
+pub struct I40e16;
+
+/// XL710 VF (iavf with an i40e PF): 32-byte legacy descriptors; word 1 has
+/// the same `status_error_len` layout as the 16-byte format.
+pub struct Iavf32;
+
+/// i40e/iavf `status_error_len` fields (word 1).
+pub mod i40e {
+    /// Descriptor done.
+    pub const DD: u64 = 1 << 0;
+    /// End of frame.
+    pub const EOF: u64 = 1 << 1;
+    /// RXE: MAC error (CRC, alignment, over/undersize).
+    pub const RXE: u64 = 1 << 19;
+    /// Packet buffer length: bits 51:38.
+    pub const LEN_SHIFT: u32 = 38;
+    /// Mask of the packet buffer length after shifting.
+    pub const LEN_MASK: u64 = 0x3FFF;
+    /// Marks a programming status descriptor (not a frame).
+    pub const PROG_STATUS: u64 = 1 << 63;
+}
+
+fn decode_i40e(words: &[u64]) -> Option<RxDone> {
+    let w1 = *words.get(1)?;
+    if w1 & i40e::DD == 0 {
+        return None;
+    }
+    Some(RxDone {
+        len: ((w1 >> i40e::LEN_SHIFT) & i40e::LEN_MASK) as u32,
+        eop: w1 & i40e::EOF != 0,
+        error: w1 & i40e::RXE != 0,
+        skip: w1 & i40e::PROG_STATUS != 0,
+    })
+}
+
+impl RxFormat for I40e16 {
+    const WORDS: usize = 2;
+    // HMC `dbuff` is 7 bits of 128-byte units.
+    const MAX_BUFFER: u32 = 127 * 128;
+
+    fn arm(dma: u64) -> [u64; 4] {
+        [dma, 0, 0, 0]
+    }
+
+    fn decode(words: &[u64]) -> Option<RxDone> {
+        decode_i40e(words)
+    }
+}
+
+impl RxFormat for Iavf32 {
+    const WORDS: usize = 4;
+    // The PF refuses `databuffer_size` above 16 KiB - 128.
+    const MAX_BUFFER: u32 = 16 * 1024 - 128;
+
+    fn arm(dma: u64) -> [u64; 4] {
+        [dma, 0, 0, 0]
+    }
+
+    fn decode(words: &[u64]) -> Option<RxDone> {
+        decode_i40e(words)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn igb_write_back() {
+        assert_eq!(IgbAdv::decode(&IgbAdv::arm(0x1234_5000)[..2]), None);
+        let wb = [0u64, (60u64 << 32) | 0x3];
+        assert_eq!(
+            IgbAdv::decode(&wb),
+            Some(RxDone {
+                len: 60,
+                eop: true,
+                error: false,
+                skip: false
+            })
+        );
+        let wb = [0u64, (1514u64 << 32) | 0x1 | (1 << 24)];
+        let d = IgbAdv::decode(&wb).unwrap();
+        assert!(!d.eop && d.error && d.len == 1514);
+        // VLAN field (bits 63:48) must not leak into the length.
+        let wb = [0u64, (0xABCDu64 << 48) | (64u64 << 32) | 0x3];
+        assert_eq!(IgbAdv::decode(&wb).unwrap().len, 64);
+        assert_eq!(IgbAdv::decode(&[0]), None, "short slice is not done");
+    }
+
+    #[test]
+    fn i40e_write_back() {
+        assert_eq!(I40e16::decode(&I40e16::arm(0x1000)[..2]), None);
+        let w1 = i40e::DD | i40e::EOF | (9000u64 << i40e::LEN_SHIFT) | (0x3F << 52);
+        assert_eq!(
+            I40e16::decode(&[0, w1]),
+            Some(RxDone {
+                len: 9000,
+                eop: true,
+                error: false,
+                skip: false
+            })
+        );
+        let w1 = i40e::DD | i40e::RXE | i40e::PROG_STATUS;
+        let d = Iavf32::decode(&[0, w1, 0, 0]).unwrap();
+        assert!(d.error && d.skip && !d.eop);
+    }
+}
