@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: MIT
+//! [`Source`]: one capture source, a kernel device or a software source,
+//! behind the same calls (the `include/hpcap.h` semantics).
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hpcap_core::abi::{self, Attach, Config, Filter, Info, Stats, Wait};
+use hpcap_core::bpf::SockFilter;
+use hpcap_core::listener::{ListenerError, Mode, ReadCheck, Readiness};
+use hpcap_core::publish::Geometry;
+
+use crate::shm::{geometry_of, DoubleMap, ShmSource};
+use crate::{Error, Result};
+
+/// How a listener treats the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerMode {
+    /// Holds the producer back; never loses data.
+    Blocking,
+    /// Never holds the producer back; skips forward when overrun.
+    Lossy,
+}
+
+impl ListenerMode {
+    fn abi(self) -> u32 {
+        match self {
+            Self::Blocking => abi::MODE_BLOCKING,
+            Self::Lossy => abi::MODE_LOSSY,
+        }
+    }
+
+    fn core(self) -> Mode {
+        match self {
+            Self::Blocking => Mode::Blocking,
+            Self::Lossy => Mode::Lossy,
+        }
+    }
+}
+
+/// Which kind of source this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// `/dev/hpcapN`.
+    Device,
+    /// A `hpcap-sim` shared-memory file.
+    Software,
+}
+
+/// Outcome of [`Source::wait`] (the `hpcap_wait` output fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitResult {
+    /// The listener's cursor after the acknowledgement.
+    pub read_offset: u64,
+    /// Published bytes from `read_offset` on.
+    pub available: u64,
+    /// Bytes skipped by an overrun during the call (lossy).
+    pub lost_bytes: u64,
+    /// Blocks touched by that skip.
+    pub lost_blocks: u64,
+    /// `abi::WAIT_*` bits.
+    pub flags: u32,
+}
+
+impl WaitResult {
+    /// No more data will ever come (end of stream, device gone, killed).
+    pub fn hangup(&self) -> bool {
+        self.flags & abi::WAIT_HUP != 0
+    }
+
+    /// The timeout expired first.
+    pub fn timed_out(&self) -> bool {
+        self.flags & abi::WAIT_TIMEOUT != 0
+    }
+}
+
+enum Backend {
+    Device(File),
+    Shm(ShmSource),
+}
+
+/// A capture source. Opening does not attach a listener:
+/// [`Source::attach`] does.
+pub struct Source {
+    path: PathBuf,
+    backend: Backend,
+    map: Option<DoubleMap>,
+    info: Info,
+    geo: Geometry,
+    listener: Option<usize>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .field("kind", &self.kind())
+            .field("listener", &self.listener)
+            .finish()
+    }
+}
+
+fn ioctl<T>(file: &File, cmd: u32, arg: *mut T, what: &str) -> Result<()> {
+    // SAFETY: `cmd` is one of the ABI's commands whose argument type is `T`
+    // (the callers pair them), and `arg` points to a valid `T`.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), cmd as libc::c_ulong, arg) };
+    if r < 0 {
+        return Err(Error::last_os(what.to_string()));
+    }
+    Ok(())
+}
+
+impl Source {
+    /// Opens `/dev/hpcapN` (a character device) or a software source file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let meta =
+            std::fs::metadata(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        if meta.file_type().is_char_device() {
+            let file = OpenOptions::new()
+                .read(true)
+                .open(path)
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            // Every open attaches a blocking listener; stay detached until
+            // asked, so that opening never holds the producer back.
+            ioctl(
+                &file,
+                abi::IOC_DETACH,
+                std::ptr::null_mut::<u8>(),
+                "HPCAP_IOC_DETACH",
+            )?;
+            let mut info = Info::ZERO;
+            ioctl(&file, abi::IOC_INFO, &mut info, "HPCAP_IOC_INFO")?;
+            if info.abi_version != abi::ABI_VERSION {
+                return Err(Error::Invalid(format!(
+                    "{}: ABI version {}, this tool speaks {}",
+                    path.display(),
+                    info.abi_version,
+                    abi::ABI_VERSION
+                )));
+            }
+            let geo = geometry_of(&info)?;
+            Ok(Self {
+                path: path.to_path_buf(),
+                backend: Backend::Device(file),
+                map: None,
+                info,
+                geo,
+                listener: None,
+            })
+        } else {
+            let shm = ShmSource::open(path, false)?;
+            let info = shm.info();
+            let geo = geometry_of(&info)?;
+            Ok(Self {
+                path: path.to_path_buf(),
+                backend: Backend::Shm(shm),
+                map: None,
+                info,
+                geo,
+                listener: None,
+            })
+        }
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Device or software source.
+    pub fn kind(&self) -> SourceKind {
+        match self.backend {
+            Backend::Device(_) => SourceKind::Device,
+            Backend::Shm(_) => SourceKind::Software,
+        }
+    }
+
+    /// The software source's control area, if this is one.
+    pub fn shm(&self) -> Option<&ShmSource> {
+        match &self.backend {
+            Backend::Shm(s) => Some(s),
+            Backend::Device(_) => None,
+        }
+    }
+
+    /// Current `Info` (commit, listener count and snaplen are live).
+    pub fn info(&self) -> Result<Info> {
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut info = Info::ZERO;
+                ioctl(f, abi::IOC_INFO, &mut info, "HPCAP_IOC_INFO")?;
+                Ok(info)
+            }
+            Backend::Shm(s) => Ok(s.info()),
+        }
+    }
+
+    /// `Info` as of opening (geometry and format do not change while a
+    /// listener is attached).
+    pub fn cached_info(&self) -> &Info {
+        &self.info
+    }
+
+    /// Block size in bytes.
+    pub fn block_size(&self) -> u64 {
+        self.info.block_size
+    }
+
+    /// Buffer size in bytes.
+    pub fn buffer_size(&self) -> u64 {
+        self.info.buffer_size
+    }
+
+    /// The stream format (`abi::FORMAT_*`).
+    pub fn format(&self) -> u32 {
+        self.info.format
+    }
+
+    /// Interface name (`hpcapN` or the simulator's `--name`).
+    pub fn name(&self) -> String {
+        String::from_utf8_lossy(abi::get_cstr(&self.info.name)).into_owned()
+    }
+
+    /// File descriptor to poll (devices only: POLLIN when the wait
+    /// threshold is available, POLLHUP when gone). Software sources have
+    /// none; use [`Source::wait`].
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.backend {
+            Backend::Device(f) => Some(f.as_fd()),
+            Backend::Shm(_) => None,
+        }
+    }
+
+    /// Attaches this handle as a listener; returns the stream offset (a
+    /// block boundary) where its cursor starts. Maps the buffer on first use.
+    pub fn attach(&mut self, mode: ListenerMode) -> Result<u64> {
+        if self.map.is_none() {
+            let size = usize::try_from(self.info.buffer_size)
+                .map_err(|_| Error::Invalid("buffer larger than the address space".into()))?;
+            self.map = Some(match &self.backend {
+                Backend::Device(f) => DoubleMap::device(f, size)?,
+                Backend::Shm(s) => {
+                    let f = File::open(&self.path)
+                        .map_err(|e| Error::io(format!("opening {}", self.path.display()), e))?;
+                    let _ = s;
+                    DoubleMap::new(&f, crate::shm::CONTROL_LEN as u64, size, false)?
+                }
+            });
+        }
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut a = Attach {
+                    mode: mode.abi(),
+                    ..Attach::default()
+                };
+                ioctl(f, abi::IOC_ATTACH, &mut a, "HPCAP_IOC_ATTACH")?;
+                self.listener = Some(usize::MAX);
+                Ok(a.start_offset)
+            }
+            Backend::Shm(s) => {
+                if let Some(id) = self.listener.take() {
+                    let _ = s.control().listeners.detach(id);
+                }
+                let c = s.control();
+                let a = c
+                    .listeners
+                    .attach(mode.core(), &c.publish, &self.geo)
+                    .map_err(|e| Error::Invalid(format!("attach: {e:?}")))?;
+                // Relaxed: informational (the reaper and status read it).
+                c.listener_pid[a.id].store(std::process::id(), Ordering::Relaxed);
+                c.listener_lost_blocks[a.id].store(0, Ordering::Relaxed);
+                self.listener = Some(a.id);
+                Ok(a.start)
+            }
+        }
+    }
+
+    /// Detaches the listener (also done on drop).
+    pub fn detach(&mut self) {
+        let Some(id) = self.listener.take() else {
+            return;
+        };
+        match &self.backend {
+            Backend::Device(f) => {
+                let _ = ioctl(f, abi::IOC_DETACH, std::ptr::null_mut::<u8>(), "detach");
+            }
+            Backend::Shm(s) => {
+                let c = s.control();
+                c.listener_pid[id].store(0, Ordering::Relaxed);
+                let _ = c.listeners.detach(id);
+                // The producer may be waiting for room we held.
+                c.wake_all();
+            }
+        }
+    }
+
+    /// Listener slot id (software sources; devices report it in stats).
+    pub fn listener_id(&self) -> Option<usize> {
+        self.listener.filter(|&id| id != usize::MAX)
+    }
+
+    /// `len` bytes of the stream at offset `off` (zero-copy, contiguous
+    /// across the buffer's end). Only meaningful for published bytes at or
+    /// after the listener's cursor; lossy listeners must validate with
+    /// [`Source::check_read`] after using them.
+    pub fn data(&self, off: u64, len: usize) -> &[u8] {
+        let map = self.map.as_ref().expect("attach() maps the buffer");
+        map.slice(self.geo.position(off) as usize, len)
+    }
+
+    /// Acknowledges `ack` bytes, then waits until `min_bytes` are available
+    /// (0: do not wait) or `timeout` passes (`None`: no limit).
+    pub fn wait(
+        &mut self,
+        ack: u64,
+        min_bytes: u64,
+        timeout: Option<Duration>,
+    ) -> Result<WaitResult> {
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut w = Wait {
+                    ack_bytes: ack,
+                    min_bytes,
+                    timeout_ns: timeout
+                        .map_or(u64::MAX, |t| t.as_nanos().min(u64::MAX as u128 - 1) as u64),
+                    ..Wait::default()
+                };
+                ioctl(f, abi::IOC_WAIT, &mut w, "HPCAP_IOC_WAIT")?;
+                Ok(WaitResult {
+                    read_offset: w.read_offset,
+                    available: w.available,
+                    lost_bytes: w.lost_bytes,
+                    lost_blocks: w.lost_blocks,
+                    flags: w.flags,
+                })
+            }
+            Backend::Shm(s) => {
+                let id = self
+                    .listener
+                    .ok_or_else(|| Error::Invalid("not attached".into()))?;
+                shm_wait(s, id, &self.geo, ack, min_bytes, timeout)
+            }
+        }
+    }
+
+    /// For a lossy listener after reading bytes from its cursor on: were
+    /// they intact? `Some((lost_bytes, lost_blocks))` if they were
+    /// overwritten (discard them; the cursor moved to an intact block).
+    pub fn check_read(&mut self) -> Result<Option<(u64, u64)>> {
+        match &self.backend {
+            Backend::Device(_) => {
+                let w = self.wait(0, 0, Some(Duration::ZERO))?;
+                Ok((w.flags & abi::WAIT_OVERRUN != 0).then_some((w.lost_bytes, w.lost_blocks)))
+            }
+            Backend::Shm(s) => {
+                let id = self
+                    .listener
+                    .ok_or_else(|| Error::Invalid("not attached".into()))?;
+                let c = s.control();
+                match c.listeners.check_read(id, &c.publish, &self.geo) {
+                    Ok(ReadCheck::Intact) => Ok(None),
+                    Ok(ReadCheck::Overrun(l)) => {
+                        c.listener_lost_blocks[id].fetch_add(l.blocks, Ordering::Relaxed);
+                        Ok(Some((l.bytes, l.blocks)))
+                    }
+                    Err(ListenerError::Killed) => Err(Error::Hangup),
+                    Err(e) => Err(Error::Invalid(format!("check_read: {e:?}"))),
+                }
+            }
+        }
+    }
+
+    /// Device statistics and listeners.
+    pub fn stats(&self) -> Result<Stats> {
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut s = Stats::ZERO;
+                ioctl(f, abi::IOC_STATS, &mut s, "HPCAP_IOC_STATS")?;
+                Ok(s)
+            }
+            Backend::Shm(sh) => Ok(shm_stats(sh, &self.geo, self.listener_id())),
+        }
+    }
+
+    /// Applies a configuration change (`abi::CONFIG_*` bits in `set`).
+    pub fn set_config(&self, cfg: &Config) -> Result<()> {
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut c = *cfg;
+                ioctl(f, abi::IOC_SET_CONFIG, &mut c, "HPCAP_IOC_SET_CONFIG")
+            }
+            Backend::Shm(s) => {
+                if cfg.set & (abi::CONFIG_FORMAT | abi::CONFIG_BLOCK_SIZE) != 0 {
+                    return Err(Error::Invalid(
+                        "a software source's format and block size are fixed when hpcap-sim \
+                         creates it: restart hpcap-sim with --format/--block-size"
+                            .into(),
+                    ));
+                }
+                if cfg.set & abi::CONFIG_SNAPLEN != 0 {
+                    if cfg.snaplen != 0 && cfg.snaplen < 14 {
+                        return Err(Error::Invalid("snaplen must be 0 or at least 14".into()));
+                    }
+                    s.control().snaplen.store(cfg.snaplen, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Installs a classic BPF filter (empty: remove it). It is verified
+    /// with the core's verifier first, as the driver does.
+    pub fn set_filter(&self, insns: &[SockFilter]) -> Result<()> {
+        if !insns.is_empty() {
+            hpcap_core::bpf::verify(insns)
+                .map_err(|e| Error::Invalid(format!("BPF program rejected: {e:?}")))?;
+        }
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut flt = Filter {
+                    len: insns.len() as u32,
+                    reserved: 0,
+                    insns: insns.as_ptr() as u64,
+                };
+                ioctl(f, abi::IOC_SET_FILTER, &mut flt, "HPCAP_IOC_SET_FILTER")
+            }
+            Backend::Shm(s) => s.control().set_filter(insns),
+        }
+    }
+
+    /// Kills listener `id`: it stops holding the producer back and gets a
+    /// hang-up.
+    pub fn kill_listener(&self, id: u32) -> Result<()> {
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut v = id;
+                ioctl(f, abi::IOC_KILL_LISTENER, &mut v, "HPCAP_IOC_KILL_LISTENER")
+            }
+            Backend::Shm(s) => {
+                let c = s.control();
+                c.listeners
+                    .kill(id as usize)
+                    .map_err(|e| Error::Invalid(format!("listener {id}: {e:?}")))?;
+                c.wake_all();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+fn shm_wait(
+    s: &ShmSource,
+    id: usize,
+    geo: &Geometry,
+    ack: u64,
+    min_bytes: u64,
+    timeout: Option<Duration>,
+) -> Result<WaitResult> {
+    let c = s.control();
+    let killed = |e: ListenerError| match e {
+        ListenerError::Killed => Error::Hangup,
+        e => Error::Invalid(format!("listener {id}: {e:?}")),
+    };
+    let mut out = WaitResult::default();
+    if ack != 0 {
+        match c.listeners.ack(id, ack, &c.publish) {
+            Ok(_) => {}
+            Err(ListenerError::Killed) => {
+                out.flags |= abi::WAIT_HUP;
+                return Ok(out);
+            }
+            Err(e) => return Err(killed(e)),
+        }
+        // The producer may be waiting for the room we freed.
+        c.wake_all();
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let (cursor, _) = match c.listeners.cursor(id) {
+            Ok(v) => v,
+            Err(ListenerError::Killed) => {
+                out.flags |= abi::WAIT_HUP;
+                return Ok(out);
+            }
+            Err(e) => return Err(killed(e)),
+        };
+        out.read_offset = cursor;
+        out.available = c.publish.committed().saturating_sub(cursor);
+        if min_bytes == 0 {
+            // Lossy listeners still learn about an overrun.
+            if let Ok(Readiness::Overrun(l)) = c.listeners.ready(id, 1, &c.publish, geo) {
+                note_loss(c, id, &mut out, l.bytes, l.blocks);
+                continue;
+            }
+            return Ok(out);
+        }
+        // Read the futex word before checking, so a wake-up in between is
+        // not lost.
+        // Acquire: pairs with the Release bump in `wake_all`.
+        let seen = c.wake.load(Ordering::Acquire);
+        match c.listeners.ready(id, min_bytes, &c.publish, geo) {
+            Ok(Readiness::Ready { available }) => {
+                out.available = available;
+                return Ok(out);
+            }
+            Ok(Readiness::Overrun(l)) => {
+                note_loss(c, id, &mut out, l.bytes, l.blocks);
+                continue;
+            }
+            Ok(Readiness::Pending { target }) => {
+                if c.ended() {
+                    out.flags |= abi::WAIT_HUP;
+                    return Ok(out);
+                }
+                let left = match deadline {
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            out.flags |= abi::WAIT_TIMEOUT;
+                            return Ok(out);
+                        }
+                        d - now
+                    }
+                    None => crate::shm::WAIT_SLICE,
+                };
+                if c.publish.prepare_wait(target) {
+                    continue;
+                }
+                c.sleep(seen, left);
+            }
+            Err(ListenerError::Killed) => {
+                out.flags |= abi::WAIT_HUP;
+                return Ok(out);
+            }
+            Err(e) => return Err(killed(e)),
+        }
+    }
+}
+
+fn note_loss(c: &crate::shm::Control, id: usize, out: &mut WaitResult, bytes: u64, blocks: u64) {
+    out.flags |= abi::WAIT_OVERRUN;
+    out.lost_bytes += bytes;
+    out.lost_blocks += blocks;
+    // Relaxed: statistics.
+    c.listener_lost_blocks[id].fetch_add(blocks, Ordering::Relaxed);
+}
+
+fn shm_stats(s: &ShmSource, geo: &Geometry, me: Option<usize>) -> Stats {
+    let c = s.control();
+    let mut st = Stats::ZERO;
+    st.counters = c.counters();
+    st.commit = c.publish.committed();
+    let reserved = c.publish.reserved();
+    let limit = c.listeners.reserve_limit(st.commit, geo);
+    st.free_bytes = limit.saturating_sub(reserved);
+    let start = c.start_ns.load(Ordering::Relaxed);
+    st.uptime_ns = crate::util::now_ns().saturating_sub(start);
+    st.self_id = me.map_or(u32::MAX, |id| id as u32);
+    let mut n = 0;
+    for id in 0..abi::MAX_LISTENERS {
+        let (cursor, mode, killed) = match c.listeners.cursor(id) {
+            Ok((cur, m)) => (cur, m, false),
+            Err(ListenerError::Killed) => (0, Mode::Blocking, true),
+            Err(_) => continue,
+        };
+        let (lost, _) = c.listeners.losses(id).unwrap_or((0, 0));
+        st.listener[n] = abi::Listener {
+            id: id as u32,
+            mode: match mode {
+                Mode::Blocking => abi::MODE_BLOCKING,
+                Mode::Lossy => abi::MODE_LOSSY,
+            },
+            pid: c.listener_pid[id].load(Ordering::Relaxed),
+            flags: u32::from(killed),
+            cursor,
+            lag: st.commit.saturating_sub(cursor),
+            lost_bytes: lost,
+            lost_blocks: c.listener_lost_blocks[id].load(Ordering::Relaxed),
+        };
+        n += 1;
+    }
+    st.nlisteners = n as u32;
+    st
+}

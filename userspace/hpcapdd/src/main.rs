@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+//! `hpcapdd`: streams an hpcap source (`/dev/hpcapN` or a `hpcap-sim`
+//! shared-memory file) to disk in whole stream blocks, written with
+//! O_DIRECT straight from the read-only mapping, into rotated, valid pcapng
+//! (or HPCAP RAW) files.
+
+mod sink;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hpcap::core::abi;
+use hpcap::stream::NextBlock;
+use hpcap::util::{now_ns, parse_size, stop_requested};
+use hpcap::{BlockReader, ListenerMode, Source};
+
+use sink::{BlockMeta, DirSink, DiskFull, RotateCfg};
+
+/// Exit status when the disk filled up.
+const EXIT_DISK_FULL: i32 = 3;
+
+/// Stream an hpcap capture source to disk.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    long_about = "Attaches to SOURCE (/dev/hpcapN, or the PATH of a hpcap-sim software source) \
+as a listener and writes its stream to files under DIR in whole blocks, with O_DIRECT, \
+straight from the read-only mapping. Every file starts with a 4 KiB SHB+IDB header, holds \
+whole blocks, and ends with an Interface Statistics Block carrying the drop counters, so it \
+is valid pcapng at every block boundary. Files are written as .NAME (hidden) and renamed \
+when complete.",
+    after_help = "\
+FILES:
+  DIR/YYYY-MM-DD/HH/YYYYMMDD-HHMMSS.NNNNNNNNN-IFACE.pcapng   (UTC, first packet's timestamp;
+  .raw in RAW mode). Time rotation uses the packets' timestamps, aligned to multiples of
+  --rotate-seconds since the epoch (60 = on the minute).
+
+EXIT STATUS:
+  0  end of stream, or stopped by SIGINT/SIGTERM (last partial block flushed, files closed)
+  1  error (source, file system)
+  2  bad usage
+  3  disk full: the current file was closed validly at its last complete block
+
+EXAMPLES:
+  hpcapdd /dev/hpcap0 /mnt/raid
+  hpcapdd --rotate-size 1G --rotate-seconds 60 --max-files 1000 /dev/hpcap0 /mnt/raid
+  hpcapdd --null --stats-interval 1 /dev/shm/hpcap-test"
+)]
+struct Args {
+    /// Attach as a lossy listener (never holds the capture back; skips
+    /// blocks when overrun) instead of a blocking one.
+    #[arg(long)]
+    lossy: bool,
+    /// Start a new file before one would exceed this size (e.g. 1G).
+    #[arg(long, value_parser = parse_size, value_name = "BYTES")]
+    rotate_size: Option<u64>,
+    /// Start a new file every N seconds of capture time, aligned to
+    /// multiples of N since the epoch (accepts 30s, 5m, 1h).
+    #[arg(long, value_parser = hpcap::util::parse_duration_s, value_name = "N")]
+    rotate_seconds: Option<u64>,
+    /// Keep at most N complete files (oldest deleted first).
+    #[arg(long, value_name = "N")]
+    max_files: Option<usize>,
+    /// Delete the oldest complete files to keep this percentage of the file
+    /// system free.
+    #[arg(long, value_name = "PCT")]
+    min_free: Option<f64>,
+    /// Discard the data (benchmarks): read and acknowledge blocks only.
+    #[arg(long)]
+    null: bool,
+    /// Do not use O_DIRECT even where the file system supports it.
+    #[arg(long)]
+    no_direct: bool,
+    /// Print a one-line status every N seconds to stderr (0 = never).
+    #[arg(long, default_value_t = 0.0, value_name = "N")]
+    stats_interval: f64,
+    /// Also write each status, and a final summary, as JSON lines here.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
+    /// Stop after this many seconds (flushing like SIGINT).
+    #[arg(long, value_name = "N")]
+    duration: Option<f64>,
+    /// Capture source: /dev/hpcapN or a software source path.
+    source: PathBuf,
+    /// Output directory (not needed with --null).
+    #[arg(required_unless_present = "null")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    blocks: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+struct Stats {
+    interval: Option<Duration>,
+    json: Option<std::fs::File>,
+    last: Instant,
+    last_totals: Totals,
+    start: Instant,
+}
+
+impl Stats {
+    fn report(&mut self, reader: &BlockReader, t: &Totals, files: u64, final_: bool) -> Result<()> {
+        let due = self.interval.is_some_and(|i| self.last.elapsed() >= i);
+        if !due && !final_ {
+            return Ok(());
+        }
+        let (dt, d) = if final_ {
+            (self.start.elapsed().as_secs_f64(), *t)
+        } else {
+            (
+                self.last.elapsed().as_secs_f64(),
+                Totals {
+                    blocks: t.blocks - self.last_totals.blocks,
+                    packets: t.packets - self.last_totals.packets,
+                    bytes: t.bytes - self.last_totals.bytes,
+                },
+            )
+        };
+        self.last = Instant::now();
+        self.last_totals = *t;
+        let src = reader.source();
+        let st = src.stats().unwrap_or(abi::Stats::ZERO);
+        let c = st.counters;
+        let w = reader.last_wait();
+        let occ = w.available as f64 / src.buffer_size() as f64 * 100.0;
+        let (lost_b, lost_k) = reader.losses();
+        let gbps = d.bytes as f64 * 8.0 / dt.max(1e-9) / 1e9;
+        let mpps = d.packets as f64 / dt.max(1e-9) / 1e6;
+        eprintln!(
+            "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
+             drops: ring {} no-space {} writer {} nic {} | filtered {} | overrun {} blocks",
+            if final_ { "total " } else { "" },
+            t.packets,
+            t.blocks,
+            files,
+            c.dropped_ring,
+            c.dropped_no_space,
+            c.dropped_writer,
+            c.nic_missed,
+            c.filtered,
+            lost_k
+        );
+        if let Some(j) = &mut self.json {
+            use std::io::Write;
+            let v = serde_json::json!({
+                "time_ns": now_ns(),
+                "final": final_,
+                "interval_s": dt,
+                "gbps": gbps,
+                "mpps": mpps,
+                "occupancy_pct": occ,
+                "packets": t.packets,
+                "blocks": t.blocks,
+                "bytes": t.bytes,
+                "files": files,
+                "lost_bytes": lost_b,
+                "lost_blocks": lost_k,
+                "source": {
+                    "frames_seen": c.frames_seen,
+                    "frames_stored": c.frames_stored,
+                    "bytes_stored": c.bytes_stored,
+                    "nic_missed": c.nic_missed,
+                    "dropped_ring": c.dropped_ring,
+                    "dropped_no_space": c.dropped_no_space,
+                    "dropped_writer": c.dropped_writer,
+                    "filtered": c.filtered,
+                    "commit": st.commit,
+                },
+            });
+            writeln!(j, "{v}").context("writing --stats-json")?;
+        }
+        Ok(())
+    }
+}
+
+/// Metadata of a block: from its header when final, else by parsing it.
+fn block_meta(data: &[u8], format: u32) -> BlockMeta {
+    if let Some(h) = hpcap::stream::block_header(data, format) {
+        if h.flags & hpcap::core::pcapng::BH_FLAG_FINAL != 0 {
+            return BlockMeta {
+                packets: u64::from(h.records),
+                first_ts: (h.records > 0).then_some(h.first_ts_ns),
+                last_ts: h.last_ts_ns,
+            };
+        }
+    }
+    parse_meta(data, format)
+}
+
+fn parse_meta(data: &[u8], format: u32) -> BlockMeta {
+    let mut m = BlockMeta::default();
+    for p in hpcap::StreamPackets::new(data, format) {
+        m.packets += 1;
+        m.first_ts.get_or_insert(p.ts_ns);
+        m.last_ts = p.ts_ns;
+    }
+    m
+}
+
+enum Outcome {
+    Done,
+    DiskFull(DiskFull),
+}
+
+fn run(args: &Args) -> Result<Outcome> {
+    let src = Source::open(&args.source)
+        .with_context(|| format!("opening the source {}", args.source.display()))?;
+    let info = *src.cached_info();
+    let mode = if args.lossy {
+        ListenerMode::Lossy
+    } else {
+        ListenerMode::Blocking
+    };
+    let mut reader = BlockReader::new(src, mode)
+        .with_context(|| format!("attaching to {}", args.source.display()))?;
+    let mut sink = match (&args.dir, args.null) {
+        (Some(dir), false) => Some(DirSink::new(
+            dir,
+            &info,
+            RotateCfg {
+                size: args.rotate_size,
+                seconds: args.rotate_seconds,
+                max_files: args.max_files,
+                min_free: args.min_free,
+            },
+            !args.no_direct,
+        )?),
+        _ => None,
+    };
+    let mut stats = Stats {
+        interval: (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval)),
+        json: args
+            .stats_json
+            .as_ref()
+            .map(|p| std::fs::File::create(p).with_context(|| format!("creating {}", p.display())))
+            .transpose()?,
+        last: Instant::now(),
+        last_totals: Totals::default(),
+        start: Instant::now(),
+    };
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let format = info.format;
+    let mut t = Totals::default();
+    let mut outcome = Outcome::Done;
+    loop {
+        if stop_requested().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
+            let (_, partial) = reader.partial_block()?;
+            if !partial.is_empty() {
+                let m = parse_meta(partial, format);
+                t.packets += m.packets;
+                t.blocks += 1;
+                t.bytes += info.block_size;
+                if let Some(s) = &mut sink {
+                    if let Err(e) = s.write_partial(partial, &m) {
+                        outcome = disk_full_or(e)?;
+                    }
+                }
+            }
+            break;
+        }
+        let files = sink.as_ref().map_or(0, |s| s.files_done());
+        stats.report(&reader, &t, files, false)?;
+        match reader.next_block(Some(Duration::from_millis(100)))? {
+            NextBlock::Block(b) => {
+                let m = block_meta(b.data, format);
+                let res = match &mut sink {
+                    Some(s) => s.write_block(b.data, &m),
+                    None => Ok(()),
+                };
+                if let Err(e) = res {
+                    outcome = disk_full_or(e)?;
+                    break;
+                }
+                if !reader.validate()? {
+                    // Overwritten while we wrote it: take it back.
+                    if let Some(s) = &mut sink {
+                        s.undo_last_block()?;
+                    }
+                    continue;
+                }
+                t.blocks += 1;
+                t.packets += m.packets;
+                t.bytes += info.block_size;
+            }
+            NextBlock::Timeout => {
+                if let Some(s) = &mut sink {
+                    s.idle(now_ns())?;
+                }
+            }
+            NextBlock::End { partial, .. } => {
+                if !partial.is_empty() {
+                    let m = parse_meta(partial, format);
+                    t.packets += m.packets;
+                    t.blocks += 1;
+                    t.bytes += info.block_size;
+                    if let Some(s) = &mut sink {
+                        if let Err(e) = s.write_partial(partial, &m) {
+                            outcome = disk_full_or(e)?;
+                        }
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let stats_now = reader.source().stats().unwrap_or(abi::Stats::ZERO);
+    if let Some(s) = &mut sink {
+        if let Err(e) = s.close(&stats_now.counters, reader.losses()) {
+            if matches!(outcome, Outcome::Done) {
+                outcome = disk_full_or(e)?;
+            }
+        }
+    }
+    let files = sink.as_ref().map_or(0, |s| s.files_done());
+    stats.report(&reader, &t, files, true)?;
+    Ok(outcome)
+}
+
+fn disk_full_or(e: anyhow::Error) -> Result<Outcome> {
+    match e.downcast::<DiskFull>() {
+        Ok(d) => Ok(Outcome::DiskFull(d)),
+        Err(e) => Err(e),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    hpcap::util::install_stop_handlers();
+    match run(&args) {
+        Ok(Outcome::Done) => {}
+        Ok(Outcome::DiskFull(d)) => {
+            eprintln!("hpcapdd: error: {d}");
+            std::process::exit(EXIT_DISK_FULL);
+        }
+        Err(e) => {
+            eprintln!("hpcapdd: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

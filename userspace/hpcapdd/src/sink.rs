@@ -1,0 +1,586 @@
+// SPDX-License-Identifier: MIT
+//! The directory sink: file naming, O_DIRECT writes, rotation, retention,
+//! valid closing (ISB), disk-full handling.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use hpcap::core::abi::{self, Info};
+use hpcap::core::pcapng::{IsbInfo, FILE_HEADER_LEN};
+use hpcap::core::stats::CaptureStats;
+use hpcap::files::{finalize_block_header, isb_trailer, pad_block_tail, stream_file_header};
+use hpcap::util::Utc;
+
+/// What a block holds, for naming, rotation and counting.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BlockMeta {
+    pub(crate) packets: u64,
+    pub(crate) first_ts: Option<u64>,
+    pub(crate) last_ts: u64,
+}
+
+/// Rotation and retention settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RotateCfg {
+    pub(crate) size: Option<u64>,
+    pub(crate) seconds: Option<u64>,
+    pub(crate) max_files: Option<usize>,
+    pub(crate) min_free: Option<f64>,
+}
+
+/// The file system ran out of space; the current file was closed validly.
+#[derive(Debug)]
+pub(crate) struct DiskFull {
+    msg: String,
+}
+
+impl std::fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for DiskFull {}
+
+/// A page-aligned heap buffer (O_DIRECT needs aligned memory).
+struct Aligned {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len.max(4096), 4096).expect("layout");
+        // SAFETY: non-zero size layout.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "out of memory");
+        Self { ptr, len }
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: allocated with at least `len` bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: allocated with at least `len` bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len.max(4096), 4096).expect("layout");
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, layout) };
+    }
+}
+
+struct OpenFile {
+    file: File,
+    hidden: PathBuf,
+    final_path: PathBuf,
+    /// Bytes written and known good (header + whole blocks).
+    size: u64,
+    first_ts: u64,
+    last_ts: u64,
+    packets: u64,
+    blocks: u64,
+    /// Time-rotation boundary (ns), if rotating by time.
+    boundary: Option<u64>,
+    /// Size before the last block (to undo it).
+    prev_size: u64,
+}
+
+pub(crate) struct DirSink {
+    dir: PathBuf,
+    ifname: String,
+    snaplen: u32,
+    description: String,
+    raw: bool,
+    block_size: u64,
+    cfg: RotateCfg,
+    direct: bool,
+    warned_direct: bool,
+    bounce: Option<Aligned>,
+    cur: Option<OpenFile>,
+    files_done: u64,
+    usrdeliv: u64,
+}
+
+fn is_enospc(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+fn pwrite_all(f: &File, data: &[u8], mut off: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let rest = &data[done..];
+        // SAFETY: writing from a valid slice to our file.
+        let n = unsafe {
+            libc::pwrite(
+                f.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                off as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        done += n as usize;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+impl DirSink {
+    pub(crate) fn new(dir: &Path, info: &Info, cfg: RotateCfg, direct: bool) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if cfg.rotate_seconds_zero() {
+            anyhow::bail!("--rotate-seconds must be at least 1");
+        }
+        let name = String::from_utf8_lossy(abi::get_cstr(&info.name)).into_owned();
+        let bus = String::from_utf8_lossy(abi::get_cstr(&info.bus_addr)).into_owned();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ifname: if name.is_empty() {
+                "hpcap".into()
+            } else {
+                name
+            },
+            snaplen: info.snaplen,
+            description: bus,
+            raw: info.format != abi::FORMAT_PCAPNG,
+            block_size: info.block_size,
+            cfg,
+            direct,
+            warned_direct: false,
+            bounce: None,
+            cur: None,
+            files_done: 0,
+            usrdeliv: 0,
+        })
+    }
+
+    pub(crate) fn files_done(&self) -> u64 {
+        self.files_done
+    }
+
+    fn names(&self, first_ts: u64) -> (PathBuf, PathBuf, String) {
+        let u = Utc::from_ns(first_ts);
+        let sub = self
+            .dir
+            .join(format!("{:04}-{:02}-{:02}", u.year, u.month, u.day))
+            .join(format!("{:02}", u.hour));
+        let base = format!(
+            "{:04}{:02}{:02}-{:02}{:02}{:02}.{:09}-{}",
+            u.year, u.month, u.day, u.hour, u.minute, u.second, u.nanos, self.ifname
+        );
+        let ext = if self.raw { "raw" } else { "pcapng" };
+        let mut n = 0;
+        loop {
+            let file = if n == 0 {
+                format!("{base}.{ext}")
+            } else {
+                format!("{base}-{n}.{ext}")
+            };
+            let fin = sub.join(&file);
+            let hid = sub.join(format!(".{file}"));
+            if !fin.exists() && !hid.exists() {
+                return (sub, hid, fin.to_string_lossy().into_owned());
+            }
+            n += 1;
+        }
+    }
+
+    fn open(&mut self, first_ts: u64) -> Result<()> {
+        self.retention(true)?;
+        let (sub, hidden, fin) = self.names(first_ts);
+        std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true).mode(0o644);
+        let file = if self.direct {
+            match opts.clone().custom_flags(libc::O_DIRECT).open(&hidden) {
+                Ok(f) => f,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    if !self.warned_direct {
+                        eprintln!(
+                            "hpcapdd: warning: {} does not support O_DIRECT; writing through the page cache",
+                            sub.display()
+                        );
+                        self.warned_direct = true;
+                    }
+                    self.direct = false;
+                    let _ = std::fs::remove_file(&hidden);
+                    opts.open(&hidden)
+                        .with_context(|| format!("creating {}", hidden.display()))?
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", hidden.display())),
+            }
+        } else {
+            opts.open(&hidden)
+                .with_context(|| format!("creating {}", hidden.display()))?
+        };
+        let boundary = self
+            .cfg
+            .seconds
+            .map(|s| (first_ts / 1_000_000_000 / s + 1) * s * 1_000_000_000);
+        let mut f = OpenFile {
+            file,
+            hidden,
+            final_path: PathBuf::from(fin),
+            size: 0,
+            first_ts,
+            last_ts: first_ts,
+            packets: 0,
+            blocks: 0,
+            boundary,
+            prev_size: 0,
+        };
+        if !self.raw {
+            let hdr = stream_file_header(self.snaplen, &self.ifname, &self.description)?;
+            let mut a = Aligned::new(FILE_HEADER_LEN);
+            a.as_mut().copy_from_slice(&hdr);
+            if let Err(e) = pwrite_all(&f.file, a.as_ref(), 0) {
+                let _ = std::fs::remove_file(&f.hidden);
+                if is_enospc(&e) {
+                    return Err(anyhow!(DiskFull {
+                        msg: format!(
+                            "disk full: no room for a new file in {}; every earlier file is complete",
+                            self.dir.display()
+                        ),
+                    }));
+                }
+                return Err(e).with_context(|| format!("writing {}", f.hidden.display()));
+            }
+            f.size = FILE_HEADER_LEN as u64;
+        }
+        self.cur = Some(f);
+        Ok(())
+    }
+
+    /// Writes `data` (a whole block, or a padded one) at the end of the
+    /// current file, O_DIRECT from `data` when possible, else through an
+    /// aligned bounce buffer.
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        let f = self.cur.as_ref().expect("open file");
+        let aligned = (data.as_ptr() as usize).is_multiple_of(4096);
+        let r = if aligned || !self.direct {
+            pwrite_all(&f.file, data, f.size)
+        } else {
+            Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+        };
+        let r = match r {
+            Err(e)
+                if self.direct
+                    && matches!(e.raw_os_error(), Some(libc::EFAULT) | Some(libc::EINVAL)) =>
+            {
+                // Mappings some drivers export cannot be DMA sources; copy.
+                let b = self.bounce.get_or_insert_with(|| Aligned::new(data.len()));
+                if b.len != data.len() {
+                    *b = Aligned::new(data.len());
+                }
+                b.as_mut().copy_from_slice(data);
+                pwrite_all(&f.file, b.as_ref(), f.size)
+            }
+            r => r,
+        };
+        match r {
+            Ok(()) => {
+                let f = self.cur.as_mut().expect("open file");
+                f.prev_size = f.size;
+                f.size += data.len() as u64;
+                Ok(())
+            }
+            Err(e) if is_enospc(&e) => Err(anyhow!(self.close_disk_full())),
+            Err(e) => {
+                let p = self.cur.as_ref().map(|f| f.hidden.display().to_string());
+                Err(e).with_context(|| format!("writing {}", p.unwrap_or_default()))
+            }
+        }
+    }
+
+    /// The disk is full: cut the current file back to its last whole block,
+    /// end it as validly as the space allows, publish it.
+    fn close_disk_full(&mut self) -> DiskFull {
+        let Some(f) = self.cur.take() else {
+            return DiskFull {
+                msg: "disk full".into(),
+            };
+        };
+        let _ = f.file.set_len(f.size);
+        let mut note = String::new();
+        if !self.raw {
+            // Try the ISB; without room the file still ends at a block
+            // boundary, which is valid pcapng.
+            let isb = IsbInfo {
+                ts_ns: f.last_ts,
+                start_ns: Some(f.first_ts),
+                end_ns: Some(f.last_ts),
+                usrdeliv: Some(f.packets),
+                ..IsbInfo::default()
+            };
+            let ok = isb_trailer(&isb, 4096).ok().is_some_and(|t| {
+                let mut a = Aligned::new(4096);
+                a.as_mut().copy_from_slice(&t);
+                pwrite_all(&f.file, a.as_ref(), f.size).is_ok()
+            });
+            if !ok {
+                let _ = f.file.set_len(f.size);
+                note = " (no room left for the closing statistics block)".into();
+            }
+        }
+        let _ = f.file.sync_all();
+        let _ = std::fs::rename(&f.hidden, &f.final_path);
+        self.files_done += 1;
+        DiskFull {
+            msg: format!(
+                "disk full in {}: {} closed validly with {} packets in {} blocks{note}",
+                self.dir.display(),
+                f.final_path.display(),
+                f.packets,
+                f.blocks
+            ),
+        }
+    }
+
+    fn rotate_due(&self, m: &BlockMeta, len: u64) -> bool {
+        let Some(f) = &self.cur else { return false };
+        if f.blocks == 0 {
+            return false;
+        }
+        if let Some(max) = self.cfg.size {
+            if f.size + len > max {
+                return true;
+            }
+        }
+        if let (Some(b), Some(ts)) = (f.boundary, m.first_ts) {
+            if ts >= b {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub(crate) fn write_block(&mut self, data: &[u8], m: &BlockMeta) -> Result<()> {
+        if self.rotate_due(m, data.len() as u64) {
+            self.finish_file(None, (0, 0))?;
+        }
+        if self.cur.is_none() {
+            self.open(m.first_ts.unwrap_or_else(hpcap::util::now_ns))?;
+        }
+        self.append(data)?;
+        let f = self.cur.as_mut().expect("open file");
+        f.blocks += 1;
+        f.packets += m.packets;
+        if m.first_ts.is_some() {
+            f.last_ts = f.last_ts.max(m.last_ts);
+        }
+        self.usrdeliv += m.packets;
+        Ok(())
+    }
+
+    /// Writes the published prefix of an unfinished block as a whole,
+    /// padded block with a final header.
+    pub(crate) fn write_partial(&mut self, data: &[u8], m: &BlockMeta) -> Result<()> {
+        let bs = self.block_size as usize;
+        let mut a = Aligned::new(bs);
+        let buf = a.as_mut();
+        buf[..data.len()].copy_from_slice(data);
+        if data.len() < bs {
+            let format = if self.raw {
+                abi::FORMAT_RAW
+            } else {
+                abi::FORMAT_PCAPNG
+            };
+            pad_block_tail(buf, data.len(), format)?;
+            finalize_block_header(buf, format, m.packets as u32, m.first_ts, m.last_ts)?;
+        }
+        // `a` is page aligned: written directly.
+        self.write_block(a.as_ref(), m)
+    }
+
+    /// Takes back the last block (a lossy listener learned it was
+    /// overwritten while being written).
+    pub(crate) fn undo_last_block(&mut self) -> Result<()> {
+        if let Some(f) = &mut self.cur {
+            if f.size > f.prev_size {
+                f.file
+                    .set_len(f.prev_size)
+                    .with_context(|| format!("truncating {}", f.hidden.display()))?;
+                f.size = f.prev_size;
+            }
+        }
+        Ok(())
+    }
+
+    /// No data for a while: close the file if its time period is over on
+    /// the wall clock and its timestamps follow the wall clock (live
+    /// capture), so files appear on time on a quiet link.
+    pub(crate) fn idle(&mut self, now: u64) -> Result<()> {
+        let due = self.cur.as_ref().is_some_and(|f| {
+            let live = self.cfg.seconds.is_some_and(|s| {
+                f.last_ts + s * 1_000_000_000 > now && f.last_ts <= now + 1_000_000_000
+            });
+            f.blocks > 0 && live && f.boundary.is_some_and(|b| now >= b)
+        });
+        if due {
+            self.finish_file(None, (0, 0))?;
+        }
+        Ok(())
+    }
+
+    fn finish_file(&mut self, counters: Option<&CaptureStats>, losses: (u64, u64)) -> Result<()> {
+        let Some(f) = self.cur.take() else {
+            return Ok(());
+        };
+        if !self.raw {
+            let mut isb = IsbInfo {
+                ts_ns: f.last_ts,
+                start_ns: Some(f.first_ts),
+                end_ns: Some(f.last_ts),
+                usrdeliv: Some(self.usrdeliv),
+                ..IsbInfo::default()
+            };
+            if let Some(c) = counters {
+                let (ifrecv, ifdrop, osdrop, accept) = c.isb_counters();
+                isb.ifrecv = Some(ifrecv);
+                isb.ifdrop = Some(ifdrop);
+                isb.osdrop = Some(osdrop);
+                isb.filteraccept = Some(accept);
+            } else {
+                isb.osdrop = Some(losses.1);
+            }
+            let t = isb_trailer(&isb, 4096)?;
+            let mut a = Aligned::new(4096);
+            a.as_mut().copy_from_slice(&t);
+            if let Err(e) = pwrite_all(&f.file, a.as_ref(), f.size) {
+                let _ = f.file.set_len(f.size);
+                let _ = f.file.sync_all();
+                let _ = std::fs::rename(&f.hidden, &f.final_path);
+                self.files_done += 1;
+                if is_enospc(&e) {
+                    return Err(anyhow!(DiskFull {
+                        msg: format!(
+                            "disk full in {}: {} closed validly without its statistics block",
+                            self.dir.display(),
+                            f.final_path.display()
+                        ),
+                    }));
+                }
+                return Err(e).with_context(|| format!("writing {}", f.hidden.display()));
+            }
+        }
+        f.file
+            .sync_all()
+            .with_context(|| format!("syncing {}", f.hidden.display()))?;
+        std::fs::rename(&f.hidden, &f.final_path).with_context(|| {
+            format!(
+                "renaming {} to {}",
+                f.hidden.display(),
+                f.final_path.display()
+            )
+        })?;
+        self.files_done += 1;
+        self.retention(false)?;
+        Ok(())
+    }
+
+    /// Closes the current file (end of capture) with the source's counters.
+    pub(crate) fn close(&mut self, counters: &CaptureStats, losses: (u64, u64)) -> Result<()> {
+        self.finish_file(Some(counters), losses)
+    }
+
+    /// Complete files under the directory, oldest first.
+    fn complete_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let ext = if self.raw { "raw" } else { "pcapng" };
+        let mut stack = vec![self.dir.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == ext) {
+                    out.push(p);
+                }
+            }
+        }
+        // Names are UTC timestamps under date/hour directories: path order
+        // is time order.
+        out.sort();
+        out
+    }
+
+    fn free_pct(&self) -> Option<f64> {
+        let c = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: statvfs on a NUL-terminated path into a zeroed struct.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 || s.f_blocks == 0 {
+            return None;
+        }
+        Some(s.f_bavail as f64 / s.f_blocks as f64 * 100.0)
+    }
+
+    /// Deletes the oldest complete files beyond `--max-files`, and while
+    /// free space is below `--min-free` (`opening`: a new file is about to
+    /// be created, so leave room for it in the count).
+    fn retention(&mut self, opening: bool) -> Result<()> {
+        if self.cfg.max_files.is_none() && self.cfg.min_free.is_none() {
+            return Ok(());
+        }
+        let mut files = self.complete_files();
+        if let Some(max) = self.cfg.max_files {
+            let keep = if opening { max.saturating_sub(1) } else { max };
+            while files.len() > keep {
+                let p = files.remove(0);
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                remove_empty_parents(&p, &self.dir);
+            }
+        }
+        if let Some(min) = self.cfg.min_free {
+            while self.free_pct().is_some_and(|f| f < min) && !files.is_empty() {
+                let p = files.remove(0);
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                remove_empty_parents(&p, &self.dir);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_empty_parents(p: &Path, top: &Path) {
+    let mut d = p.parent();
+    while let Some(dir) = d {
+        if dir == top || std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+        d = dir.parent();
+    }
+}
+
+impl RotateCfg {
+    fn rotate_seconds_zero(&self) -> bool {
+        self.seconds == Some(0)
+    }
+}
