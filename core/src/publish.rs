@@ -252,7 +252,13 @@ pub struct Batch {
     start: u64,
     pos: u64,
     limit: u64,
+    /// Buffer position of `pos`, or `NO_POS` until the first `place`:
+    /// tracked incrementally to keep a 64-bit division off the per-record
+    /// path.
+    buf_pos: u64,
 }
+
+const NO_POS: u64 = u64::MAX;
 
 /// A closed batch whose range the holder must fill and then hand to
 /// [`PublishState::complete`]. Dropping it without completing stalls
@@ -307,6 +313,19 @@ impl Batch {
     /// header) would pass the batch's limit or is longer than
     /// [`Geometry::max_record`]: the caller drops and counts it.
     pub fn place(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
+        if self.buf_pos == NO_POS {
+            self.buf_pos = geo.position(self.pos);
+        }
+        let (base, from) = (self.buf_pos, self.pos);
+        // Buffer position of `x` (at most two blocks past `from`); the
+        // buffer is a whole number of blocks, so it only wraps between them.
+        let pos_of = |x: u64| {
+            let mut p = base + (x - from);
+            while p >= geo.buffer_size {
+                p -= geo.buffer_size;
+            }
+            p
+        };
         let mut at = self.pos;
         let mut pad = None;
         let mut header = None;
@@ -315,7 +334,7 @@ impl Batch {
             let rem = geo.block_size - within;
             pad = Some(Span {
                 offset: at,
-                pos: geo.position(at),
+                pos: pos_of(at),
                 len: rem,
             });
             at += rem;
@@ -327,7 +346,7 @@ impl Batch {
             if geo.header_len != 0 {
                 header = Some(Span {
                     offset: at,
-                    pos: geo.position(at),
+                    pos: pos_of(at),
                     len: geo.header_len,
                 });
             }
@@ -338,12 +357,13 @@ impl Batch {
             return None;
         }
         self.pos = end;
+        self.buf_pos = pos_of(end);
         Some(Placement {
             pad,
             header,
             record: Span {
                 offset: at,
-                pos: geo.position(at),
+                pos: pos_of(at),
                 len,
             },
         })
@@ -367,6 +387,7 @@ impl Batch {
             len: end - self.pos,
         };
         self.pos = end;
+        self.buf_pos = NO_POS;
         Some(span)
     }
 }
@@ -483,6 +504,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
             start,
             pos: start,
             limit,
+            buf_pos: NO_POS,
         })
     }
 
@@ -829,6 +851,42 @@ mod tests {
         let p = st.complete(st.finish_batch(b, 2));
         assert_eq!((p.commit, p.wake), (112, true));
         assert!(st.prepare_wait(112));
+    }
+
+    proptest::proptest! {
+        /// Incrementally tracked buffer positions agree with
+        /// `offset % buffer_size` across many buffer wraps, records never
+        /// straddle a block, and gaps are never smaller than a pad record.
+        #[test]
+        fn placement_positions(
+            lens in proptest::collection::vec(1u64..1100, 1..300),
+            blocks in 1u64..4,
+            per_batch in 1usize..8,
+        ) {
+            let g = Geometry::new(blocks * 1024, 1024, 32, 12).unwrap();
+            let st: PublishState<4> = PublishState::new();
+            for chunk in lens.chunks(per_batch) {
+                let mut b = st.begin_batch(0, u64::MAX).unwrap();
+                for &len in chunk {
+                    let before = b.end();
+                    let Some(p) = b.place(&g, len) else {
+                        proptest::prop_assert!(len > g.max_record() - 12 && len != g.max_record());
+                        continue;
+                    };
+                    let spans = [p.pad, p.header, Some(p.record)];
+                    let mut at = before;
+                    for s in spans.iter().flatten() {
+                        proptest::prop_assert_eq!(s.offset, at);
+                        proptest::prop_assert_eq!(s.pos, g.position(s.offset));
+                        proptest::prop_assert_eq!(s.offset / 1024, (s.offset + s.len - 1) / 1024);
+                        at += s.len;
+                    }
+                    let rem = 1024 - b.end() % 1024;
+                    proptest::prop_assert!(rem == 1024 || rem >= 12);
+                }
+                st.complete(st.finish_batch(b, 0));
+            }
+        }
     }
 
     #[test]
