@@ -17,16 +17,74 @@ use kernel::{
     InPlaceModule, //
 };
 
+mod buffer;
+mod capture;
+mod chardev;
 pub mod hpcap_core;
+mod kthread;
+mod nic;
 mod pci_driver;
+mod rx_ring;
 
 /// The module name, as the driver core sees it.
 pub(crate) const MODULE_NAME: &CStr = <LocalModule as kernel::ModuleMetadata>::NAME;
 
+/// The module instance: the PCI driver registration.
 #[pin_data]
-struct HpcapModule {
+pub(crate) struct HpcapModule {
     #[pin]
     _driver: Registration<pci::Adapter<pci_driver::HpcapDriver>>,
+}
+
+/// Module parameters, validated into capture [`capture::Params`].
+pub(crate) fn params() -> Result<capture::Params> {
+    let block_size = u64::from(module_parameters::block_kb.value()) << 10;
+    if !block_size.is_power_of_two() || !(64 << 10..=256 << 20).contains(&block_size) {
+        return Err(EINVAL);
+    }
+    let buffer_size = match module_parameters::buffer_mb.value() {
+        0 => default_buffer_size(),
+        mb => u64::from(mb) << 20,
+    };
+    // Round down to whole blocks; at least 2 blocks so a reader and the
+    // producer can each hold one.
+    let buffer_size = buffer_size & !(block_size - 1);
+    if buffer_size < 2 * block_size {
+        return Err(EINVAL);
+    }
+    let format = module_parameters::format.value();
+    if format != hpcap_core::abi::FORMAT_PCAPNG && format != hpcap_core::abi::FORMAT_RAW {
+        return Err(EINVAL);
+    }
+    let rx_buf_size = module_parameters::rx_buf.value();
+    if rx_buf_size < 2048 || rx_buf_size % 1024 != 0 {
+        return Err(EINVAL);
+    }
+    let snaplen = module_parameters::snaplen.value();
+    if snaplen != 0 && !(14..=65535).contains(&snaplen) {
+        return Err(EINVAL);
+    }
+    Ok(capture::Params {
+        buffer_size,
+        block_size,
+        ring_size: module_parameters::ring_size.value(),
+        rx_buf_size,
+        consumers: module_parameters::consumers.value(),
+        core_mask: module_parameters::core_mask.value(),
+        snaplen,
+        format,
+        flush_ms: module_parameters::flush_ms.value(),
+    })
+}
+
+/// 1 GiB, or a quarter of RAM when that is less.
+fn default_buffer_size() -> u64 {
+    let mut si = kernel::bindings::sysinfo::default();
+    // SAFETY: `si_meminfo` fills the struct it is given.
+    unsafe { kernel::bindings::si_meminfo(&mut si) };
+    // CAST: `c_ulong` is at most 64 bits.
+    let ram = (si.totalram as u64).saturating_mul(u64::from(si.mem_unit));
+    (1u64 << 30).min(ram / 4)
 }
 
 /// Runs the shared core's known-answer test and logs its result, so a test
@@ -55,4 +113,42 @@ module! {
     authors: ["The hpcap-rs authors"],
     description: "Full-packet capture to a shared buffer for Intel NICs",
     license: "GPL v2",
+    params: {
+        buffer_mb: u32 {
+            default: 0,
+            description: "Stream buffer per device in MiB (0 = 1024, or a quarter of RAM if less)",
+        },
+        block_kb: u32 {
+            default: 4096,
+            description: "Stream block size in KiB: a power of two, 64..262144",
+        },
+        ring_size: u32 {
+            default: 4096,
+            description: "RX descriptors (multiple of 8, 64..4096 on 82576)",
+        },
+        rx_buf: u32 {
+            default: 2048,
+            description: "RX buffer bytes per descriptor (multiple of 1024; larger for jumbo frames)",
+        },
+        consumers: u32 {
+            default: 1,
+            description: "Capture threads, each owning a segment of the RX ring (1..32)",
+        },
+        core_mask: u64 {
+            default: 0,
+            description: "CPUs to pin capture threads to, in bit order (0 = not pinned)",
+        },
+        snaplen: u32 {
+            default: 0,
+            description: "Bytes kept per frame (0 = whole frames; else 14..65535)",
+        },
+        format: u32 {
+            default: 0,
+            description: "Stream format: 0 = pcapng, 1 = HPCAP RAW",
+        },
+        flush_ms: u32 {
+            default: 100,
+            description: "Close a partly filled block after this many ms without traffic",
+        },
+    },
 }

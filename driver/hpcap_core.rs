@@ -12,6 +12,8 @@
 
 #[path = "../core/src/abi.rs"]
 pub mod abi;
+#[path = "../core/src/arith.rs"]
+pub mod arith;
 #[path = "../core/src/block.rs"]
 pub mod block;
 #[path = "../core/src/bpf.rs"]

@@ -1,23 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! PCI glue: the devices hpcap drives and what happens on probe and unbind.
+//! PCI glue: the devices hpcap drives, and what happens on probe and unbind.
 //!
-//! Probe maps register space and reports the link; the capture engine that
-//! follows owns the RX ring from here on. Hardware differences live behind
-//! [`NicKind`] so each backend (igb PF, igbvf VF, and the XL710 backends that
-//! come later) is one entry in the ID table plus its own file.
+//! Probe takes the port over (backend reset and RX setup), allocates the
+//! stream buffer, starts the consumer threads and registers `/dev/hpcapN`
+//! (plus `/dev/hpcap/by-pci/<address>`). Unbind reverses it; open files and
+//! mappings keep the buffer alive until they are closed.
 
+use crate::capture::{
+    Engine,
+    Params,
+    Shared, //
+};
+use crate::chardev::CharDev;
+use crate::hpcap_core::abi;
+use crate::kthread::KThread;
+use crate::nic::{
+    igb::Igb,
+    igbvf::IgbVf,
+    Nic, //
+};
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering, //
+};
 use kernel::{
     device::Core,
-    io::{
-        register,
-        Io, //
-    },
     pci,
-    prelude::*, //
+    prelude::*,
+    str::CString,
+    sync::Arc, //
 };
 
-/// The NIC families hpcap knows, one per backend.
+/// The NIC families hpcap drives, one per backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NicKind {
     /// Intel 82576 physical function (igb).
@@ -26,43 +41,57 @@ pub(crate) enum NicKind {
     IgbVf,
 }
 
-impl NicKind {
-    fn name(self) -> &'static str {
-        match self {
-            NicKind::Igb => "82576 PF",
-            NicKind::IgbVf => "82576 VF",
+/// Device indices (N of /dev/hpcapN) in use, one bit each.
+static INDICES: AtomicU64 = AtomicU64::new(0);
+
+fn take_index() -> Result<u32> {
+    loop {
+        let used = INDICES.load(Ordering::Relaxed);
+        let free = (!used).trailing_zeros();
+        if free >= 64 {
+            return Err(EBUSY);
+        }
+        if INDICES
+            .compare_exchange(used, used | (1 << free), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(free);
         }
     }
 }
 
-mod regs {
-    use super::*;
-
-    register! {
-        /// Device Status (82576 datasheet 8.2.2; the VF copy is at the same
-        /// offset of the VF's BAR0).
-        pub(super) STATUS(u32) @ 0x0008 {
-            /// Full duplex.
-            0:0 fd;
-            /// Link up.
-            1:1 lu;
-            /// Link speed: 0 = 10, 1 = 100, 2 or 3 = 1000 Mb/s.
-            7:6 speed;
-        }
-    }
-
-    /// Bytes of BAR0 mapped by the skeleton: the VF's BAR0 is 16 KiB, the
-    /// PF's 128 KiB; both hold STATUS.
-    pub(super) const BAR0_MAP_LEN: usize = 0x4000;
+fn put_index(i: u32) {
+    INDICES.fetch_and(!(1u64 << i), Ordering::AcqRel);
 }
 
-type Bar0<'bound> = pci::Bar<'bound, { regs::BAR0_MAP_LEN }>;
+/// Running capture threads and engine; dropping stops them in order.
+trait Running: Send + Sync {}
+
+struct Capture<N: Nic> {
+    threads: KVec<KThread<crate::capture::Consumer<N>>>,
+    engine: Arc<Engine<N>>,
+}
+
+impl<N: Nic> Running for Capture<N> {}
+
+impl<N: Nic> Drop for Capture<N> {
+    fn drop(&mut self) {
+        // Threads first (each stop waits for the thread to leave its loop),
+        // then the NIC, so nothing touches the ring when it is freed.
+        self.threads.clear();
+        self.engine.stop();
+    }
+}
 
 /// Per-device state while hpcap is bound.
 pub(crate) struct HpcapDevice<'bound> {
     pdev: &'bound pci::Device,
-    _bar: Bar0<'bound>,
+    /// Character device nodes: dropped first, so no new open races unbind.
+    nodes: KVec<Pin<KBox<CharDev>>>,
+    capture: KBox<dyn Running>,
+    shared: Arc<Shared>,
     kind: NicKind,
+    index: u32,
 }
 
 /// The hpcap PCI driver.
@@ -77,6 +106,36 @@ kernel::pci_device_table!(
     ]
 );
 
+/// Formats the PCI address ("0000:00:02.0") of `pdev`.
+fn bus_addr(pdev: &pci::Device<Core<'_>>) -> Result<CString> {
+    let dev: &kernel::device::Device = pdev.as_ref();
+    CString::try_from_fmt(fmt!("{}", dev.name()))
+}
+
+fn start<N: Nic>(
+    pdev: &pci::Device<Core<'_>>,
+    nic: N,
+    shared: &Arc<Shared>,
+    p: &Params,
+    name: &str,
+) -> Result<KBox<dyn Running>> {
+    let engine = Engine::start(pdev.as_ref(), nic, shared.clone(), p)?;
+    let threads = engine.spawn(p, name)?;
+    let link = engine.nic().link();
+    dev_info!(
+        pdev,
+        "{} capturing as {}: {} MiB buffer, {} KiB blocks, {} descriptors, {} consumer(s), link {}\n",
+        N::MODEL,
+        name,
+        p.buffer_size >> 20,
+        p.block_size >> 10,
+        p.ring_size,
+        p.consumers,
+        if link.up { "up" } else { "down" }
+    );
+    Ok(KBox::new(Capture { threads, engine }, GFP_KERNEL)? as KBox<dyn Running>)
+}
+
 impl pci::Driver for HpcapDriver {
     type IdInfo = NicKind;
     type Data<'bound> = HpcapDevice<'bound>;
@@ -88,23 +147,75 @@ impl pci::Driver for HpcapDriver {
         info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         let kind = *info.ok_or(ENODEV)?;
+        let p = crate::params().inspect_err(|_| dev_err!(pdev, "invalid module parameters\n"))?;
         pdev.enable_device_mem()?;
         pdev.set_master();
-        let bar = pdev.iomap_region_sized::<{ regs::BAR0_MAP_LEN }>(0, c"hpcap")?;
-        let link = if bar.read(regs::STATUS).lu().into_bool() {
-            "up"
-        } else {
-            "down"
-        };
-        dev_info!(pdev, "probed {}: link {}\n", kind.name(), link);
-        Ok(HpcapDevice {
-            pdev,
-            _bar: bar,
-            kind,
-        })
+        // SAFETY: no DMA allocation of this device is in flight during probe.
+        unsafe { kernel::dma::Device::dma_set_mask_and_coherent(pdev, kernel::dma::DmaMask::new::<64>())? };
+
+        let index = take_index()?;
+        let result = (|| {
+            let name = CString::try_from_fmt(fmt!("hpcap{}", index))?;
+            let bus = bus_addr(pdev)?;
+            let mut info = abi::Info::ZERO;
+            abi::set_cstr(&mut info.name, name.to_bytes());
+            abi::set_cstr(&mut info.bus_addr, bus.to_bytes());
+            info.index = index;
+            info.ring_size = p.ring_size;
+            info.consumers = p.consumers;
+            info.nic = match kind {
+                NicKind::Igb => Igb::ABI_KIND,
+                NicKind::IgbVf => IgbVf::ABI_KIND,
+            };
+            let shared = Shared::new(&p, info).inspect_err(|_| {
+                dev_err!(
+                    pdev,
+                    "cannot allocate a {} MiB stream buffer (buffer_mb=); try a smaller one\n",
+                    p.buffer_size >> 20
+                )
+            })?;
+            let tname = name.to_str().map_err(|_| EINVAL)?;
+            let capture = match kind {
+                NicKind::Igb => start(pdev, Igb::new(pdev)?, &shared, &p, tname)?,
+                NicKind::IgbVf => start(pdev, IgbVf::new(pdev)?, &shared, &p, tname)?,
+            };
+            let mut nodes = KVec::with_capacity(2, GFP_KERNEL)?;
+            nodes.push(KBox::pin_init(CharDev::register(name, shared.clone()), GFP_KERNEL)?, GFP_KERNEL)?;
+            let by_pci = CString::try_from_fmt(fmt!("hpcap/by-pci/{}", bus.to_str().map_err(|_| EINVAL)?))?;
+            match KBox::pin_init(CharDev::register(by_pci, shared.clone()), GFP_KERNEL) {
+                Ok(n) => nodes.push(n, GFP_KERNEL)?,
+                Err(e) => dev_warn!(pdev, "no /dev/hpcap/by-pci node: {:?}\n", e),
+            }
+            Ok(HpcapDevice {
+                pdev,
+                nodes,
+                capture,
+                shared,
+                kind,
+                index,
+            })
+        })();
+        if result.is_err() {
+            put_index(index);
+        }
+        result
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        dev_info!(this.pdev, "unbinding {}\n", this.kind.name());
+        dev_info!(this.pdev, "unbinding {:?} (hpcap{})\n", this.kind, this.index);
+        // Sleepers and pollers see the end of the stream (HUP / EOF).
+        this.shared.gone.store(true, Ordering::Release);
+        this.shared.wake_all();
+    }
+}
+
+impl Drop for HpcapDevice<'_> {
+    fn drop(&mut self) {
+        self.shared.gone.store(true, Ordering::Release);
+        self.shared.wake_all();
+        // Fields drop next, in order: nodes, then the capture threads and NIC.
+        self.nodes.clear();
+        let _ = &self.capture;
+        put_index(self.index);
     }
 }

@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod abi;
+pub mod arith;
 pub mod block;
 pub mod bpf;
 pub mod capfile;

@@ -51,6 +51,7 @@
 //! learn through [`super::publish::Published::wake`] when to wake sleepers;
 //! [`ListenerTable::kill`] must be followed by a wake-up too.
 
+use super::arith::div_u64;
 use super::publish::{Geometry, PublishState};
 use super::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -450,7 +451,7 @@ impl ListenerTable {
         let resume_at = oldest_intact(geo, reserved);
         let loss = Loss {
             bytes: resume_at - c,
-            blocks: (resume_at - geo.block_floor(c)) / geo.block_size(),
+            blocks: div_u64(resume_at - geo.block_floor(c), geo.block_size()),
             resume_at,
         };
         // Release: a lossy cursor holds nobody back; Release only keeps

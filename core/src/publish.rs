@@ -44,6 +44,7 @@
 //!   sees overwritten bytes and then issues an `Acquire` fence sees the
 //!   reservation that caused it (seqlock pattern).
 
+use super::arith::rem_u64;
 use super::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
 
 /// Largest number of writers sharing one ring.
@@ -121,7 +122,7 @@ impl Geometry {
 
     /// Buffer position of stream offset `off`.
     pub const fn position(&self, off: u64) -> u64 {
-        off % self.buffer_size
+        rem_u64(off, self.buffer_size)
     }
 
     /// Largest block boundary `<= off`.

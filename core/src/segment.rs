@@ -30,6 +30,8 @@
 //! look empty and stall reception. So the NIC always owns at most
 //! `ring_size - align` descriptors beyond what software still holds.
 
+use super::arith::{div_u32, rem_u32, rem_u64};
+
 /// Largest number of writer threads (segments) per ring.
 pub const MAX_CONSUMERS: u32 = 32;
 
@@ -89,7 +91,7 @@ impl RingLayout {
         {
             return Err(LayoutError::BadRingSize);
         }
-        let units = ring_size / align;
+        let units = div_u32(ring_size, align);
         if consumers == 0 || consumers > MAX_CONSUMERS || consumers > units {
             return Err(LayoutError::BadConsumers);
         }
@@ -101,8 +103,8 @@ impl RingLayout {
             consumers,
             align,
             batch,
-            base_units: units / consumers,
-            extra: units % consumers,
+            base_units: div_u32(units, consumers),
+            extra: rem_u32(units, consumers),
         })
     }
 
@@ -123,7 +125,7 @@ impl RingLayout {
 
     /// First descriptor of segment `seg` (taken modulo `consumers`).
     pub const fn segment_start(&self, seg: u32) -> u32 {
-        let seg = seg % self.consumers;
+        let seg = rem_u32(seg, self.consumers);
         let extra_before = if seg < self.extra { seg } else { self.extra };
         (seg * self.base_units + extra_before) * self.align
     }
@@ -131,34 +133,34 @@ impl RingLayout {
     /// One past the last descriptor of segment `seg` (taken modulo
     /// `consumers`); `ring_size` for the last segment.
     pub const fn segment_end(&self, seg: u32) -> u32 {
-        let seg = seg % self.consumers;
+        let seg = rem_u32(seg, self.consumers);
         self.segment_start(seg) + self.segment_len(seg)
     }
 
     /// Number of descriptors in segment `seg` (taken modulo `consumers`).
     pub const fn segment_len(&self, seg: u32) -> u32 {
-        let seg = seg % self.consumers;
+        let seg = rem_u32(seg, self.consumers);
         let units = self.base_units + if seg < self.extra { 1 } else { 0 };
         units * self.align
     }
 
     /// Segment that owns ring slot `i` (taken modulo `ring_size`).
     pub const fn segment_of(&self, i: u32) -> u32 {
-        let unit = (i % self.ring_size) / self.align;
+        let unit = div_u32(rem_u32(i, self.ring_size), self.align);
         // The first `extra` segments are one unit longer.
         let long = self.base_units + 1;
         let long_span = self.extra * long;
         if unit < long_span {
-            unit / long
+            div_u32(unit, long)
         } else {
             // `base_units >= 1` by the invariant `consumers <= units`.
-            self.extra + (unit - long_span) / self.base_units
+            self.extra + div_u32(unit - long_span, self.base_units)
         }
     }
 
     /// Ring slot after `i`, wrapping at the ring's end.
     pub const fn next(&self, i: u32) -> u32 {
-        let n = i % self.ring_size + 1;
+        let n = rem_u32(i, self.ring_size) + 1;
         if n == self.ring_size {
             0
         } else {
@@ -168,7 +170,7 @@ impl RingLayout {
 
     /// Segment after `seg`, i.e. where the token goes next.
     pub const fn next_segment(&self, seg: u32) -> u32 {
-        let n = seg % self.consumers + 1;
+        let n = rem_u32(seg, self.consumers) + 1;
         if n == self.consumers {
             0
         } else {
@@ -180,7 +182,7 @@ impl RingLayout {
     /// last descriptor the writer starts its next lap at the segment start.
     pub const fn next_in_segment(&self, i: u32) -> u32 {
         let seg = self.segment_of(i);
-        let n = i % self.ring_size + 1;
+        let n = rem_u32(i, self.ring_size) + 1;
         if n == self.segment_end(seg) {
             self.segment_start(seg)
         } else {
@@ -191,7 +193,7 @@ impl RingLayout {
     /// True if ring slot `i` is the last descriptor of its segment, where
     /// the writer passes the token on.
     pub const fn is_segment_last(&self, i: u32) -> bool {
-        let i = i % self.ring_size;
+        let i = rem_u32(i, self.ring_size);
         i + 1 == self.segment_end(self.segment_of(i))
     }
 
@@ -220,7 +222,7 @@ impl RingLayout {
         if t <= tail {
             return None;
         }
-        let slot = (released % self.ring_size as u64) as u32;
+        let slot = rem_u64(released, self.ring_size as u64) as u32;
         let at_boundary = self.segment_start(self.segment_of(slot)) == slot;
         if t - tail >= self.batch as u64 || at_boundary {
             Some(t)
@@ -231,7 +233,7 @@ impl RingLayout {
 
     /// Ring slot to write to the tail register for tail count `tail`.
     pub const fn tail_register(&self, tail: u64) -> u32 {
-        (tail % self.ring_size as u64) as u32
+        rem_u64(tail, self.ring_size as u64) as u32
     }
 }
 

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The intermediate buffer: a large vmalloc area the capture threads write
+//! records into and userspace maps read-only, twice back to back.
+
+use core::ptr::NonNull;
+use kernel::{
+    bindings,
+    mm::virt::VmaNew,
+    page::{
+        BorrowedPage,
+        PAGE_SIZE, //
+    },
+    prelude::*, //
+};
+
+/// The stream buffer.
+///
+/// # Invariants
+///
+/// `base` points to the `len` bytes owned by `_mem`, which is never resized,
+/// so `base` stays valid as long as `self`; `len` is a non-zero multiple of
+/// `PAGE_SIZE`.
+pub(crate) struct StreamBuffer {
+    /// Owns the area; only ever accessed through `base`.
+    _mem: VVec<u8>,
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the buffer is plain memory; concurrent access to disjoint ranges is
+// arbitrated by the publication protocol (see `span_mut`).
+unsafe impl Send for StreamBuffer {}
+// SAFETY: as above.
+unsafe impl Sync for StreamBuffer {}
+
+impl StreamBuffer {
+    /// Allocates and zeroes `len` bytes (a multiple of the page size).
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        if len == 0 || len % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let mut mem = VVec::from_elem(0u8, len, GFP_KERNEL | __GFP_NOWARN)?;
+        let base = NonNull::new(mem.as_mut_ptr()).ok_or(ENOMEM)?;
+        // INVARIANT: `_mem` owns `len` bytes at `base` and is never resized.
+        Ok(Self {
+            _mem: mem,
+            base,
+            len,
+        })
+    }
+
+    /// Mutable view of `[pos, pos + len)`.
+    ///
+    /// # Safety
+    ///
+    /// The range must be exclusively reserved for the caller by the
+    /// publication protocol (no other writer touches it and no reader relies
+    /// on it until it is published) for as long as the slice lives.
+    #[expect(clippy::mut_from_ref)]
+    pub(crate) unsafe fn span_mut(&self, pos: usize, len: usize) -> Option<&mut [u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above, type invariant); exclusive per
+        // the caller's contract.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(pos), len) })
+    }
+
+    /// Read-only view of `[pos, pos + len)`.
+    ///
+    /// # Safety
+    ///
+    /// The range must be published. A lossy reader may see it overwritten
+    /// concurrently; it must treat what it read as garbage unless the
+    /// listener protocol's overrun check afterwards says it was intact.
+    pub(crate) unsafe fn span(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds; see the caller's contract for concurrency.
+        Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(pos), len) })
+    }
+
+    /// Maps the buffer read-only into `vma`, twice back to back: page `i` of
+    /// the mapping is page `i % pages` of the buffer, so a wrapped range is
+    /// contiguous for userspace. Write and exec mappings are refused, and
+    /// mprotect cannot add them later.
+    pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
+        // SAFETY: reading `vm_pgoff` of a VMA under setup, which we own.
+        let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff };
+        if pgoff != 0 {
+            return Err(EINVAL);
+        }
+        if vma.writable() || vma.executable() {
+            return Err(EACCES);
+        }
+        vma.try_clear_maywrite()?;
+        vma.try_clear_mayexec()?;
+        vma.set_dontexpand();
+        vma.set_dontcopy();
+        let size = vma.end() - vma.start();
+        if size == 0 || size > 2 * self.len || size % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let map = vma.set_mixedmap();
+        let pages = self.len / PAGE_SIZE;
+        for i in 0..size / PAGE_SIZE {
+            let off = (i % pages) * PAGE_SIZE;
+            // SAFETY: `base + off` is inside the vmalloc area (`off < len`).
+            let page = unsafe { bindings::vmalloc_to_page(self.base.as_ptr().add(off).cast()) };
+            let page = NonNull::new(page).ok_or(EFAULT)?;
+            // SAFETY: the page belongs to `_mem`, which outlives this call;
+            // `vm_insert_page` takes its own reference for the mapping.
+            let page = unsafe { BorrowedPage::from_raw(page) };
+            map.vm_insert_page(vma.start() + i * PAGE_SIZE, &page)?;
+        }
+        Ok(())
+    }
+}
+

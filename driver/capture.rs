@@ -1,0 +1,618 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The capture engine: consumer threads that poll one RX ring, timestamp
+//! every frame, and copy it once into the stream buffer through the shared
+//! core's ordered publication protocol.
+//!
+//! [`Shared`] is what open files see (buffer, publication and listener
+//! state, counters, configuration); it lives as long as the last file or
+//! mapping, so it never touches hardware. [`Engine`] owns the NIC and the
+//! ring and is dropped at unbind, after its threads are stopped.
+//!
+//! Each consumer owns one contiguous segment of the ring. The publication
+//! token follows the NIC around the ring: the holder reserves space for its
+//! ready descriptors in ring order (timestamps are taken here, so they are
+//! ordered too), passes the token at its segment's end, then copies in
+//! parallel with the next holder and publishes in order
+//! (`core/src/publish.rs`).
+
+use crate::hpcap_core::{
+    abi,
+    bpf,
+    listener::ListenerTable,
+    pcapng,
+    publish::{
+        Geometry,
+        Placement,
+        PublishState,
+        Span, //
+    },
+    raw,
+    segment::RingLayout,
+    stats::{
+        self,
+        CaptureStats,
+        DropStage, //
+    }, //
+};
+use crate::{
+    buffer::StreamBuffer,
+    kthread::{
+        self,
+        ThreadBody, //
+    },
+    nic::{
+        Nic,
+        RingConfig, //
+    },
+    rx_ring::RxRing,
+};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
+use kernel::{
+    new_mutex,
+    new_poll_condvar,
+    new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{
+        poll::PollCondVar,
+        Arc,
+        Mutex,
+        SpinLock, //
+    }, //
+};
+
+/// Descriptors one consumer takes per reservation batch.
+const MAX_BATCH: usize = 64;
+/// Released descriptors that justify a tail register write.
+const TAIL_BATCH: u32 = 32;
+
+/// How a device is set up (module parameters, validated).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params {
+    /// Stream buffer bytes, a multiple of `block_size`.
+    pub(crate) buffer_size: u64,
+    /// Stream block bytes, a power of two.
+    pub(crate) block_size: u64,
+    /// RX descriptors.
+    pub(crate) ring_size: u32,
+    /// Receive buffer bytes (a multiple of 1 KiB).
+    pub(crate) rx_buf_size: u32,
+    /// Consumer threads.
+    pub(crate) consumers: u32,
+    /// CPUs to pin consumers to, in order of the set bits; 0 = not pinned.
+    pub(crate) core_mask: u64,
+    /// Snapshot length, 0 = whole frames.
+    pub(crate) snaplen: u32,
+    /// `abi::FORMAT_*`.
+    pub(crate) format: u32,
+    /// Close a partly filled block after this many ms without traffic.
+    pub(crate) flush_ms: u32,
+}
+
+/// Counters of one consumer, written only by it, read by anyone.
+struct ThreadCounters([AtomicU64; 13]);
+
+impl ThreadCounters {
+    const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; 13])
+    }
+
+    /// Adds a batch's counts (single writer: load + store, no RMW).
+    fn add(&self, d: &CaptureStats) {
+        for (c, v) in self.0.iter().zip(d.as_array()) {
+            if v != 0 {
+                c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn get(&self) -> CaptureStats {
+        let mut a = [0u64; 13];
+        for (v, c) in a.iter_mut().zip(&self.0) {
+            *v = c.load(Ordering::Relaxed);
+        }
+        CaptureStats::from_array(a)
+    }
+}
+
+/// A verified BPF program.
+pub(crate) struct Filter {
+    insns: KVec<bpf::SockFilter>,
+}
+
+impl Filter {
+    /// Verifies `insns` and keeps them.
+    pub(crate) fn new(insns: KVec<bpf::SockFilter>) -> Result<Self> {
+        bpf::verify(&insns).map_err(|_| EINVAL)?;
+        Ok(Self { insns })
+    }
+}
+
+/// Device state shared by the capture threads and every open file.
+#[pin_data]
+pub(crate) struct Shared {
+    /// The stream buffer.
+    pub(crate) buffer: StreamBuffer,
+    /// Stream layout in the buffer.
+    pub(crate) geo: Geometry,
+    /// `abi::FORMAT_*` of the stream.
+    pub(crate) format: u32,
+    /// Ordered publication state.
+    pub(crate) publish: PublishState,
+    /// Listener cursors.
+    pub(crate) listeners: ListenerTable,
+    /// Process that attached each listener slot.
+    pub(crate) pids: [AtomicU32; abi::MAX_LISTENERS],
+    /// Sleepers waiting for data (ioctl WAIT, read, poll).
+    #[pin]
+    pub(crate) waitq: PollCondVar,
+    /// Orders wake-ups after a sleeper's last check (see [`Self::wake_all`]).
+    #[pin]
+    pub(crate) wait_lock: Mutex<()>,
+    /// Current snapshot length.
+    pub(crate) snaplen: AtomicU32,
+    /// Current BPF filter, if any.
+    #[pin]
+    pub(crate) filter: SpinLock<Option<Arc<Filter>>>,
+    /// The device was unbound: no more data will come.
+    pub(crate) gone: AtomicBool,
+    counters: [ThreadCounters; 32],
+    /// NIC missed-frame counter, refreshed by consumer 0.
+    pub(crate) nic_missed: AtomicU64,
+    /// Link state (1 = up) and speed, refreshed by consumer 0.
+    pub(crate) link_up: AtomicU32,
+    /// Link speed in Mb/s.
+    pub(crate) link_mbps: AtomicU32,
+    /// Static description for `HPCAP_IOC_INFO`.
+    pub(crate) info: abi::Info,
+    /// When the device was bound (ns since the epoch).
+    pub(crate) started_ns: u64,
+}
+
+impl Shared {
+    /// Creates the shared state with a buffer of `p.buffer_size` bytes.
+    pub(crate) fn new(p: &Params, info: abi::Info) -> Result<Arc<Self>> {
+        let header_len = if p.format == abi::FORMAT_PCAPNG {
+            pcapng::BLOCK_HEADER_LEN as u64
+        } else {
+            0
+        };
+        let geo = Geometry::new(p.buffer_size, p.block_size, header_len, pcapng::MIN_BLOCK_LEN as u64)
+            .map_err(|_| EINVAL)?;
+        let size = usize::try_from(p.buffer_size).map_err(|_| EINVAL)?;
+        let buffer = StreamBuffer::new(size)?;
+        Arc::pin_init(
+            pin_init!(Self {
+                buffer,
+                geo,
+                format: p.format,
+                publish: PublishState::new(),
+                listeners: ListenerTable::new(),
+                pids: [const { AtomicU32::new(0) }; abi::MAX_LISTENERS],
+                waitq <- new_poll_condvar!("hpcap::waitq"),
+                wait_lock <- new_mutex!(()),
+                snaplen: AtomicU32::new(p.snaplen),
+                filter <- new_spinlock!(None),
+                gone: AtomicBool::new(false),
+                counters: [const { ThreadCounters::new() }; 32],
+                nic_missed: AtomicU64::new(0),
+                link_up: AtomicU32::new(0),
+                link_mbps: AtomicU32::new(0),
+                info,
+                started_ns: kthread::now_ns(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Wakes every sleeper. Taking `wait_lock` first means a sleeper that
+    /// checked its condition under the lock is already on the wait queue.
+    pub(crate) fn wake_all(&self) {
+        drop(self.wait_lock.lock());
+        self.waitq.notify_all();
+    }
+
+    /// Device counters: the consumers' sums plus the NIC's missed frames.
+    pub(crate) fn counters(&self) -> CaptureStats {
+        let mut total = CaptureStats::ZERO;
+        for c in &self.counters {
+            total.merge(&c.get());
+        }
+        total.nic_missed = self.nic_missed.load(Ordering::Relaxed);
+        total
+    }
+
+    /// Writes the 4 KiB stream file header (SHB + IDB + padding) for this
+    /// device into `buf`.
+    pub(crate) fn file_header(&self, buf: &mut [u8]) -> Result<usize> {
+        let name = core::str::from_utf8(abi::get_cstr(&self.info.name)).unwrap_or("hpcap");
+        let bus = core::str::from_utf8(abi::get_cstr(&self.info.bus_addr)).unwrap_or("");
+        let info = pcapng::InterfaceInfo {
+            snaplen: self.snaplen.load(Ordering::Relaxed),
+            name,
+            description: bus,
+        };
+        pcapng::write_file_header(buf, &info).map_err(|_| EINVAL)
+    }
+}
+
+/// One frame of a batch, between reservation and copy.
+#[derive(Clone, Copy)]
+struct Rec {
+    desc: u32,
+    ts_ns: u64,
+    len: u32,
+    caplen: u32,
+    place: Option<Placement>,
+}
+
+const NO_REC: Rec = Rec {
+    desc: 0,
+    ts_ns: 0,
+    len: 0,
+    caplen: 0,
+    place: None,
+};
+
+/// The ring, the NIC and the publication bookkeeping of one device.
+pub(crate) struct Engine<N: Nic> {
+    nic: N,
+    ring: RxRing<N::Format>,
+    layout: RingLayout,
+    shared: Arc<Shared>,
+    flush_ns: u64,
+    /// Descriptors consumed in ring order (token holder only).
+    consumed: AtomicU64,
+    /// Device drop total when the last block header was written.
+    drops_at_header: AtomicU64,
+}
+
+impl<N: Nic> Engine<N> {
+    /// Builds the ring and starts reception (frames are dropped by the NIC
+    /// until the consumers run, which is harmless).
+    pub(crate) fn start(
+        dev: &kernel::device::Device<kernel::device::Bound>,
+        nic: N,
+        shared: Arc<Shared>,
+        p: &Params,
+    ) -> Result<Arc<Self>> {
+        let layout = RingLayout::new(p.ring_size, p.consumers, TAIL_BATCH, N::TAIL_ALIGN).map_err(|_| EINVAL)?;
+        let ring = RxRing::<N::Format>::new(dev, p.ring_size, p.rx_buf_size)?;
+        let tail = layout.initial_tail();
+        shared.publish.set_tail(tail);
+        nic.start_rx(&RingConfig {
+            dma: ring.dma(),
+            count: ring.count(),
+            buf_size: ring.buf_size(),
+            max_frame: ring.buf_size().min(N::MAX_FRAME),
+        })?;
+        nic.write_tail(layout.tail_register(tail))?;
+        Ok(Arc::new(
+            Self {
+                nic,
+                ring,
+                layout,
+                shared,
+                flush_ns: u64::from(p.flush_ms) * 1_000_000,
+                consumed: AtomicU64::new(0),
+                drops_at_header: AtomicU64::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Stops reception; the consumers must be stopped already.
+    pub(crate) fn stop(&self) {
+        self.nic.stop_rx();
+    }
+
+    /// The NIC backend.
+    pub(crate) fn nic(&self) -> &N {
+        &self.nic
+    }
+
+    /// Starts one consumer thread per segment.
+    pub(crate) fn spawn(self: &Arc<Self>, p: &Params, name: &str) -> Result<KVec<kthread::KThread<Consumer<N>>>> {
+        let mut threads = KVec::with_capacity(p.consumers as usize, GFP_KERNEL)?;
+        let mut cpus = pinned_cpus(p.core_mask);
+        for id in 0..p.consumers {
+            // Built before the initializer: inside it `id` names the field.
+            let next = self.layout.segment_start(id);
+            let consumer = Arc::pin_init(
+                pin_init!(Consumer {
+                    engine: self.clone(),
+                    id,
+                    state <- new_mutex!(ConsumerState {
+                        next,
+                        in_frame: false,
+                        idle_polls: 0,
+                        idle_since_ns: 0,
+                        last_refresh_ns: 0,
+                    }),
+                }),
+                GFP_KERNEL,
+            )?;
+            let cname = CString::try_from_fmt(fmt!("{}/{}", name, id))?;
+            threads.push(kthread::KThread::spawn(consumer, &cname, cpus.flatten_next())?, GFP_KERNEL)?;
+        }
+        Ok(threads)
+    }
+
+    /// Writes a record's pad, header and bytes into its reserved spans.
+    fn store(&self, rec: &Rec, place: &Placement, frame: &[u8], drops: u64) {
+        let sh = &*self.shared;
+        if let Some(pad) = place.pad {
+            self.write_pad(pad);
+        }
+        if let Some(h) = place.header {
+            let hdr = pcapng::BlockHeader {
+                format: pcapng::BH_FORMAT_PCAPNG,
+                block_len: sh.geo.block_size() as u32,
+                records: 0,
+                seq: h.offset.checked_div(sh.geo.block_size()).unwrap_or(0),
+                offset: h.offset,
+                first_ts_ns: rec.ts_ns,
+                last_ts_ns: 0,
+                drops,
+                flags: 0,
+            };
+            // SAFETY: `h` was reserved by this thread's ticket, not yet completed.
+            if let Some(buf) = unsafe { sh.buffer.span_mut(h.pos as usize, h.len as usize) } {
+                let _ = pcapng::write_block_header(buf, 0, &hdr);
+            }
+        }
+        let r = place.record;
+        // SAFETY: as above.
+        let Some(buf) = (unsafe { sh.buffer.span_mut(r.pos as usize, r.len as usize) }) else {
+            return;
+        };
+        let caplen = rec.caplen as usize;
+        let (data_at, ok) = if sh.format == abi::FORMAT_RAW {
+            let ok = raw::write_raw_header(buf, 0, rec.ts_ns, caplen, rec.len).is_ok();
+            (raw::RAW_HEADER_LEN, ok)
+        } else {
+            let hdr = pcapng::EpbHeader {
+                interface: 0,
+                ts_ns: rec.ts_ns,
+                caplen: rec.caplen,
+                orig_len: rec.len,
+            };
+            let ok = pcapng::write_epb_frame(buf, 0, &hdr, &pcapng::EpbOptions::NONE).is_ok();
+            (pcapng::EPB_DATA_OFFSET, ok)
+        };
+        if let (true, Some(dst), Some(src)) = (ok, buf.get_mut(data_at..data_at + caplen), frame.get(..caplen)) {
+            dst.copy_from_slice(src);
+        }
+    }
+
+    fn write_pad(&self, span: Span) {
+        let sh = &*self.shared;
+        // SAFETY: the span was reserved by the caller's ticket.
+        if let Some(buf) = unsafe { sh.buffer.span_mut(span.pos as usize, span.len as usize) } {
+            let _ = if sh.format == abi::FORMAT_RAW {
+                raw::write_raw_pad(buf, 0, span.len as usize)
+            } else {
+                pcapng::write_pad_at(buf, 0, span.len as usize)
+            };
+        }
+    }
+}
+
+/// Hands out the CPUs of a mask in order, then `None` (unpinned).
+struct PinnedCpus {
+    mask: u64,
+    nr: u32,
+}
+
+fn pinned_cpus(mask: u64) -> PinnedCpus {
+    PinnedCpus {
+        mask,
+        nr: kthread::nr_cpu_ids(),
+    }
+}
+
+impl PinnedCpus {
+    fn flatten_next(&mut self) -> Option<u32> {
+        while self.mask != 0 {
+            let c = self.mask.trailing_zeros();
+            self.mask &= self.mask - 1;
+            if c < self.nr {
+                return Some(c);
+            }
+        }
+        None
+    }
+}
+
+/// Per-consumer progress, touched only by its own thread.
+struct ConsumerState {
+    /// Next descriptor of this consumer's segment to look at.
+    next: u32,
+    /// Inside a frame spanning descriptors (dropped as a whole).
+    in_frame: bool,
+    idle_polls: u32,
+    idle_since_ns: u64,
+    last_refresh_ns: u64,
+}
+
+/// One capture thread: the owner of one ring segment.
+#[pin_data]
+pub(crate) struct Consumer<N: Nic> {
+    engine: Arc<Engine<N>>,
+    id: u32,
+    #[pin]
+    state: Mutex<ConsumerState>,
+}
+
+impl<N: Nic> Consumer<N> {
+    /// One poll: if this consumer holds the token, reserve and copy up to a
+    /// batch of ready frames. Returns the number of descriptors handled.
+    fn poll(&self, st: &mut ConsumerState) -> usize {
+        let e = &*self.engine;
+        let sh = &*e.shared;
+        let pubs = &sh.publish;
+        let j = self.id;
+        if !pubs.holds_token(j) {
+            return 0;
+        }
+        if let Some(t) = pubs.tail_update(j, &e.layout) {
+            let _ = e.nic.write_tail(t);
+        }
+        let copying = sh.listeners.any_attached();
+        let limit = sh.listeners.reserve_limit(pubs.committed(), &sh.geo);
+        let Ok(mut batch) = pubs.begin_batch(j, limit) else {
+            return 0;
+        };
+        let filter = if copying { sh.filter.lock().clone() } else { None };
+        let prog = filter.as_ref().and_then(|f| bpf::verify(&f.insns).ok());
+        let snaplen = sh.snaplen.load(Ordering::Relaxed);
+        let mut recs = [NO_REC; MAX_BATCH];
+        let mut local = CaptureStats::ZERO;
+        let mut n = 0;
+        let mut seg_done = false;
+        let mut i = st.next;
+        while n < MAX_BATCH {
+            let Some(done) = e.ring.poll(i) else {
+                break;
+            };
+            let mut rec = Rec {
+                desc: i,
+                ts_ns: kthread::now_ns(),
+                len: done.len,
+                ..NO_REC
+            };
+            if done.skip {
+                // Not a frame (XL710 programming status): just recycle.
+            } else if st.in_frame || !done.eop || done.error {
+                // Frames spanning descriptors are larger than the receive
+                // buffer; they and frames with MAC errors are counted once,
+                // at their last descriptor.
+                st.in_frame = !done.eop;
+                if done.eop {
+                    local.seen(rec.len);
+                    local.dropped(DropStage::Ring, rec.len);
+                }
+            } else {
+                local.seen(rec.len);
+                // SAFETY: descriptor `i` is done and owned by this thread
+                // until it is re-armed below.
+                let frame = unsafe { e.ring.frame(i, rec.len) };
+                if !copying {
+                    local.dropped(DropStage::NoSpace, rec.len);
+                } else if prog.as_ref().is_some_and(|p| !p.matches(frame, rec.len)) {
+                    local.filter_rejected(rec.len);
+                } else {
+                    rec.caplen = stats::caplen(rec.len, snaplen).min(frame.len() as u32);
+                    let reclen = if sh.format == abi::FORMAT_RAW {
+                        raw::RAW_HEADER_LEN + rec.caplen as usize
+                    } else {
+                        pcapng::epb_len(rec.caplen as usize, &pcapng::EpbOptions::NONE)
+                    };
+                    match batch.place(&sh.geo, reclen as u64) {
+                        Some(p) => {
+                            rec.place = Some(p);
+                            local.stored(rec.len, rec.caplen);
+                        }
+                        None => local.dropped(DropStage::NoSpace, rec.len),
+                    }
+                }
+            }
+            recs[n] = rec;
+            n += 1;
+            let last = e.layout.is_segment_last(i);
+            i = e.layout.next_in_segment(i);
+            if last {
+                seg_done = true;
+                break;
+            }
+        }
+        let now = kthread::now_ns();
+        if n > 0 {
+            st.idle_since_ns = now;
+        }
+        // Close a partly filled block once traffic pauses, so listeners get
+        // it (and a blocking listener's first block arrives) promptly.
+        let flush = if n == 0 && copying && now.saturating_sub(st.idle_since_ns) >= e.flush_ns {
+            batch.close_block(&sh.geo)
+        } else {
+            None
+        };
+        if n == 0 && flush.is_none() {
+            return 0;
+        }
+        let consumed = e.consumed.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let ticket = pubs.finish_batch(batch, consumed);
+        st.next = i;
+        if seg_done {
+            if let Some(t) = pubs.tail_update(j, &e.layout) {
+                let _ = e.nic.write_tail(t);
+            }
+            pubs.pass_token(j, e.layout.next_segment(j));
+        }
+        // Copy phase: in parallel with the next token holder.
+        let drops_now = local.dropped_total() + sh.counters().dropped_total();
+        for rec in &recs[..n] {
+            if let Some(p) = &rec.place {
+                let drops = if p.header.is_some() {
+                    drops_now.saturating_sub(e.drops_at_header.swap(drops_now, Ordering::Relaxed))
+                } else {
+                    0
+                };
+                // SAFETY: descriptor still owned by this thread (re-armed next).
+                let frame = unsafe { e.ring.frame(rec.desc, rec.len) };
+                e.store(rec, p, frame, drops);
+            }
+            e.ring.arm(rec.desc);
+        }
+        if let Some(span) = flush {
+            e.write_pad(span);
+        }
+        if pubs.complete(ticket).wake {
+            sh.wake_all();
+        }
+        sh.counters[j as usize].add(&local);
+        n.max(1)
+    }
+
+    /// Consumer 0 refreshes link state and the NIC's missed counter.
+    fn refresh(&self, st: &mut ConsumerState) {
+        let now = kthread::now_ns();
+        if self.id != 0 || now.saturating_sub(st.last_refresh_ns) < 100_000_000 {
+            return;
+        }
+        st.last_refresh_ns = now;
+        let e = &*self.engine;
+        let link = e.nic.link();
+        e.shared.link_up.store(u32::from(link.up), Ordering::Relaxed);
+        e.shared.link_mbps.store(link.mbps, Ordering::Relaxed);
+        e.shared.nic_missed.store(e.nic.missed(), Ordering::Relaxed);
+    }
+}
+
+impl<N: Nic> ThreadBody for Consumer<N> {
+    fn run_once(&self) {
+        let (worked, idle) = {
+            let mut st = self.state.lock();
+            let worked = self.poll(&mut st);
+            self.refresh(&mut st);
+            st.idle_polls = if worked > 0 { 0 } else { st.idle_polls.saturating_add(1) };
+            (worked, st.idle_polls)
+        };
+        // Back off when idle: spin briefly, then sleep a little, then more,
+        // so an idle device costs almost nothing and a busy one is polled.
+        if worked > 0 {
+            return;
+        }
+        match idle {
+            0..=63 => core::hint::spin_loop(),
+            64..=20_000 => kthread::sleep_us(20, 50),
+            _ => kthread::sleep_us(500, 1000),
+        }
+    }
+}

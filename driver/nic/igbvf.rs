@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Intel 82576 virtual function (igbvf-style), one RX queue, polled.
+//!
+//! The VF owns only its queue registers; everything else (reset completion,
+//! MAC address, multicast promiscuous mode) is asked of the PF driver through
+//! the PF/VF mailbox (82576 datasheet 7.8.2.9), with the message types the
+//! Linux igb PF driver serves. A VF cannot be made unicast-promiscuous by an
+//! igb PF: it receives frames addressed to its own MAC, broadcast and (with
+//! the request below) all multicast.
+
+use super::{
+    poll_until,
+    with_bar,
+    Link,
+    Nic,
+    RingConfig, //
+};
+use crate::hpcap_core::desc::IgbAdv;
+use kernel::{
+    io::{
+        register,
+        Io, //
+    },
+    pci,
+    prelude::*,
+    sync::{
+        new_mutex,
+        Mutex, //
+    },
+    time::Delta, //
+};
+
+/// Bytes of the VF's BAR0.
+pub(crate) const BAR0_LEN: usize = 0x4000;
+
+type Bar0 = pci::DevresBar<BAR0_LEN>;
+
+register! {
+    /// VF Device Control.
+    pub(crate) VTCTRL(u32) @ 0x0000 {
+        /// VF reset (self-clearing).
+        26:26 rst;
+    }
+
+    /// VF Device Status.
+    pub(crate) VTSTATUS(u32) @ 0x0008 {
+        /// Link up.
+        1:1 lu;
+        /// Speed: 0 = 10, 1 = 100, 2 or 3 = 1000 Mb/s.
+        7:6 speed;
+    }
+
+    /// VF-to-PF mailbox control (V2PMAILBOX0).
+    pub(crate) V2PMAILBOX(u32) @ 0x0C40 {
+        /// Request: a message for the PF is in the buffer.
+        0:0 req;
+        /// Acknowledge a PF message.
+        1:1 ack;
+        /// VF owns the buffer.
+        2:2 vfu;
+        /// PF owns the buffer.
+        3:3 pfu;
+        /// PF wrote a message (read to clear).
+        4:4 pfsts;
+        /// PF acknowledged our message (read to clear).
+        5:5 pfack;
+        /// PF reset in progress.
+        6:6 rsti;
+        /// PF reset done (read to clear).
+        7:7 rstd;
+    }
+
+    /// VF Extended Interrupt Mask Clear.
+    pub(crate) VTEIMC(u32) @ 0x1528 {
+        /// Mask bits to clear.
+        31:0 mask;
+    }
+
+    /// Receive Descriptor Base Address Low, queue 0.
+    pub(crate) RDBAL0(u32) @ 0x2800 {
+        /// Low 32 bits.
+        31:0 value;
+    }
+
+    /// Receive Descriptor Base Address High, queue 0.
+    pub(crate) RDBAH0(u32) @ 0x2804 {
+        /// High 32 bits.
+        31:0 value;
+    }
+
+    /// Receive Descriptor Ring Length in bytes, queue 0.
+    pub(crate) RDLEN0(u32) @ 0x2808 {
+        /// Bytes; a multiple of 128.
+        31:0 value;
+    }
+
+    /// Split and Replication Receive Control, queue 0.
+    pub(crate) SRRCTL0(u32) @ 0x280C {
+        /// Receive buffer size in 1 KiB units.
+        6:0 bsizepkt;
+        /// Descriptor type: 1 = advanced, one buffer.
+        27:25 desctype;
+        /// Drop when no descriptor is available.
+        31:31 drop_en;
+    }
+
+    /// Receive Descriptor Head, queue 0.
+    pub(crate) RDH0(u32) @ 0x2810 {
+        /// Head index.
+        15:0 value;
+    }
+
+    /// Receive Descriptor Tail, queue 0.
+    pub(crate) RDT0(u32) @ 0x2818 {
+        /// Tail index.
+        15:0 value;
+    }
+
+    /// Receive Descriptor Control, queue 0.
+    pub(crate) RXDCTL0(u32) @ 0x2828 {
+        /// Prefetch threshold.
+        4:0 pthresh;
+        /// Host threshold.
+        12:8 hthresh;
+        /// Write-back threshold.
+        20:16 wthresh;
+        /// Queue enable.
+        25:25 enable;
+    }
+}
+
+/// Mailbox message buffer VMBMEM, 16 dwords.
+const VMBMEM: usize = 0x0800;
+const MBX_WORDS: usize = 16;
+
+/// Message types understood by the igb PF (igb `e1000_mbx.h`).
+const VF_RESET: u32 = 0x01;
+const VF_SET_LPE: u32 = 0x05;
+const VF_SET_PROMISC: u32 = 0x06;
+const VF_SET_PROMISC_MULTICAST: u32 = 0x02 << 16;
+const MSGTYPE_ACK: u32 = 0x8000_0000;
+const MSGTYPE_NACK: u32 = 0x4000_0000;
+/// The low 16 bits of word 0 carry the message type.
+const MSG_TYPE_MASK: u32 = 0xFFFF;
+
+/// The PF/VF mailbox. Read-to-clear status bits seen while waiting for one
+/// bit are remembered in `seen`, so none is lost.
+struct Mailbox {
+    seen: u32,
+}
+
+/// An 82576 VF driven for capture.
+pub(crate) struct IgbVf {
+    bar: Bar0,
+    mbx: Pin<KBox<Mutex<Mailbox>>>,
+    /// VFGPRC-based received count is not needed; the VF has no missed
+    /// counter of its own (drops are counted by the PF per queue).
+    mac: [u8; 6],
+}
+
+impl IgbVf {
+    /// Takes over the VF: reset, PF handshake, multicast promiscuous mode.
+    pub(crate) fn new(pdev: &pci::Device<kernel::device::Core<'_>>) -> Result<Self> {
+        let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
+        let mbx = KBox::pin_init(new_mutex!(Mailbox { seen: 0 }), GFP_KERNEL)?;
+        let mut vf = Self {
+            bar,
+            mbx,
+            mac: [0; 6],
+        };
+        vf.reset(pdev)?;
+        Ok(vf)
+    }
+
+    /// Register access; `f` must not sleep (see [`with_bar`]).
+    fn io<R>(&self, f: impl for<'a> FnOnce(&pci::Bar<'a, BAR0_LEN>) -> R) -> Result<R> {
+        with_bar(&self.bar, f)
+    }
+
+    /// Reads V2PMAILBOX, remembering read-to-clear bits; true if any of
+    /// `bits` has been seen (and consumes them).
+    fn mbx_check(&self, m: &mut Mailbox, bits: u32) -> Result<bool> {
+        let v = self.io(|b| b.read(V2PMAILBOX).into_raw())?;
+        m.seen |= v;
+        if m.seen & bits != 0 {
+            m.seen &= !bits;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn mbx_wait(&self, m: &mut Mailbox, bits: u32, what: &str) -> Result {
+        for _ in 0..2000 {
+            if self.mbx_check(m, bits)? {
+                return Ok(());
+            }
+            kernel::time::delay::fsleep(Delta::from_micros(500));
+        }
+        pr_warn!("igbvf mailbox: no {} from the PF within 1 s\n", what);
+        Err(ETIMEDOUT)
+    }
+
+    /// Sends `msg` and returns the PF's reply (datasheet 7.8.2.9.2).
+    fn mbx_call(&self, msg: &[u32]) -> Result<[u32; MBX_WORDS]> {
+        let mut m = self.mbx.lock();
+        // Take the buffer: VFU, and the PF must not hold it.
+        self.io(|b| b.write_reg(V2PMAILBOX::zeroed().with_vfu(true)))?;
+        let owned = self.io(|b| {
+            let v = b.read(V2PMAILBOX);
+            v.vfu().into_bool() && !v.pfu().into_bool()
+        })?;
+        if !owned {
+            return Err(EBUSY);
+        }
+        self.io(|b| -> Result {
+            for i in 0..MBX_WORDS {
+                let w = msg.get(i).copied().unwrap_or(0);
+                b.try_write32(w, VMBMEM + 4 * i)?;
+            }
+            b.write_reg(V2PMAILBOX::zeroed().with_req(true));
+            Ok(())
+        })??;
+        self.mbx_wait(&mut m, 1 << 5, "acknowledgement")?; // PFACK
+        self.mbx_wait(&mut m, 1 << 4, "reply")?; // PFSTS
+        self.io(|b| b.write_reg(V2PMAILBOX::zeroed().with_vfu(true)))?;
+        let reply = self.io(|b| -> Result<[u32; MBX_WORDS]> {
+            let mut r = [0u32; MBX_WORDS];
+            for (i, w) in r.iter_mut().enumerate() {
+                *w = b.try_read32(VMBMEM + 4 * i)?;
+            }
+            // Acknowledge the PF's message and release the buffer.
+            b.write_reg(V2PMAILBOX::zeroed().with_ack(true));
+            Ok(r)
+        })??;
+        if reply[0] & MSG_TYPE_MASK != msg.first().copied().unwrap_or(0) & MSG_TYPE_MASK {
+            return Err(EPROTO);
+        }
+        if reply[0] & MSGTYPE_NACK != 0 || reply[0] & MSGTYPE_ACK == 0 {
+            return Err(EIO);
+        }
+        Ok(reply)
+    }
+
+    /// VF reset, wait for the PF's reset-done, then the reset handshake that
+    /// returns our MAC address, and multicast promiscuous mode.
+    fn reset(&mut self, pdev: &pci::Device<kernel::device::Core<'_>>) -> Result {
+        self.io(|b| {
+            b.write_reg(VTEIMC::zeroed().with_mask(u32::MAX));
+            b.write_reg(VTCTRL::zeroed().with_rst(true));
+        })?;
+        kernel::time::delay::fsleep(Delta::from_millis(10));
+        {
+            let mut m = self.mbx.lock();
+            // The PF signals RSTD once it has seen our reset.
+            self.mbx_wait(&mut m, 1 << 7, "reset-done")
+                .inspect_err(|_| dev_err!(pdev, "the PF did not complete the VF reset; is the PF interface up?\n"))?;
+        }
+        let reply = self.mbx_call(&[VF_RESET])?;
+        let mac = [reply[1].to_le_bytes(), reply[2].to_le_bytes()];
+        self.mac = [mac[0][0], mac[0][1], mac[0][2], mac[0][3], mac[1][0], mac[1][1]];
+        dev_info!(
+            pdev,
+            "VF MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
+            self.mac[0],
+            self.mac[1],
+            self.mac[2],
+            self.mac[3],
+            self.mac[4],
+            self.mac[5]
+        );
+        if let Err(e) = self.mbx_call(&[VF_SET_PROMISC | VF_SET_PROMISC_MULTICAST]) {
+            dev_warn!(pdev, "the PF refused multicast promiscuous mode: {:?}\n", e);
+        }
+        Ok(())
+    }
+}
+
+impl Nic for IgbVf {
+    type Format = IgbAdv;
+    const ABI_KIND: u32 = crate::hpcap_core::abi::NIC_IGBVF;
+    const MODEL: &'static str = "82576 VF";
+    const TAIL_ALIGN: u32 = 1;
+    const MAX_FRAME: u32 = 9216;
+
+    fn start_rx(&self, ring: &RingConfig) -> Result {
+        // The PF limits VF frame sizes; ask for ours (plus FCS and a tag).
+        if let Err(e) = self.mbx_call(&[VF_SET_LPE, ring.max_frame + 8]) {
+            pr_warn!("igbvf: the PF refused max frame {}: {:?}\n", ring.max_frame, e);
+        }
+        let len_bytes = ring.count.checked_mul(16).ok_or(EINVAL)?;
+        self.io(|b| -> Result {
+            b.write_reg(RXDCTL0::zeroed());
+            b.write_reg(RDBAL0::zeroed().with_value(ring.dma as u32));
+            b.write_reg(RDBAH0::zeroed().with_value((ring.dma >> 32) as u32));
+            b.write_reg(RDLEN0::zeroed().with_value(len_bytes));
+            b.write_reg(RDH0::zeroed());
+            b.write_reg(RDT0::zeroed());
+            b.write_reg(
+                SRRCTL0::zeroed()
+                    .try_with_bsizepkt(ring.buf_size / 1024)?
+                    .with_const_desctype::<1>()
+                    .with_drop_en(true),
+            );
+            b.write_reg(
+                RXDCTL0::zeroed()
+                    .with_const_pthresh::<8>()
+                    .with_const_hthresh::<8>()
+                    .with_const_wthresh::<1>()
+                    .with_enable(true),
+            );
+            Ok(())
+        })??;
+        poll_until(
+            || self.io(|b| b.read(RXDCTL0)),
+            |r| r.enable().into_bool(),
+            Delta::from_millis(1),
+            Delta::from_millis(100),
+        )?;
+        Ok(())
+    }
+
+    fn stop_rx(&self) {
+        let _ = self.io(|b| b.write_reg(RXDCTL0::zeroed()));
+        let _ = poll_until(
+            || self.io(|b| b.read(RXDCTL0)),
+            |r| !r.enable().into_bool(),
+            Delta::from_millis(1),
+            Delta::from_millis(100),
+        );
+    }
+
+    fn write_tail(&self, tail: u32) -> Result {
+        self.io(|b| -> Result {
+            b.write_reg(RDT0::zeroed().try_with_value(tail)?);
+            Ok(())
+        })?
+    }
+
+    fn link(&self) -> Link {
+        self.io(|b| {
+            let s = b.read(VTSTATUS);
+            Link {
+                up: s.lu().into_bool(),
+                mbps: match s.speed().get() {
+                    0 => 10,
+                    1 => 100,
+                    _ => 1000,
+                },
+            }
+        })
+        .unwrap_or_default()
+    }
+
+    fn missed(&self) -> u64 {
+        0
+    }
+}

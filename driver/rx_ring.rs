@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The RX descriptor ring and its receive buffers, in coherent DMA memory.
+//!
+//! Each descriptor owns one fixed buffer for the life of the ring and is
+//! re-armed with the same address after its frame was copied out, so no
+//! buffer is ever allocated or mapped on the hot path. Buffers come in
+//! chunks of at most [`CHUNK_BYTES`], because without an IOMMU a single
+//! coherent allocation is limited to 4 MiB.
+
+use crate::hpcap_core::desc::{
+    RxDone,
+    RxFormat, //
+};
+use core::marker::PhantomData;
+use kernel::{
+    device::{
+        Bound,
+        Device, //
+    },
+    dma::Coherent,
+    prelude::*,
+    sync::barrier::{
+        dma_mb,
+        Read, //
+    }, //
+};
+
+/// Largest coherent allocation per buffer chunk.
+const CHUNK_BYTES: usize = 2 << 20;
+
+/// A ring of `count` descriptors in format `F`, each with a `buf_size` buffer.
+///
+/// # Invariants
+///
+/// - `desc` holds `count * F::WORDS` words; `chunks` hold `count` buffers of
+///   `buf_size` bytes, `per_chunk` per chunk.
+/// - A descriptor is owned either by the NIC (armed and handed over by a tail
+///   write) or by the one capture thread whose segment contains it (done, not
+///   yet re-armed); the owner alone touches its buffer.
+pub(crate) struct RxRing<F: RxFormat> {
+    desc: Coherent<[u64]>,
+    chunks: KVec<Coherent<[u8]>>,
+    count: u32,
+    buf_size: u32,
+    per_chunk: u32,
+    // `fn() -> F`: the ring stores no `F`, so it is Send/Sync regardless.
+    _format: PhantomData<fn() -> F>,
+}
+
+impl<F: RxFormat> RxRing<F> {
+    /// Allocates the ring and buffers and arms every descriptor.
+    pub(crate) fn new(dev: &Device<Bound>, count: u32, buf_size: u32) -> Result<Self> {
+        if count == 0 || buf_size == 0 || buf_size as usize > CHUNK_BYTES || buf_size > F::MAX_BUFFER {
+            return Err(EINVAL);
+        }
+        let words = (count as usize).checked_mul(F::WORDS).ok_or(EINVAL)?;
+        let desc = Coherent::<u64>::zeroed_slice(dev, words, GFP_KERNEL)?;
+        let per_chunk = (CHUNK_BYTES / buf_size as usize) as u32;
+        let nchunks = count.checked_div(per_chunk).ok_or(EINVAL)? + u32::from(count % per_chunk.max(1) != 0);
+        let mut chunks = KVec::with_capacity(nchunks as usize, GFP_KERNEL)?;
+        let mut left = count;
+        for _ in 0..nchunks {
+            let n = left.min(per_chunk);
+            let bytes = n as usize * buf_size as usize;
+            chunks.push(Coherent::<u8>::zeroed_slice(dev, bytes, GFP_KERNEL)?, GFP_KERNEL)?;
+            left -= n;
+        }
+        // INVARIANT: sizes as documented; no descriptor handed to the NIC yet.
+        let ring = Self {
+            desc,
+            chunks,
+            count,
+            buf_size,
+            per_chunk,
+            _format: PhantomData,
+        };
+        for i in 0..count {
+            ring.arm(i);
+        }
+        Ok(ring)
+    }
+
+    /// Number of descriptors.
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes per receive buffer.
+    pub(crate) fn buf_size(&self) -> u32 {
+        self.buf_size
+    }
+
+    /// Bus address of descriptor 0.
+    pub(crate) fn dma(&self) -> u64 {
+        self.desc.dma_address()
+    }
+
+    fn chunk_of(&self, i: u32) -> Option<(&Coherent<[u8]>, usize)> {
+        // Checked: no division panic path in the module (objtool).
+        let chunk = self.chunks.get(i.checked_div(self.per_chunk)? as usize)?;
+        Some((chunk, i.checked_rem(self.per_chunk)? as usize * self.buf_size as usize))
+    }
+
+    fn word_ptr(&self, i: u32) -> Option<*mut u64> {
+        if i >= self.count {
+            return None;
+        }
+        // SAFETY: `i < count` so the offset is inside the `count * WORDS`
+        // words of `desc` (type invariant).
+        Some(unsafe { self.desc.as_mut_ptr().cast::<u64>().add(i as usize * F::WORDS) })
+    }
+
+    /// Arms descriptor `i` with its buffer (the "read" format), which also
+    /// clears the done bit. Caller owns the descriptor.
+    pub(crate) fn arm(&self, i: u32) {
+        let (Some(p), Some((chunk, off))) = (self.word_ptr(i), self.chunk_of(i)) else {
+            return;
+        };
+        let words = F::arm(chunk.dma_address() + off as u64);
+        for (k, w) in words.iter().take(F::WORDS).enumerate() {
+            // SAFETY: `p` points at descriptor `i`'s `WORDS` words in
+            // coherent memory; volatile because the NIC reads them.
+            unsafe { p.add(k).write_volatile(w.to_le()) };
+        }
+    }
+
+    /// The write-back of descriptor `i` if the NIC has completed it.
+    pub(crate) fn poll(&self, i: u32) -> Option<RxDone> {
+        let p = self.word_ptr(i)?;
+        let mut words = [0u64; 4];
+        // Read the status word first: nothing else is valid before DD.
+        // SAFETY: inside descriptor `i` (see `word_ptr`); volatile because
+        // the NIC writes it.
+        words[1] = u64::from_le(unsafe { p.add(1).read_volatile() });
+        F::decode(&words[..F::WORDS])?;
+        // DD seen: order the reads of the rest of the descriptor (and of the
+        // buffer, done later) after it.
+        dma_mb(Read);
+        for (k, w) in words.iter_mut().enumerate().take(F::WORDS) {
+            // SAFETY: as above.
+            *w = u64::from_le(unsafe { p.add(k).read_volatile() });
+        }
+        F::decode(&words[..F::WORDS])
+    }
+
+    /// The first `len` bytes of descriptor `i`'s buffer (capped at the
+    /// buffer size).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns descriptor `i`: the NIC completed it ([`Self::poll`])
+    /// and it has not been re-armed and handed back, so the NIC does not
+    /// write the buffer while the slice lives.
+    pub(crate) unsafe fn frame(&self, i: u32, len: u32) -> &[u8] {
+        let Some((chunk, off)) = self.chunk_of(i) else {
+            return &[];
+        };
+        let len = len.min(self.buf_size) as usize;
+        // SAFETY: `off + len` is within the chunk (type invariant: each chunk
+        // holds whole buffers); the caller guarantees the NIC is not writing.
+        unsafe { core::slice::from_raw_parts(chunk.as_ptr().cast::<u8>().add(off), len) }
+    }
+}
