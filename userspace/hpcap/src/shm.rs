@@ -350,7 +350,9 @@ impl DoubleMap {
                     base.cast::<u8>().add(half * size).cast(),
                     size,
                     prot,
-                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    // POPULATE: fault the pages in now, not in the
+                    // producer's hot path or under O_DIRECT writes.
+                    libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
                     file.as_raw_fd(),
                     offset as libc::off_t,
                 )
@@ -519,6 +521,10 @@ impl ShmSource {
         let total = CONTROL_LEN as u64 + p.buffer_size;
         file.set_len(total)
             .map_err(|e| Error::io(format!("sizing {} to {total} B", tmp.display()), e))?;
+        // Allocate the memory now (tmpfs) so the producer never takes
+        // allocation faults; where unsupported, pages come on first touch.
+        // SAFETY: fallocate on our own file descriptor.
+        unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, total as libc::off_t) };
         let control = map_control(&file)?;
         // SAFETY: fresh zeroed mapping, not shared with anyone yet; we are
         // the only writer of the fixed fields until the rename.
