@@ -69,6 +69,10 @@ struct Args {
     /// After sending, keep the connection open until QEMU closes it or we are killed.
     #[arg(long)]
     hold: bool,
+    /// Rewrite every frame's destination MAC to this address (e.g. to reach
+    /// an SR-IOV VF, which receives only frames addressed to it).
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    dst_mac: Option<[u8; 6]>,
     /// Write final counts as JSON to this file.
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
@@ -91,6 +95,18 @@ struct Stats {
     loops: u64,
     pps_target: u64,
     send_seconds: f64,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("'{s}' is not a MAC address like 02:00:00:00:00:01"));
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
+    }
+    Ok(mac)
 }
 
 fn map(path: &Path) -> Result<Mmap> {
@@ -231,7 +247,13 @@ fn run(args: &Args) -> Result<Stats> {
                 let len = u32::try_from(p.data.len()).context("frame too long")?;
                 out.write_all(&len.to_be_bytes())
                     .context("writing to QEMU")?;
-                out.write_all(p.data).context("writing to QEMU")?;
+                match (&args.dst_mac, p.data.get(6..)) {
+                    (Some(mac), Some(rest)) => {
+                        out.write_all(mac).context("writing to QEMU")?;
+                        out.write_all(rest).context("writing to QEMU")?;
+                    }
+                    _ => out.write_all(p.data).context("writing to QEMU")?,
+                }
                 st.frames_sent += 1;
                 st.bytes_sent += u64::from(len);
                 if args.progress > 0

@@ -145,3 +145,35 @@ fn rejects_files_that_are_not_captures() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a pcap/pcapng file"), "{err}");
 }
+
+#[test]
+fn rewrites_the_destination_mac() {
+    let d = tmpdir("mac");
+    let frames = write_pcap(&d.join("t.pcap"), &[60, 61]);
+    let sock = d.join("s");
+    let l = UnixListener::bind(&sock).unwrap();
+    let mut child = inject()
+        .args([
+            "--connect",
+            sock.to_str().unwrap(),
+            "--dst-mac",
+            "02:00:00:00:00:1f",
+        ])
+        .arg(d.join("t.pcap"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (s, _) = l.accept().unwrap();
+    let got = read_frames(s);
+    assert!(child.wait().unwrap().success());
+    for (g, f) in got.iter().zip(&frames) {
+        assert_eq!(&g[..6], &[2, 0, 0, 0, 0, 0x1f]);
+        assert_eq!(&g[6..], &f[6..]);
+    }
+    let bad = inject()
+        .args(["--connect", "x", "--dst-mac", "nope"])
+        .arg(d.join("t.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "clap rejects a bad MAC");
+}
