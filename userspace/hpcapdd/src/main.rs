@@ -269,6 +269,12 @@ fn run(args: &Args) -> Result<Outcome> {
         }
         let files = sink.as_ref().map_or(0, |s| s.files_done());
         stats.report(&reader, &t, files, false)?;
+        if let Some(s) = &mut sink {
+            // Counters for the statistics block of files closed by rotation.
+            if let Ok(st) = reader.source().stats() {
+                s.set_counters(st.counters);
+            }
+        }
         match reader.next_block(Some(Duration::from_millis(100)))? {
             NextBlock::Block(b) => {
                 let m = block_meta(b.data, format);

@@ -109,6 +109,9 @@ pub(crate) struct DirSink {
     cur: Option<OpenFile>,
     files_done: u64,
     usrdeliv: u64,
+    /// The source's latest counters, for the statistics block of files
+    /// closed by rotation.
+    counters: Option<CaptureStats>,
 }
 
 fn is_enospc(e: &std::io::Error) -> bool {
@@ -170,7 +173,13 @@ impl DirSink {
             cur: None,
             files_done: 0,
             usrdeliv: 0,
+            counters: None,
         })
+    }
+
+    /// Records the source's counters for the next statistics block.
+    pub(crate) fn set_counters(&mut self, c: CaptureStats) {
+        self.counters = Some(c);
     }
 
     pub(crate) fn files_done(&self) -> u64 {
@@ -453,7 +462,7 @@ impl DirSink {
                 usrdeliv: Some(self.usrdeliv),
                 ..IsbInfo::default()
             };
-            if let Some(c) = counters {
+            if let Some(c) = counters.or(self.counters.as_ref()) {
                 let (ifrecv, ifdrop, osdrop, accept) = c.isb_counters();
                 isb.ifrecv = Some(ifrecv);
                 isb.ifdrop = Some(ifdrop);
