@@ -47,3 +47,59 @@ def write_pcapng(path, frames):
         f.write(_block(1, struct.pack("<HHI", 1, 0, 0) + opts))
         for ts, data in frames:
             f.write(_block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data)) + data))
+
+
+def read_pcap(path):
+    """(ts_ns, caplen, origlen, data) of a classic pcap (either magic, LE/BE)."""
+    b = open(path, "rb").read()
+    magic = struct.unpack("<I", b[:4])[0]
+    end = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    nanos = struct.unpack(end + "I", b[:4])[0] == 0xA1B23C4D
+    out, at = [], 24
+    while at + 16 <= len(b):
+        sec, frac, incl, orig = struct.unpack(end + "IIII", b[at:at + 16])
+        out.append((sec * 1_000_000_000 + (frac if nanos else frac * 1000), incl, orig, b[at + 16:at + 16 + incl]))
+        at += 16 + incl
+    return out
+
+
+def read_pcapng(path):
+    """(ts_ns, caplen, origlen, data) of every EPB of a little-endian pcapng
+    whose interfaces use nanosecond timestamps; raises on malformed blocks."""
+    b = open(path, "rb").read()
+    out, at = [], 0
+    while at < len(b):
+        btype, blen = struct.unpack("<II", b[at:at + 8])
+        if blen < 12 or blen % 4 or at + blen > len(b):
+            raise ValueError(f"{path}: bad block at {at}")
+        if struct.unpack("<I", b[at + blen - 4:at + blen])[0] != blen:
+            raise ValueError(f"{path}: trailing length mismatch at {at}")
+        if btype == 6:
+            _, hi, lo, cap, orig = struct.unpack("<IIIII", b[at + 8:at + 28])
+            out.append(((hi << 32) | lo, cap, orig, b[at + 28:at + 28 + cap]))
+        at += blen
+    return out
+
+
+def read_raw(path):
+    """(ts_ns, caplen, origlen, data) of an HPCAP RAW file, padding skipped."""
+    b = open(path, "rb").read()
+    out, at = [], 0
+    while at + 12 <= len(b):
+        sec, nsec, cap, orig = struct.unpack("<IIHH", b[at:at + 12])
+        if sec == 0 and nsec == 0:  # padding record: `cap` filler bytes
+            at += 12 + cap
+            continue
+        out.append((sec * 1_000_000_000 + nsec, cap, orig, b[at + 12:at + 12 + cap]))
+        at += 12 + cap
+    return out
+
+
+def read_capture(path):
+    """Frames of a .pcap, .pcapng or .raw file."""
+    path = str(path)
+    if path.endswith(".raw"):
+        return read_raw(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return read_pcapng(path) if head == b"\n\r\r\n" else read_pcap(path)
