@@ -93,6 +93,8 @@ struct OpenFile {
     boundary: Option<u64>,
     /// Size before the last block (to undo it).
     prev_size: u64,
+    /// Packets of the last block (to undo it).
+    last_packets: u64,
 }
 
 pub(crate) struct DirSink {
@@ -256,6 +258,7 @@ impl DirSink {
             blocks: 0,
             boundary,
             prev_size: 0,
+            last_packets: 0,
         };
         if !self.raw {
             let hdr = stream_file_header(self.snaplen, &self.ifname, &self.description)?;
@@ -393,6 +396,7 @@ impl DirSink {
         let f = self.cur.as_mut().expect("open file");
         f.blocks += 1;
         f.packets += m.packets;
+        f.last_packets = m.packets;
         if m.first_ts.is_some() {
             f.last_ts = f.last_ts.max(m.last_ts);
         }
@@ -429,6 +433,10 @@ impl DirSink {
                     .set_len(f.prev_size)
                     .with_context(|| format!("truncating {}", f.hidden.display()))?;
                 f.size = f.prev_size;
+                f.blocks -= 1;
+                f.packets -= f.last_packets;
+                self.usrdeliv -= f.last_packets;
+                f.last_packets = 0;
             }
         }
         Ok(())

@@ -531,3 +531,72 @@ fn blocking_listener_is_never_overwritten_and_drops_are_counted() {
         "expected drops with a slow blocking listener"
     );
 }
+
+#[test]
+fn retention_keeps_min_free_space() {
+    if !is_root() {
+        eprintln!("SKIP: min-free test needs root to mount a small tmpfs");
+        return;
+    }
+    let dir = TempDir::new("minfree");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: cannot mount a tmpfs (no privilege in this container?)");
+        return;
+    }
+    struct Umount(PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Umount(mnt.clone());
+    let shm = ShmPath::new("minfree");
+    // About 12 MiB of data into a 4 MiB file system: only retention makes
+    // it fit.
+    let mut sim = start_sim(
+        &shm.0,
+        &[
+            "--synthetic",
+            "64:180000",
+            "--wait-listener",
+            "--on-full",
+            "wait",
+            "--block-size",
+            "64K",
+            "--buffer-size",
+            "512K",
+            "--ts-start",
+            "1700000000000000000",
+        ],
+    );
+    let o = hpcapdd(&["--rotate-size", "512K", "--min-free", "50"], &shm.0, &mnt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(wait_timeout(&mut sim, 30).success());
+    let files = files_under(&mnt);
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(total <= 3 << 20, "{total} bytes kept");
+    // The newest files are kept, contiguous up to the last packet.
+    let mut prev = None;
+    for f in &files {
+        for (_, s) in seqs(f) {
+            if let Some(p) = prev {
+                assert_eq!(s, p + 1);
+            }
+            prev = Some(s);
+        }
+    }
+    assert_eq!(prev, Some(179_999));
+}
