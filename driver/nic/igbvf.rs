@@ -204,13 +204,25 @@ impl IgbVf {
     /// Sends `msg` and returns the PF's reply (datasheet 7.8.2.9.2).
     fn mbx_call(&self, msg: &[u32]) -> Result<[u32; MBX_WORDS]> {
         let mut m = self.mbx.lock();
-        // Take the buffer: VFU, and the PF must not hold it.
-        self.io(|b| b.write_reg(V2PMAILBOX::zeroed().with_vfu(true)))?;
-        let owned = self.io(|b| {
-            let v = b.read(V2PMAILBOX);
-            v.vfu().into_bool() && !v.pfu().into_bool()
-        })?;
+        // Take the buffer: set VFU and read it back (the PF may hold the
+        // buffer for a moment; retry for up to 100 ms). The read also
+        // returns read-to-clear bits, which must not be lost.
+        let mut owned = false;
+        for _ in 0..100 {
+            let v = self.io(|b| {
+                b.write_reg(V2PMAILBOX::zeroed().with_vfu(true));
+                b.read(V2PMAILBOX)
+            })?;
+            m.seen |= v.into_raw();
+            if v.vfu().into_bool() {
+                owned = true;
+                break;
+            }
+            kernel::time::delay::fsleep(Delta::from_millis(1));
+        }
         if !owned {
+            let (st, mb) = self.io(|b| (b.read(VTSTATUS).into_raw(), b.read(V2PMAILBOX).into_raw()))?;
+            pr_warn!("igbvf mailbox: buffer busy (V2PMAILBOX {:#x}, now {:#x}, STATUS {:#x})\n", m.seen, mb, st);
             return Err(EBUSY);
         }
         self.io(|b| -> Result {
@@ -250,13 +262,20 @@ impl IgbVf {
             b.write_reg(VTCTRL::zeroed().with_rst(true));
         })?;
         kernel::time::delay::fsleep(Delta::from_millis(10));
-        {
-            let mut m = self.mbx.lock();
-            // The PF signals RSTD once it has seen our reset.
-            self.mbx_wait(&mut m, 1 << 7, "reset-done")
-                .inspect_err(|_| dev_err!(pdev, "the PF did not complete the VF reset; is the PF interface up?\n"))?;
-        }
-        let reply = self.mbx_call(&[VF_RESET])?;
+        // The mailbox is unusable while the PF's reset indications (RSTI,
+        // and the read-to-clear RSTD) are asserted: wait until a read shows
+        // neither, then greet the PF.
+        poll_until(
+            || self.io(|b| b.read(V2PMAILBOX)),
+            |v| !v.rsti().into_bool() && !v.rstd().into_bool(),
+            Delta::from_millis(1),
+            Delta::from_millis(1000),
+        )
+        .inspect_err(|_| dev_err!(pdev, "the PF did not complete the VF reset; is the PF interface up?\n"))?;
+        self.mbx.lock().seen = 0;
+        let reply = self
+            .mbx_call(&[VF_RESET])
+            .inspect_err(|e| dev_err!(pdev, "VF reset message to the PF failed: {:?}\n", e))?;
         let mac = [reply[1].to_le_bytes(), reply[2].to_le_bytes()];
         self.mac = [mac[0][0], mac[0][1], mac[0][2], mac[0][3], mac[1][0], mac[1][1]];
         dev_info!(
