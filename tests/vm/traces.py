@@ -9,15 +9,19 @@ SRC = bytes.fromhex("020000000002")
 ETHERTYPE = b"\x88\xb5"  # IEEE local experimental
 
 
-def synthetic_frames(n, sizes=None, start_seq=0):
+def synthetic_frames(n, sizes=None, start_seq=0, vlan_every=0):
     """n Ethernet frames (without FCS) cycling through `sizes` (default:
-    every size 60..1514 in steps of 29), each carrying its sequence number."""
+    every size 60..1514 in steps of 29), each carrying its sequence number;
+    every `vlan_every`-th frame carries an 802.1Q tag (VID = seq % 4095 + 1)."""
     sizes = sizes or list(range(60, 1515, 29)) + [1514]
     frames = []
     for i in range(n):
         size = sizes[i % len(sizes)]
         seq = start_seq + i
-        head = DST + SRC + ETHERTYPE + struct.pack(">I", seq)
+        tag = b""
+        if vlan_every and i % vlan_every == 0:
+            tag = b"\x81\x00" + struct.pack(">H", seq % 4095 + 1)
+        head = DST + SRC + tag + ETHERTYPE + struct.pack(">I", seq)
         body = bytes((seq + j) & 0xFF for j in range(size - len(head)))
         frames.append((1_700_000_000_000_000_000 + i * 1000, head + body))
     return frames
