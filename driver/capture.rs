@@ -328,6 +328,7 @@ impl<N: Nic> Engine<N> {
                 pin_init!(Consumer {
                     engine: self.clone(),
                     id,
+                    busy_polls: AtomicU32::new(0),
                     state <- new_mutex!(ConsumerState {
                         next,
                         in_frame: false,
@@ -448,6 +449,7 @@ pub(crate) struct Consumer<N: Nic> {
     id: u32,
     #[pin]
     state: Mutex<ConsumerState>,
+    busy_polls: AtomicU32,
 }
 
 impl<N: Nic> Consumer<N> {
@@ -556,11 +558,13 @@ impl<N: Nic> Consumer<N> {
             pubs.pass_token(j, e.layout.next_segment(j));
         }
         // Copy phase: in parallel with the next token holder.
-        let drops_now = local.dropped_total() + sh.counters().dropped_total();
         for rec in &recs[..n] {
             if let Some(p) = &rec.place {
+                // Drops since the previous block header (summed only when a
+                // block opens: a few hundred loads, once per block).
                 let drops = if p.header.is_some() {
-                    drops_now.saturating_sub(e.drops_at_header.swap(drops_now, Ordering::Relaxed))
+                    let now = local.dropped_total().saturating_add(sh.counters().dropped_total());
+                    now.saturating_sub(e.drops_at_header.swap(now, Ordering::Relaxed))
                 } else {
                     0
                 };
@@ -606,7 +610,13 @@ impl<N: Nic> ThreadBody for Consumer<N> {
         };
         // Back off when idle: spin briefly, then sleep a little, then more,
         // so an idle device costs almost nothing and a busy one is polled.
+        // Under sustained traffic, yield now and then so kernels without
+        // full preemption still run other work on this CPU.
         if worked > 0 {
+            let busy = self.busy_polls.fetch_add(1, Ordering::Relaxed);
+            if busy % 1024 == 1023 {
+                kthread::yield_now();
+            }
             return;
         }
         match idle {

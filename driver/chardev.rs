@@ -227,8 +227,8 @@ fn require_admin() -> Result {
 impl OpenFile {
     fn read(&self, file: &File, buf: UserPtr, count: usize) -> Result<usize> {
         let sh = &*self.shared;
-        // The stream starts with the 4 KiB file header, so `dd` yields a
-        // valid pcapng (the buffer itself holds only blocks).
+        // A pcapng stream starts with the 4 KiB file header, so `dd` yields
+        // a valid pcapng (the buffer itself holds only blocks).
         let done = self.header_done.load(Ordering::Relaxed) as usize;
         if done < FILE_HEADER_LEN {
             let mut hdr = KVec::from_elem(0u8, FILE_HEADER_LEN, GFP_KERNEL)?;
@@ -356,8 +356,8 @@ impl OpenFile {
                 Err(e) => return Err(listener_err(e)),
                 Ok(Readiness::Overrun(loss)) => {
                     w.flags |= abi::WAIT_OVERRUN;
-                    w.lost_bytes += loss.bytes;
-                    w.lost_blocks += loss.blocks;
+                    w.lost_bytes = w.lost_bytes.saturating_add(loss.bytes);
+                    w.lost_blocks = w.lost_blocks.saturating_add(loss.blocks);
                 }
                 Ok(Readiness::Ready { .. }) => break,
                 Ok(Readiness::Pending { target }) => {
@@ -373,17 +373,29 @@ impl OpenFile {
                         w.flags |= abi::WAIT_TIMEOUT;
                         break;
                     }
-                    // Sleep in slices so a long timeout still re-checks.
+                    // Sleep in slices so a long timeout still re-checks. A
+                    // signal ends the wait like a timeout rather than with
+                    // ERESTARTSYS: the ack is already applied and a restarted
+                    // call would apply it twice.
                     let ms = (left / 1_000_000).clamp(1, 1000);
                     if let Woke::Signal = wait_for(sh, target, ms) {
-                        return Err(ERESTARTSYS);
+                        w.flags |= abi::WAIT_TIMEOUT;
+                        break;
                     }
                 }
             }
         }
-        let (cursor, _) = sh.listeners.cursor(id).unwrap_or((0, Mode::Blocking));
-        w.read_offset = cursor;
-        w.available = sh.publish.committed().saturating_sub(cursor);
+        match sh.listeners.cursor(id) {
+            Ok((cursor, _)) => {
+                w.read_offset = cursor;
+                w.available = sh.publish.committed().saturating_sub(cursor);
+            }
+            // Killed (or detached): no cursor, nothing more to read.
+            Err(_) => {
+                w.flags |= abi::WAIT_HUP;
+                w.available = 0;
+            }
+        }
         Ok(())
     }
 
@@ -538,11 +550,13 @@ unsafe extern "C" fn hpcap_open(inode: *mut bindings::inode, file: *mut bindings
         return ENODEV.to_errno();
     }
     let threshold = sh.geo.block_size();
+    // Only a pcapng stream starts with a file header; RAW has none.
+    let header_done = if sh.format == abi::FORMAT_PCAPNG { 0 } else { FILE_HEADER_LEN as u32 };
     let of = match KBox::new(
         OpenFile {
             shared: sh,
             id: AtomicU32::new(NO_ID),
-            header_done: AtomicU32::new(0),
+            header_done: AtomicU32::new(header_done),
             poll_threshold: AtomicU64::new(threshold),
             reading: AtomicBool::new(false),
         },

@@ -40,6 +40,7 @@ pub(crate) struct HpcapModule {
 pub(crate) fn params() -> Result<capture::Params> {
     let block_size = u64::from(module_parameters::block_kb.value()) << 10;
     if !block_size.is_power_of_two() || !(64 << 10..=256 << 20).contains(&block_size) {
+        pr_err!("block_kb must be a power of two in 64..262144\n");
         return Err(EINVAL);
     }
     let buffer_size = match module_parameters::buffer_mb.value() {
@@ -50,26 +51,40 @@ pub(crate) fn params() -> Result<capture::Params> {
     // producer can each hold one.
     let buffer_size = buffer_size & !(block_size - 1);
     if buffer_size < 2 * block_size {
+        pr_err!("buffer_mb must hold at least two blocks\n");
         return Err(EINVAL);
     }
     let format = module_parameters::format.value();
     if format != hpcap_core::abi::FORMAT_PCAPNG && format != hpcap_core::abi::FORMAT_RAW {
+        pr_err!("format={} must be 0 (pcapng) or 1 (RAW)\n", format);
         return Err(EINVAL);
     }
     let rx_buf_size = module_parameters::rx_buf.value();
-    if rx_buf_size < 2048 || rx_buf_size % 1024 != 0 {
+    if !(2048..=16384).contains(&rx_buf_size) || rx_buf_size % 1024 != 0 {
+        pr_err!("rx_buf={} must be a multiple of 1024 in 2048..16384\n", rx_buf_size);
+        return Err(EINVAL);
+    }
+    let ring_size = module_parameters::ring_size.value();
+    if !(64..=4096).contains(&ring_size) || ring_size % 8 != 0 {
+        pr_err!("ring_size={} must be a multiple of 8 in 64..4096\n", ring_size);
+        return Err(EINVAL);
+    }
+    let consumers = module_parameters::consumers.value();
+    if !(1..=32).contains(&consumers) || consumers > ring_size / 8 {
+        pr_err!("consumers={} must be 1..32 (and at most ring_size/8)\n", consumers);
         return Err(EINVAL);
     }
     let snaplen = module_parameters::snaplen.value();
     if snaplen != 0 && !(14..=65535).contains(&snaplen) {
+        pr_err!("snaplen={} must be 0 or 14..65535\n", snaplen);
         return Err(EINVAL);
     }
     Ok(capture::Params {
         buffer_size,
         block_size,
-        ring_size: module_parameters::ring_size.value(),
+        ring_size,
         rx_buf_size,
-        consumers: module_parameters::consumers.value(),
+        consumers,
         core_mask: module_parameters::core_mask.value(),
         snaplen,
         format,

@@ -120,6 +120,13 @@ pub(crate) fn sleep_us(min_us: u64, max_us: u64) {
     };
 }
 
+/// Gives the CPU to other runnable tasks, if any (a `cond_resched()` for
+/// code that does not hold locks).
+pub(crate) fn yield_now() {
+    // SAFETY: process context, no locks held by the caller.
+    unsafe { bindings::schedule() };
+}
+
 /// Nanoseconds since the Unix epoch (NMI-safe, no locks): the per-frame
 /// software timestamp.
 #[inline]

@@ -202,7 +202,11 @@ impl pci::Driver for HpcapDriver {
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        dev_info!(this.pdev, "unbinding {:?} (hpcap{})\n", this.kind, this.index);
+        let model = match this.kind {
+            NicKind::Igb => Igb::MODEL,
+            NicKind::IgbVf => IgbVf::MODEL,
+        };
+        dev_info!(this.pdev, "unbinding {} (hpcap{})\n", model, this.index);
         // Sleepers and pollers see the end of the stream (HUP / EOF).
         this.shared.gone.store(true, Ordering::Release);
         this.shared.wake_all();

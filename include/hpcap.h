@@ -16,7 +16,7 @@
  *                        maps the buffer read-only, twice back to back, so the
  *                        bytes at stream offset o are at map + o % buffer_size
  *                        for up to buffer_size bytes, wrap or not. PROT_WRITE
- *                        or PROT_EXEC mappings fail with EACCES/EPERM.
+ *                        or PROT_EXEC mappings fail with EACCES.
  *   poll/epoll           POLLIN when at least the wait threshold is available
  *                        (HPCAP_IOC_WAIT min_bytes, default 1 block), POLLHUP
  *                        when the device went away or the listener was killed.
@@ -126,7 +126,7 @@ struct hpcap_listener {
 	__u64 cursor;        /* stream offset */
 	__u64 lag;           /* commit - cursor */
 	__u64 lost_bytes;    /* total skipped by overruns (lossy) */
-	__u64 lost_blocks;
+	__u64 lost_blocks;   /* overrun events (each skipped one or more blocks) */
 };
 
 /* HPCAP_IOC_STATS. */
@@ -141,7 +141,8 @@ struct hpcap_stats {
 };
 
 /* HPCAP_IOC_SET_CONFIG (CAP_NET_ADMIN). Fields whose bit is set in `set`
- * change; format and block_size only while no listener is attached (EBUSY). */
+ * change. This version sets format and block_size at load time (module
+ * parameters): asking for another value fails with EOPNOTSUPP. */
 #define HPCAP_CONFIG_SNAPLEN (1u << 0)
 #define HPCAP_CONFIG_FORMAT (1u << 1)
 #define HPCAP_CONFIG_BLOCK_SIZE (1u << 2)

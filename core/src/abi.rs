@@ -47,9 +47,11 @@ pub const WAIT_TIMEOUT: u32 = 1 << 2;
 
 /// [`Config::set`]: change the snaplen.
 pub const CONFIG_SNAPLEN: u32 = 1 << 0;
-/// [`Config::set`]: change the stream format (only with no listener).
+/// [`Config::set`]: change the stream format (fixed at load in this version:
+/// another value fails with `EOPNOTSUPP`).
 pub const CONFIG_FORMAT: u32 = 1 << 1;
-/// [`Config::set`]: change the block size (only with no listener).
+/// [`Config::set`]: change the block size (fixed at load in this version:
+/// another value fails with `EOPNOTSUPP`).
 pub const CONFIG_BLOCK_SIZE: u32 = 1 << 2;
 
 /// `HPCAP_IOC_INFO`: what the device is and how its stream is laid out.
@@ -147,7 +149,7 @@ pub struct Listener {
     pub lag: u64,
     /// Total bytes skipped by overruns.
     pub lost_bytes: u64,
-    /// Total blocks touched by overruns.
+    /// Overrun events (each skipped one or more blocks).
     pub lost_blocks: u64,
 }
 

@@ -24,9 +24,12 @@ pub const fn caplen(len: u32, snaplen: u32) -> u32 {
 /// Where a frame that was not stored was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropStage {
-    /// The RX descriptor ring overflowed (we fell behind the NIC).
+    /// Descriptor-level drop: a frame larger than one receive buffer, or
+    /// one the NIC flagged with a MAC error. (Ring overflow itself is
+    /// counted by the NIC, as `nic_missed`.)
     Ring,
-    /// No room in the buffer (a blocking listener holds the space).
+    /// No room in the buffer (a blocking listener holds the space), or no
+    /// listener attached at all (nothing to store for).
     NoSpace,
     /// The writer failed (bad frame, too large for a block, internal error).
     Writer,
@@ -47,7 +50,8 @@ pub struct CaptureStats {
     /// Frames the NIC missed for lack of descriptors (its own counter,
     /// never seen by the driver; not part of `frames_seen`).
     pub nic_missed: u64,
-    /// Frames dropped because the RX ring overflowed or a descriptor was bad.
+    /// Frames dropped at descriptor level: larger than one receive buffer,
+    /// or flagged with a MAC error by the NIC.
     pub dropped_ring: u64,
     /// Frames dropped for lack of buffer space (blocking listeners full).
     pub dropped_no_space: u64,

@@ -152,7 +152,11 @@ fn discover(extra: &[PathBuf]) -> Vec<PathBuf> {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 if dir == "/dev" {
+                    // /dev/hpcapN character devices; /dev/hpcap/ holds the
+                    // by-pci aliases of the same devices.
+                    use std::os::unix::fs::FileTypeExt;
                     n.starts_with("hpcap")
+                        && std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device())
                 } else {
                     !n.starts_with('.') && is_software_source(p)
                 }

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+//! `hpcap-abi-probe DEVICE`: a VM test helper that calls the device's ABI
+//! with bad arguments and checks every answer is the documented error code
+//! (and that good calls still work afterwards). Prints one line per check
+//! and exits 1 if any check failed.
+
+use hpcap_core::abi;
+use std::ffi::CString;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+struct Probe {
+    failed: u32,
+}
+
+impl Probe {
+    /// Checks that a call returning `ret` failed with `want_errno` (0: succeeded).
+    fn expect(&mut self, what: &str, ret: i64, want_errno: i32) {
+        let got = if ret < 0 { errno() } else { 0 };
+        self.check(
+            what,
+            got == want_errno,
+            &format!("errno {got} (want {want_errno})"),
+        );
+    }
+
+    fn check(&mut self, what: &str, ok: bool, detail: &str) {
+        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            self.failed += 1;
+        }
+    }
+}
+
+fn ioctl<T>(fd: i32, cmd: u32, arg: *mut T) -> i64 {
+    // SAFETY: the kernel validates `arg`; bad pointers are part of the test.
+    i64::from(unsafe { libc::ioctl(fd, cmd as libc::c_ulong, arg) })
+}
+
+fn main() {
+    let dev = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/dev/hpcap0".into());
+    let path = CString::new(dev.clone()).expect("device path");
+    // SAFETY: plain open of a path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        eprintln!("hpcap-abi-probe: cannot open {dev}: errno {}", errno());
+        std::process::exit(2);
+    }
+    let mut p = Probe { failed: 0 };
+
+    let mut info = abi::Info::ZERO;
+    p.expect("INFO", ioctl(fd, abi::IOC_INFO, &mut info), 0);
+    p.expect(
+        "unknown command",
+        ioctl(fd, abi::IOC_INFO + 0x40, &mut info),
+        libc::ENOTTY,
+    );
+    p.expect(
+        "INFO to a bad pointer",
+        ioctl(fd, abi::IOC_INFO, 16usize as *mut abi::Info),
+        libc::EFAULT,
+    );
+
+    let mut a = abi::Attach {
+        mode: 7,
+        ..Default::default()
+    };
+    p.expect(
+        "ATTACH mode 7",
+        ioctl(fd, abi::IOC_ATTACH, &mut a),
+        libc::EINVAL,
+    );
+    let mut a = abi::Attach {
+        mode: abi::MODE_LOSSY,
+        flags: 1,
+        ..Default::default()
+    };
+    p.expect(
+        "ATTACH with flags",
+        ioctl(fd, abi::IOC_ATTACH, &mut a),
+        libc::EINVAL,
+    );
+
+    let mut w = abi::Wait {
+        reserved: 1,
+        ..Default::default()
+    };
+    p.expect(
+        "WAIT with reserved bits",
+        ioctl(fd, abi::IOC_WAIT, &mut w),
+        libc::EINVAL,
+    );
+    let mut w = abi::Wait {
+        ack_bytes: u64::MAX,
+        ..Default::default()
+    };
+    p.expect(
+        "WAIT acking past the data",
+        ioctl(fd, abi::IOC_WAIT, &mut w),
+        libc::EINVAL,
+    );
+    let mut w = abi::Wait::default();
+    p.expect("WAIT, poll only", ioctl(fd, abi::IOC_WAIT, &mut w), 0);
+
+    let mut c = abi::Config {
+        set: abi::CONFIG_SNAPLEN,
+        snaplen: 5,
+        ..Default::default()
+    };
+    p.expect(
+        "SET_CONFIG snaplen 5",
+        ioctl(fd, abi::IOC_SET_CONFIG, &mut c),
+        libc::EINVAL,
+    );
+    let mut c = abi::Config {
+        set: 1 << 9,
+        ..Default::default()
+    };
+    p.expect(
+        "SET_CONFIG unknown field",
+        ioctl(fd, abi::IOC_SET_CONFIG, &mut c),
+        libc::EINVAL,
+    );
+    let mut f = abi::Filter {
+        len: 5000,
+        ..Default::default()
+    };
+    p.expect(
+        "SET_FILTER 5000 instructions",
+        ioctl(fd, abi::IOC_SET_FILTER, &mut f),
+        libc::EINVAL,
+    );
+    // `ld #0; ja -1` style: a jump past the end, and no final RET.
+    let prog: [u64; 1] = [0x05 | (u64::from(u32::MAX) << 32)];
+    let mut f = abi::Filter {
+        len: 1,
+        reserved: 0,
+        insns: prog.as_ptr() as u64,
+    };
+    p.expect(
+        "SET_FILTER invalid program",
+        ioctl(fd, abi::IOC_SET_FILTER, &mut f),
+        libc::EINVAL,
+    );
+    let mut f = abi::Filter {
+        len: 4,
+        reserved: 0,
+        insns: 8,
+    };
+    p.expect(
+        "SET_FILTER from a bad pointer",
+        ioctl(fd, abi::IOC_SET_FILTER, &mut f),
+        libc::EFAULT,
+    );
+    let mut id: u32 = 99;
+    p.expect(
+        "KILL_LISTENER 99",
+        ioctl(fd, abi::IOC_KILL_LISTENER, &mut id),
+        libc::EINVAL,
+    );
+
+    let len = (info.buffer_size * 2) as usize;
+    // SAFETY: mmap of our fd; failures are the expected outcome here.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    p.expect(
+        "mmap PROT_WRITE",
+        if m == libc::MAP_FAILED { -1 } else { 0 },
+        libc::EACCES,
+    );
+    // SAFETY: as above.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            4096,
+        )
+    };
+    p.expect(
+        "mmap at an offset",
+        if m == libc::MAP_FAILED { -1 } else { 0 },
+        libc::EINVAL,
+    );
+    // SAFETY: as above.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len * 2,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    p.expect(
+        "mmap beyond 2x the buffer",
+        if m == libc::MAP_FAILED { -1 } else { 0 },
+        libc::EINVAL,
+    );
+    // SAFETY: as above.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    p.expect(
+        "mmap read-only, 2x the buffer",
+        if m == libc::MAP_FAILED { -1 } else { 0 },
+        0,
+    );
+    if m != libc::MAP_FAILED {
+        // SAFETY: `m` maps `len` bytes; mprotect must refuse to add write.
+        let r = unsafe { libc::mprotect(m, 4096, libc::PROT_READ | libc::PROT_WRITE) };
+        p.expect("mprotect to writable", i64::from(r), libc::EACCES);
+        // The two halves alias: the same bytes at offset 0 and buffer_size.
+        // SAFETY: both addresses are inside the mapping.
+        let (x, y) = unsafe {
+            (
+                *(m as *const u64),
+                *((m as *const u8).add(len / 2) as *const u64),
+            )
+        };
+        p.check(
+            "double mapping aliases",
+            x == y,
+            &format!("{x:#x} vs {y:#x}"),
+        );
+    }
+
+    // Unprivileged: the node is 0600 root, and config needs CAP_NET_ADMIN.
+    // SAFETY: fork/setuid/exit in a single-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: drop to nobody in the child only.
+        unsafe {
+            libc::setgid(65534);
+            libc::setuid(65534);
+            let r = libc::open(path.as_ptr(), libc::O_RDONLY);
+            libc::_exit(if r < 0 && errno() == libc::EACCES {
+                0
+            } else {
+                1
+            });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = libc::WEXITSTATUS(status);
+    p.check(
+        "open as nobody",
+        code == 0,
+        &format!("child exit {code} (0 = refused with EACCES)"),
+    );
+
+    println!("hpcap-abi-probe: {} check(s) failed", p.failed);
+    std::process::exit(i32::from(p.failed != 0));
+}
