@@ -272,8 +272,26 @@ fn retention_keeps_max_files() {
 
 #[test]
 fn sigint_at_random_moments_leaves_valid_files() {
-    // Deterministic "random" moments.
-    let delays_ms = [7u64, 60, 150, 333];
+    // Random moments (one very early), reproducible: the seed is printed and
+    // HPCAP_TEST_SEED=N replays a run.
+    let seed = std::env::var("HPCAP_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("sigint_at_random_moments: HPCAP_TEST_SEED={seed}");
+    let mut x = seed | 1;
+    let mut next = move || {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let delays_ms = [7u64, 10 + next() % 390, 10 + next() % 390, 10 + next() % 390];
     for (i, d) in delays_ms.iter().enumerate() {
         let shm = ShmPath::new(&format!("sigint{i}"));
         let dir = TempDir::new(&format!("sigint{i}"));
