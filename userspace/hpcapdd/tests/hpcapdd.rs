@@ -291,7 +291,12 @@ fn sigint_at_random_moments_leaves_valid_files() {
         x ^= x << 17;
         x
     };
-    let delays_ms = [7u64, 10 + next() % 390, 10 + next() % 390, 10 + next() % 390];
+    let delays_ms = [
+        7u64,
+        10 + next() % 390,
+        10 + next() % 390,
+        10 + next() % 390,
+    ];
     for (i, d) in delays_ms.iter().enumerate() {
         let shm = ShmPath::new(&format!("sigint{i}"));
         let dir = TempDir::new(&format!("sigint{i}"));
