@@ -21,7 +21,10 @@
 //! do not depend on the formats API that is still moving.
 
 use hpcap_core::listener::{ListenerTable, Mode, Readiness};
-use hpcap_core::pcapng::{pad4, EPB_TYPE, PAD_TYPE};
+use hpcap_core::pcapng::{
+    self, epb_len, BlockHeader, EpbHeader, EpbOptions, BLOCK_HEADER_LEN, BLOCK_HEADER_TYPE,
+    EPB_DATA_OFFSET,
+};
 use hpcap_core::publish::{spin_wait, Geometry, Placement, PublishState, Span};
 use hpcap_core::segment::RingLayout;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -33,10 +36,9 @@ const SLOT: usize = 2048;
 const BLOCK: u64 = 4 << 20;
 const BUFFER: u64 = 64 << 20;
 /// Local-use block opening every stream block (sequence, offset).
-const HDR_TYPE: u32 = 0x8000_0002;
-const HDR_LEN: u64 = 32;
+const HDR_TYPE: u32 = BLOCK_HEADER_TYPE;
+const HDR_LEN: u64 = BLOCK_HEADER_LEN as u64;
 /// EPB: type, len, interface, ts high, ts low, caplen, origlen; trailer 4.
-const EPB_FIXED: u64 = 28 + 4;
 /// Records reserved per batch.
 const BATCH: usize = 32;
 
@@ -64,30 +66,16 @@ impl Shared {
         )
     }
 
-    /// Writes `src` at buffer position `pos`.
+    /// Mutable view of `[pos, pos + len)`.
     ///
     /// # Safety
-    /// `[pos, pos + src.len())` is inside the buffer and reserved for the
-    /// caller.
+    /// The range is inside the buffer and reserved for the caller alone.
     #[inline(always)]
-    unsafe fn write(&self, pos: u64, src: &[u8]) {
-        debug_assert!(pos as usize + src.len() <= self.len);
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn span_mut(&self, pos: u64, len: u64) -> &mut [u8] {
+        debug_assert!((pos + len) as usize <= self.len);
         // SAFETY: in bounds and exclusively reserved (caller's contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(pos as usize), src.len())
-        }
-    }
-
-    /// # Safety
-    /// As for [`Self::write`].
-    #[inline(always)]
-    unsafe fn write_u32s<const N: usize>(&self, pos: u64, words: [u32; N]) {
-        let mut b = [0u8; 64];
-        for (k, w) in words.iter().enumerate() {
-            b[k * 4..k * 4 + 4].copy_from_slice(&w.to_le_bytes());
-        }
-        // SAFETY: caller's contract.
-        unsafe { self.write(pos, &b[..N * 4]) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(pos as usize), len as usize) }
     }
 
     fn read_u32(&self, pos: u64) -> u32 {
@@ -176,51 +164,38 @@ fn timestamp() -> u64 {
     }
 }
 
-/// Writes padding, block header and EPB for one placed record.
+/// Writes padding, block header and EPB for one placed record, with the
+/// same core writers the driver uses.
 fn write_record(d: &Device, p: &Placement, slot: u32, len: u32, ts: u64) {
     let buf = &d.buf;
     if let Some(Span { pos, len: plen, .. }) = p.pad {
-        // SAFETY: reserved for us by `place`; a local-use block's body
-        // content is irrelevant, only its lengths must be right.
-        unsafe {
-            buf.write_u32s(pos, [PAD_TYPE, plen as u32]);
-            buf.write_u32s(pos + plen - 4, [plen as u32]);
-        }
-    }
-    if let Some(Span { pos, offset, .. }) = p.header {
-        let seq = offset / BLOCK;
         // SAFETY: reserved for us by `place`.
-        unsafe {
-            buf.write_u32s(
-                pos,
-                [
-                    HDR_TYPE,
-                    HDR_LEN as u32,
-                    seq as u32,
-                    (seq >> 32) as u32,
-                    offset as u32,
-                    (offset >> 32) as u32,
-                    0,
-                    HDR_LEN as u32,
-                ],
-            )
+        let b = unsafe { buf.span_mut(pos, plen) };
+        pcapng::write_pad_at(b, 0, plen as usize).expect("pad fits its span");
+    }
+    if let Some(Span { pos, offset, len: hlen }) = p.header {
+        let h = BlockHeader {
+            block_len: BLOCK as u32,
+            seq: offset / BLOCK,
+            offset,
+            first_ts_ns: ts,
+            ..BlockHeader::default()
         };
+        // SAFETY: reserved for us by `place`.
+        let b = unsafe { buf.span_mut(pos, hlen) };
+        pcapng::write_block_header(b, 0, &h).expect("header fits its span");
     }
     let r = p.record;
-    let total = r.len as u32;
-    // SAFETY: reserved for us by `place`; the record is `EPB_FIXED +
-    // pad4(len)` bytes long, so every write below stays inside it.
-    unsafe {
-        buf.write_u32s(
-            r.pos,
-            [EPB_TYPE, total, 0, (ts >> 32) as u32, ts as u32, len, len],
-        );
-        if !len.is_multiple_of(4) {
-            buf.write_u32s(r.pos + 28 + pad4(len as usize) as u64 - 4, [0]);
-        }
-        buf.write(r.pos + 28, d.nic.frame(slot, len));
-        buf.write_u32s(r.pos + r.len - 4, [total]);
-    }
+    // SAFETY: reserved for us by `place`.
+    let b = unsafe { buf.span_mut(r.pos, r.len) };
+    let hdr = EpbHeader {
+        interface: 0,
+        ts_ns: ts,
+        caplen: len,
+        orig_len: len,
+    };
+    pcapng::write_epb_frame(b, 0, &hdr, &EpbOptions::NONE).expect("EPB fits its span");
+    b[EPB_DATA_OFFSET..EPB_DATA_OFFSET + len as usize].copy_from_slice(d.nic.frame(slot, len));
 }
 
 /// One writer thread: the per-packet hot path.
@@ -263,7 +238,7 @@ fn writer(d: &Device, me: u32) {
                 break;
             }
             let ts = timestamp();
-            let rec = EPB_FIXED + pad4(len as usize) as u64;
+            let rec = epb_len(len as usize, &EpbOptions::NONE) as u64;
             match batch.place(&d.geo, rec) {
                 Some(p) => {
                     work[n] = (p, i, len, ts);
