@@ -25,6 +25,7 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
+    bindings,
     device::Core,
     pci,
     prelude::*,
@@ -44,18 +45,51 @@ pub(crate) enum NicKind {
 /// Device indices (N of /dev/hpcapN) in use, one bit each.
 static INDICES: AtomicU64 = AtomicU64::new(0);
 
-fn take_index() -> Result<u32> {
+/// The (vendor, device) IDs of [`PCI_TABLE`], for counting devices.
+const DRIVEN_IDS: [(u32, u32); 2] = [(0x8086, 0x10c9), (0x8086, 0x10ca)];
+
+/// Rank of the PCI address `name` among the present devices hpcap drives:
+/// the preferred N of /dev/hpcapN, independent of probe order.
+fn pci_rank(name: &CStr) -> u32 {
+    let mut rank = 0;
+    for (vendor, device) in DRIVEN_IDS {
+        let mut p: *mut bindings::pci_dev = core::ptr::null_mut();
+        loop {
+            // SAFETY: `pci_get_device` drops the reference it gave us on `p`
+            // and returns the next matching device with a new reference, or
+            // null at the end (then nothing is held).
+            p = unsafe { bindings::pci_get_device(vendor, device, p) };
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: `p` is a valid, referenced pci_dev; its name lives as
+            // long as the device.
+            let other = unsafe { CStr::from_char_ptr(bindings::dev_name(&raw mut (*p).dev)) };
+            if other.to_bytes() < name.to_bytes() {
+                rank += 1;
+            }
+        }
+    }
+    rank
+}
+
+/// Takes index `want` if free, else the lowest free one.
+fn take_index(want: u32) -> Result<u32> {
     loop {
         let used = INDICES.load(Ordering::Relaxed);
-        let free = (!used).trailing_zeros();
-        if free >= 64 {
+        let idx = if want < 64 && used & (1 << want) == 0 {
+            want
+        } else {
+            (!used).trailing_zeros()
+        };
+        if idx >= 64 {
             return Err(EBUSY);
         }
         if INDICES
-            .compare_exchange(used, used | (1 << free), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(used, used | (1 << idx), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(free);
+            return Ok(idx);
         }
     }
 }
@@ -153,10 +187,14 @@ impl pci::Driver for HpcapDriver {
         // SAFETY: no DMA allocation of this device is in flight during probe.
         unsafe { kernel::dma::Device::dma_set_mask_and_coherent(pdev, kernel::dma::DmaMask::new::<64>())? };
 
-        let index = take_index()?;
+        let bus = bus_addr(pdev)?;
+        let want = pci_rank(&bus);
+        let index = take_index(want)?;
+        if index != want {
+            dev_warn!(pdev, "hpcap{} is taken (devices changed since it was given); using hpcap{}\n", want, index);
+        }
         let result = (|| {
             let name = CString::try_from_fmt(fmt!("hpcap{}", index))?;
-            let bus = bus_addr(pdev)?;
             let mut info = abi::Info::ZERO;
             abi::set_cstr(&mut info.name, name.to_bytes());
             abi::set_cstr(&mut info.bus_addr, bus.to_bytes());
