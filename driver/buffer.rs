@@ -3,9 +3,18 @@
 //! The intermediate buffer: a large vmalloc area the capture threads write
 //! records into and userspace maps read-only, twice back to back.
 
-use core::ptr::NonNull;
+use core::{
+    alloc::Layout,
+    ptr::NonNull, //
+};
 use kernel::{
+    alloc::{
+        allocator::Vmalloc,
+        Allocator,
+        NumaNode, //
+    },
     bindings,
+    device::Device,
     mm::virt::VmaNew,
     page::{
         BorrowedPage,
@@ -14,16 +23,31 @@ use kernel::{
     prelude::*, //
 };
 
+unsafe extern "C" {
+    /// `dev_to_node()` (static inline in C; `helpers.c`). Takes the
+    /// `struct device *` as `void *`: the bindgen type has zero-sized members
+    /// that trip `improper_ctypes`.
+    fn hpcap_dev_to_node(dev: *mut core::ffi::c_void) -> core::ffi::c_int;
+}
+
+/// NUMA node of `dev`, or "no node" when unknown.
+pub(crate) fn numa_node(dev: &Device) -> NumaNode {
+    // CAST: `Device` is `#[repr(transparent)]` over `Opaque<bindings::device>`
+    // (its `as_raw()` is crate-private), so this is the C device.
+    let raw = core::ptr::from_ref(dev).cast::<bindings::device>().cast_mut().cast::<core::ffi::c_void>();
+    // SAFETY: `raw` is a valid device; the helper only reads its node.
+    let node = unsafe { hpcap_dev_to_node(raw) };
+    NumaNode::new(node).unwrap_or(NumaNode::NO_NODE)
+}
+
 /// The stream buffer.
 ///
 /// # Invariants
 ///
-/// `base` points to the `len` bytes owned by `_mem`, which is never resized,
-/// so `base` stays valid as long as `self`; `len` is a non-zero multiple of
-/// `PAGE_SIZE`.
+/// `base` points to a zeroed vmalloc area of `len` bytes allocated by
+/// [`Vmalloc`] with [`Self::layout`], owned by `self` and freed in `drop`;
+/// `len` is a non-zero multiple of `PAGE_SIZE`.
 pub(crate) struct StreamBuffer {
-    /// Owns the area; only ever accessed through `base`.
-    _mem: VVec<u8>,
     base: NonNull<u8>,
     len: usize,
 }
@@ -35,19 +59,24 @@ unsafe impl Send for StreamBuffer {}
 unsafe impl Sync for StreamBuffer {}
 
 impl StreamBuffer {
-    /// Allocates and zeroes `len` bytes (a multiple of the page size).
-    pub(crate) fn new(len: usize) -> Result<Self> {
+    /// Allocates `len` zeroed bytes (a multiple of the page size) on NUMA
+    /// node `node`, so the capture threads and the disk writer near the NIC
+    /// touch local memory.
+    pub(crate) fn new(len: usize, node: NumaNode) -> Result<Self> {
         if len == 0 || len % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
-        let mut mem = VVec::from_elem(0u8, len, GFP_KERNEL | __GFP_NOWARN)?;
-        let base = NonNull::new(mem.as_mut_ptr()).ok_or(ENOMEM)?;
-        // INVARIANT: `_mem` owns `len` bytes at `base` and is never resized.
+        let layout = Self::layout(len)?;
+        let mem = Vmalloc::alloc(layout, GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN, node)?;
+        // INVARIANT: a zeroed vmalloc area of `len` bytes, freed in `drop`.
         Ok(Self {
-            _mem: mem,
-            base,
+            base: mem.cast::<u8>(),
             len,
         })
+    }
+
+    fn layout(len: usize) -> Result<Layout> {
+        Layout::from_size_align(len, PAGE_SIZE).map_err(|_| EINVAL)
     }
 
     /// Mutable view of `[pos, pos + len)`.
@@ -112,7 +141,7 @@ impl StreamBuffer {
             // SAFETY: `base + off` is inside the vmalloc area (`off < len`).
             let page = unsafe { bindings::vmalloc_to_page(self.base.as_ptr().add(off).cast()) };
             let page = NonNull::new(page).ok_or(EFAULT)?;
-            // SAFETY: the page belongs to `_mem`, which outlives this call;
+            // SAFETY: the page belongs to our area, which outlives this call;
             // `vm_insert_page` takes its own reference for the mapping.
             let page = unsafe { BorrowedPage::from_raw(page) };
             map.vm_insert_page(vma.start() + i * PAGE_SIZE, &page)?;
@@ -121,3 +150,15 @@ impl StreamBuffer {
     }
 }
 
+
+impl Drop for StreamBuffer {
+    fn drop(&mut self) {
+        // Mappings hold their own page references, so pages still mapped by
+        // a process stay until it unmaps them.
+        if let Ok(layout) = Self::layout(self.len) {
+            // SAFETY: `base` was allocated by `Vmalloc` with this layout
+            // (type invariant) and is not used after this.
+            unsafe { Vmalloc::free(self.base, layout) };
+        }
+    }
+}

@@ -176,8 +176,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Creates the shared state with a buffer of `p.buffer_size` bytes.
-    pub(crate) fn new(p: &Params, info: abi::Info) -> Result<Arc<Self>> {
+    /// Creates the shared state with a buffer of `p.buffer_size` bytes on
+    /// NUMA node `node`.
+    pub(crate) fn new(p: &Params, info: abi::Info, node: kernel::alloc::NumaNode) -> Result<Arc<Self>> {
         let header_len = if p.format == abi::FORMAT_PCAPNG {
             pcapng::BLOCK_HEADER_LEN as u64
         } else {
@@ -186,7 +187,7 @@ impl Shared {
         let geo = Geometry::new(p.buffer_size, p.block_size, header_len, pcapng::MIN_BLOCK_LEN as u64)
             .map_err(|_| EINVAL)?;
         let size = usize::try_from(p.buffer_size).map_err(|_| EINVAL)?;
-        let buffer = StreamBuffer::new(size)?;
+        let buffer = StreamBuffer::new(size, node)?;
         Arc::pin_init(
             pin_init!(Self {
                 buffer,

@@ -205,7 +205,8 @@ impl pci::Driver for HpcapDriver {
                 NicKind::Igb => Igb::ABI_KIND,
                 NicKind::IgbVf => IgbVf::ABI_KIND,
             };
-            let shared = Shared::new(&p, info).inspect_err(|_| {
+            let node = crate::buffer::numa_node(pdev.as_ref());
+            let shared = Shared::new(&p, info, node).inspect_err(|_| {
                 dev_err!(
                     pdev,
                     "cannot allocate a {} MiB stream buffer (buffer_mb=); try a smaller one\n",

@@ -173,7 +173,12 @@ fn write_record(d: &Device, p: &Placement, slot: u32, len: u32, ts: u64) {
         let b = unsafe { buf.span_mut(pos, plen) };
         pcapng::write_pad_at(b, 0, plen as usize).expect("pad fits its span");
     }
-    if let Some(Span { pos, offset, len: hlen }) = p.header {
+    if let Some(Span {
+        pos,
+        offset,
+        len: hlen,
+    }) = p.header
+    {
         let h = BlockHeader {
             block_len: BLOCK as u32,
             seq: offset / BLOCK,
