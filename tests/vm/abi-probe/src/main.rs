@@ -3,6 +3,10 @@
 //! with bad arguments and checks every answer is the documented error code
 //! (and that good calls still work afterwards). Prints one line per check
 //! and exits 1 if any check failed.
+//!
+//! `hpcap-abi-probe --poll DEVICE`: blocks in poll(POLLIN) (at most 60 s)
+//! until a block is published for this listener, then checks with
+//! HPCAP_IOC_WAIT that a whole block is indeed available.
 
 use hpcap_core::abi;
 use std::ffi::CString;
@@ -39,10 +43,46 @@ fn ioctl<T>(fd: i32, cmd: u32, arg: *mut T) -> i64 {
     i64::from(unsafe { libc::ioctl(fd, cmd as libc::c_ulong, arg) })
 }
 
+/// Waits for POLLIN; exit status 0 if readiness matched the data.
+fn poll_mode(dev: &str) -> ! {
+    let path = CString::new(dev).expect("device path");
+    // SAFETY: plain open of a path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        eprintln!("hpcap-abi-probe: cannot open {dev}: errno {}", errno());
+        std::process::exit(2);
+    }
+    let mut info = abi::Info::ZERO;
+    ioctl(fd, abi::IOC_INFO, &mut info);
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let t0 = std::time::Instant::now();
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 60_000) };
+    let ms = t0.elapsed().as_millis();
+    let mut w = abi::Wait::default();
+    ioctl(fd, abi::IOC_WAIT, &mut w);
+    let ok = n == 1 && pfd.revents & libc::POLLIN != 0 && w.available >= info.block_size;
+    println!(
+        "{} poll: returned {n} after {ms} ms, revents {:#x}, {} bytes available (block {})",
+        if ok { "ok  " } else { "FAIL" },
+        pfd.revents,
+        w.available,
+        info.block_size
+    );
+    std::process::exit(i32::from(!ok));
+}
+
 fn main() {
-    let dev = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "/dev/hpcap0".into());
+    let mut args = std::env::args().skip(1);
+    let first = args.next();
+    if first.as_deref() == Some("--poll") {
+        poll_mode(&args.next().unwrap_or_else(|| "/dev/hpcap0".into()));
+    }
+    let dev = first.unwrap_or_else(|| "/dev/hpcap0".into());
     let path = CString::new(dev.clone()).expect("device path");
     // SAFETY: plain open of a path.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
