@@ -8,6 +8,7 @@
 
 use super::{
     poll_until,
+    rxq,
     with_bar,
     Link,
     Nic,
@@ -111,57 +112,12 @@ register! {
         31:0 mask;
     }
 
-    /// Receive Descriptor Base Address Low, queue 0 (8.10.5).
-    pub(crate) RDBAL0(u32) @ 0x2800 {
-        /// Low 32 bits (16-byte aligned; 128 recommended).
-        31:0 value;
-    }
 
-    /// Receive Descriptor Base Address High, queue 0 (8.10.6).
-    pub(crate) RDBAH0(u32) @ 0x2804 {
-        /// High 32 bits.
-        31:0 value;
-    }
 
-    /// Receive Descriptor Ring Length in bytes, queue 0 (8.10.7).
-    pub(crate) RDLEN0(u32) @ 0x2808 {
-        /// Bytes; a multiple of 128.
-        31:0 value;
-    }
 
-    /// Split and Replication Receive Control, queue 0 (8.10.2).
-    pub(crate) SRRCTL0(u32) @ 0x280C {
-        /// Receive buffer size in 1 KiB units.
-        6:0 bsizepkt;
-        /// Descriptor type: 1 = advanced, one buffer.
-        27:25 desctype;
-        /// Drop when no descriptor is available (instead of stalling).
-        31:31 drop_en;
-    }
 
-    /// Receive Descriptor Head, queue 0 (8.10.8).
-    pub(crate) RDH0(u32) @ 0x2810 {
-        /// Head index (hardware-owned).
-        15:0 value;
-    }
 
-    /// Receive Descriptor Tail, queue 0 (8.10.9).
-    pub(crate) RDT0(u32) @ 0x2818 {
-        /// Tail index (software-owned).
-        15:0 value;
-    }
 
-    /// Receive Descriptor Control, queue 0 (8.10.10).
-    pub(crate) RXDCTL0(u32) @ 0x2828 {
-        /// Prefetch threshold.
-        4:0 pthresh;
-        /// Host threshold.
-        12:8 hthresh;
-        /// Write-back threshold.
-        20:16 wthresh;
-        /// Queue enable.
-        25:25 enable;
-    }
 
     /// Missed Packets Count, read-to-clear (8.19.4).
     pub(crate) MPC(u32) @ 0x4010 {
@@ -282,41 +238,15 @@ impl Nic for Igb {
 
     /// 82576 datasheet 4.5.9 (receive initialization) for queue 0.
     fn start_rx(&self, ring: &RingConfig) -> Result {
-        let len_bytes = ring.count.checked_mul(16).ok_or(EINVAL)?;
-        let bsize_kib = ring.buf_size / 1024;
         self.io(|b| -> Result {
             b.update(RCTL, |r| r.with_en(false));
-            b.write_reg(RXDCTL0::zeroed());
             b.write_reg(MRQC::zeroed());
             b.write_reg(RXCSUM::zeroed());
-            b.write_reg(RDBAL0::zeroed().with_value(ring.dma as u32));
-            b.write_reg(RDBAH0::zeroed().with_value((ring.dma >> 32) as u32));
-            b.write_reg(RDLEN0::zeroed().with_value(len_bytes));
-            b.write_reg(RDH0::zeroed());
-            b.write_reg(RDT0::zeroed());
-            b.write_reg(
-                SRRCTL0::zeroed()
-                    .try_with_bsizepkt(bsize_kib)?
-                    .with_const_desctype::<1>()
-                    .with_drop_en(true),
-            );
             // Frames up to max_frame plus FCS and one VLAN tag.
             b.write_reg(RLPML::zeroed().try_with_rlpml(ring.max_frame + 8)?);
-            b.write_reg(
-                RXDCTL0::zeroed()
-                    .with_const_pthresh::<8>()
-                    .with_const_hthresh::<8>()
-                    .with_const_wthresh::<1>()
-                    .with_enable(true),
-            );
             Ok(())
         })??;
-        poll_until(
-            || self.io(|b| b.read(RXDCTL0)),
-            |r| r.enable().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(100),
-        )?;
+        rxq::start(&self.bar, ring)?;
         self.io(|b| {
             // Everything, unfiltered: unicast and multicast promiscuous,
             // broadcast, no VLAN filter, long frames; strip the FCS.
@@ -338,25 +268,13 @@ impl Nic for Igb {
     }
 
     fn stop_rx(&self) {
-        let _ = self.io(|b| {
-            b.update(RCTL, |r| r.with_en(false));
-            b.write_reg(RXDCTL0::zeroed());
-        });
-        // The queue stops within microseconds; give it up to 100 ms.
-        let _ = poll_until(
-            || self.io(|b| b.read(RXDCTL0)),
-            |r| !r.enable().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(100),
-        );
+        let _ = self.io(|b| b.update(RCTL, |r| r.with_en(false)));
+        rxq::stop(&self.bar);
         let _ = self.io(|b| b.update(CTRL_EXT, |r| r.with_drv_load(false)));
     }
 
     fn write_tail(&self, tail: u32) -> Result {
-        self.io(|b| -> Result {
-            b.write_reg(RDT0::zeroed().try_with_value(tail)?);
-            Ok(())
-        })?
+        rxq::write_tail(&self.bar, tail)
     }
 
     fn link(&self) -> Link {

@@ -11,6 +11,7 @@
 
 use super::{
     poll_until,
+    rxq,
     with_bar,
     Link,
     Nic,
@@ -77,57 +78,12 @@ register! {
         31:0 mask;
     }
 
-    /// Receive Descriptor Base Address Low, queue 0.
-    pub(crate) RDBAL0(u32) @ 0x2800 {
-        /// Low 32 bits.
-        31:0 value;
-    }
 
-    /// Receive Descriptor Base Address High, queue 0.
-    pub(crate) RDBAH0(u32) @ 0x2804 {
-        /// High 32 bits.
-        31:0 value;
-    }
 
-    /// Receive Descriptor Ring Length in bytes, queue 0.
-    pub(crate) RDLEN0(u32) @ 0x2808 {
-        /// Bytes; a multiple of 128.
-        31:0 value;
-    }
 
-    /// Split and Replication Receive Control, queue 0.
-    pub(crate) SRRCTL0(u32) @ 0x280C {
-        /// Receive buffer size in 1 KiB units.
-        6:0 bsizepkt;
-        /// Descriptor type: 1 = advanced, one buffer.
-        27:25 desctype;
-        /// Drop when no descriptor is available.
-        31:31 drop_en;
-    }
 
-    /// Receive Descriptor Head, queue 0.
-    pub(crate) RDH0(u32) @ 0x2810 {
-        /// Head index.
-        15:0 value;
-    }
 
-    /// Receive Descriptor Tail, queue 0.
-    pub(crate) RDT0(u32) @ 0x2818 {
-        /// Tail index.
-        15:0 value;
-    }
 
-    /// Receive Descriptor Control, queue 0.
-    pub(crate) RXDCTL0(u32) @ 0x2828 {
-        /// Prefetch threshold.
-        4:0 pthresh;
-        /// Host threshold.
-        12:8 hthresh;
-        /// Write-back threshold.
-        20:16 wthresh;
-        /// Queue enable.
-        25:25 enable;
-    }
 }
 
 /// Mailbox message buffer VMBMEM, 16 dwords.
@@ -307,53 +263,15 @@ impl Nic for IgbVf {
         if let Err(e) = self.mbx_call(&[VF_SET_LPE, ring.max_frame + 8]) {
             pr_warn!("igbvf: the PF refused max frame {}: {:?}\n", ring.max_frame, e);
         }
-        let len_bytes = ring.count.checked_mul(16).ok_or(EINVAL)?;
-        self.io(|b| -> Result {
-            b.write_reg(RXDCTL0::zeroed());
-            b.write_reg(RDBAL0::zeroed().with_value(ring.dma as u32));
-            b.write_reg(RDBAH0::zeroed().with_value((ring.dma >> 32) as u32));
-            b.write_reg(RDLEN0::zeroed().with_value(len_bytes));
-            b.write_reg(RDH0::zeroed());
-            b.write_reg(RDT0::zeroed());
-            b.write_reg(
-                SRRCTL0::zeroed()
-                    .try_with_bsizepkt(ring.buf_size / 1024)?
-                    .with_const_desctype::<1>()
-                    .with_drop_en(true),
-            );
-            b.write_reg(
-                RXDCTL0::zeroed()
-                    .with_const_pthresh::<8>()
-                    .with_const_hthresh::<8>()
-                    .with_const_wthresh::<1>()
-                    .with_enable(true),
-            );
-            Ok(())
-        })??;
-        poll_until(
-            || self.io(|b| b.read(RXDCTL0)),
-            |r| r.enable().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(100),
-        )?;
-        Ok(())
+        rxq::start(&self.bar, ring)
     }
 
     fn stop_rx(&self) {
-        let _ = self.io(|b| b.write_reg(RXDCTL0::zeroed()));
-        let _ = poll_until(
-            || self.io(|b| b.read(RXDCTL0)),
-            |r| !r.enable().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(100),
-        );
+        rxq::stop(&self.bar);
     }
 
     fn write_tail(&self, tail: u32) -> Result {
-        self.io(|b| -> Result {
-            b.write_reg(RDT0::zeroed().try_with_value(tail)?);
-            Ok(())
-        })?
+        rxq::write_tail(&self.bar, tail)
     }
 
     fn link(&self) -> Link {
