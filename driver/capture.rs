@@ -98,11 +98,15 @@ pub(crate) struct Params {
 /// Counters of one consumer, written only by it, read by anyone.
 struct ThreadCounters([AtomicU64; 13]);
 
-impl ThreadCounters {
-    const fn new() -> Self {
-        Self([const { AtomicU64::new(0) }; 13])
-    }
+// SAFETY: atomics of all-zero bits are zero counters.
+unsafe impl pin_init::Zeroable for ThreadCounters {}
+// SAFETY: the core documents all-zero memory as the initial publication state
+// (writer 0 holds the token, nothing reserved or published).
+unsafe impl pin_init::Zeroable for PublishState {}
+// SAFETY: all-zero memory is a table of free slots (state FREE = 0).
+unsafe impl pin_init::Zeroable for ListenerTable {}
 
+impl ThreadCounters {
     /// Adds a batch's counts (single writer: load + store, no RMW).
     fn add(&self, d: &CaptureStats) {
         for (c, v) in self.0.iter().zip(d.as_array()) {
@@ -178,6 +182,8 @@ pub(crate) struct Shared {
 impl Shared {
     /// Creates the shared state with a buffer of `p.buffer_size` bytes on
     /// NUMA node `node`.
+    // Out of line (like `Engine::spawn`): keeps probe's stack frame small.
+    #[inline(never)]
     pub(crate) fn new(p: &Params, info: abi::Info, node: kernel::alloc::NumaNode) -> Result<Arc<Self>> {
         let header_len = if p.format == abi::FORMAT_PCAPNG {
             pcapng::BLOCK_HEADER_LEN as u64
@@ -193,15 +199,17 @@ impl Shared {
                 buffer,
                 geo,
                 format: p.format,
-                publish: PublishState::new(),
-                listeners: ListenerTable::new(),
+                // Large, and valid as all zero: initialised in place rather
+                // than built on the (small) kernel stack and moved.
+                publish <- pin_init::init_zeroed(),
+                listeners <- pin_init::init_zeroed(),
                 pids: [const { AtomicU32::new(0) }; abi::MAX_LISTENERS],
                 waitq <- new_poll_condvar!("hpcap::waitq"),
                 wait_lock <- new_mutex!(()),
                 snaplen: AtomicU32::new(p.snaplen),
                 filter <- new_spinlock!(None),
                 gone: AtomicBool::new(false),
-                counters: [const { ThreadCounters::new() }; 32],
+                counters <- pin_init::init_zeroed(),
                 nic_missed: AtomicU64::new(0),
                 link_up: AtomicU32::new(0),
                 link_mbps: AtomicU32::new(0),
@@ -319,12 +327,18 @@ impl<N: Nic> Engine<N> {
     }
 
     /// Starts one consumer thread per segment.
+    #[inline(never)]
     pub(crate) fn spawn(self: &Arc<Self>, p: &Params, name: &str) -> Result<KVec<kthread::KThread<Consumer<N>>>> {
         let mut threads = KVec::with_capacity(p.consumers as usize, GFP_KERNEL)?;
         let mut cpus = pinned_cpus(p.core_mask);
         for id in 0..p.consumers {
             // Built before the initializer: inside it `id` names the field.
             let next = self.layout.segment_start(id);
+            // Filled element by element so the ~7 KiB never sit on the stack.
+            let mut recs = KVec::with_capacity(MAX_BATCH, GFP_KERNEL)?;
+            for _ in 0..MAX_BATCH {
+                recs.push(NO_REC, GFP_KERNEL)?;
+            }
             let consumer = Arc::pin_init(
                 pin_init!(Consumer {
                     engine: self.clone(),
@@ -333,6 +347,7 @@ impl<N: Nic> Engine<N> {
                     state <- new_mutex!(ConsumerState {
                         next,
                         in_frame: false,
+                        recs,
                         idle_polls: 0,
                         idle_since_ns: 0,
                         last_refresh_ns: 0,
@@ -438,6 +453,8 @@ struct ConsumerState {
     next: u32,
     /// Inside a frame spanning descriptors (dropped as a whole).
     in_frame: bool,
+    /// The current batch, between reservation and copy (`MAX_BATCH` long).
+    recs: KVec<Rec>,
     idle_polls: u32,
     idle_since_ns: u64,
     last_refresh_ns: u64,
@@ -475,7 +492,9 @@ impl<N: Nic> Consumer<N> {
         let filter = if copying { sh.filter.lock().clone() } else { None };
         let prog = filter.as_ref().and_then(|f| bpf::verify(&f.insns).ok());
         let snaplen = sh.snaplen.load(Ordering::Relaxed);
-        let mut recs = [NO_REC; MAX_BATCH];
+        // The batch lives in the consumer's heap state: 64 records are
+        // ~7 KiB, too much for a kernel stack frame.
+        let recs = &mut st.recs;
         let mut local = CaptureStats::ZERO;
         let mut n = 0;
         let mut seg_done = false;

@@ -146,6 +146,8 @@ fn bus_addr(pdev: &pci::Device<Core<'_>>) -> Result<CString> {
     CString::try_from_fmt(fmt!("{}", dev.name()))
 }
 
+// Out of line: keeps probe's stack frame small (kernel stacks are 16 KiB).
+#[inline(never)]
 fn start<N: Nic>(
     pdev: &pci::Device<Core<'_>>,
     nic: N,
