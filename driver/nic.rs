@@ -21,7 +21,7 @@ use kernel::{
 
 pub(crate) mod igb;
 pub(crate) mod igbvf;
-mod rxq;
+mod common;
 
 /// Link state as the NIC reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use super::{
     poll_until,
-    rxq,
+    common,
     with_bar,
     Link,
     Nic,
@@ -46,13 +46,6 @@ register! {
         30:30 vme;
     }
 
-    /// Device Status (8.2.2).
-    pub(crate) STATUS(u32) @ 0x0008 {
-        /// Link up.
-        1:1 lu;
-        /// Speed: 0 = 10, 1 = 100, 2 or 3 = 1000 Mb/s.
-        7:6 speed;
-    }
 
     /// EEPROM/Flash Control (8.4.1).
     pub(crate) EECD(u32) @ 0x0010 {
@@ -246,7 +239,7 @@ impl Nic for Igb {
             b.write_reg(RLPML::zeroed().try_with_rlpml(ring.max_frame + 8)?);
             Ok(())
         })??;
-        rxq::start(&self.bar, ring)?;
+        common::start(&self.bar, ring)?;
         self.io(|b| {
             // Everything, unfiltered: unicast and multicast promiscuous,
             // broadcast, no VLAN filter, long frames; strip the FCS.
@@ -269,27 +262,16 @@ impl Nic for Igb {
 
     fn stop_rx(&self) {
         let _ = self.io(|b| b.update(RCTL, |r| r.with_en(false)));
-        rxq::stop(&self.bar);
+        common::stop(&self.bar);
         let _ = self.io(|b| b.update(CTRL_EXT, |r| r.with_drv_load(false)));
     }
 
     fn write_tail(&self, tail: u32) -> Result {
-        rxq::write_tail(&self.bar, tail)
+        common::write_tail(&self.bar, tail)
     }
 
     fn link(&self) -> Link {
-        self.io(|b| {
-            let s = b.read(STATUS);
-            Link {
-                up: s.lu().into_bool(),
-                mbps: match s.speed().get() {
-                    0 => 10,
-                    1 => 100,
-                    _ => 1000,
-                },
-            }
-        })
-        .unwrap_or_default()
+        common::link(&self.bar)
     }
 
     fn missed(&self) -> u64 {

@@ -11,7 +11,7 @@
 
 use super::{
     poll_until,
-    rxq,
+    common,
     with_bar,
     Link,
     Nic,
@@ -44,13 +44,6 @@ register! {
         26:26 rst;
     }
 
-    /// VF Device Status.
-    pub(crate) VTSTATUS(u32) @ 0x0008 {
-        /// Link up.
-        1:1 lu;
-        /// Speed: 0 = 10, 1 = 100, 2 or 3 = 1000 Mb/s.
-        7:6 speed;
-    }
 
     /// VF-to-PF mailbox control (V2PMAILBOX0).
     pub(crate) V2PMAILBOX(u32) @ 0x0C40 {
@@ -177,7 +170,7 @@ impl IgbVf {
             kernel::time::delay::fsleep(Delta::from_millis(1));
         }
         if !owned {
-            let (st, mb) = self.io(|b| (b.read(VTSTATUS).into_raw(), b.read(V2PMAILBOX).into_raw()))?;
+            let (st, mb) = self.io(|b| (b.read(common::STATUS).into_raw(), b.read(V2PMAILBOX).into_raw()))?;
             pr_warn!("igbvf mailbox: buffer busy (V2PMAILBOX {:#x}, now {:#x}, STATUS {:#x})\n", m.seen, mb, st);
             return Err(EBUSY);
         }
@@ -263,30 +256,19 @@ impl Nic for IgbVf {
         if let Err(e) = self.mbx_call(&[VF_SET_LPE, ring.max_frame + 8]) {
             pr_warn!("igbvf: the PF refused max frame {}: {:?}\n", ring.max_frame, e);
         }
-        rxq::start(&self.bar, ring)
+        common::start(&self.bar, ring)
     }
 
     fn stop_rx(&self) {
-        rxq::stop(&self.bar);
+        common::stop(&self.bar);
     }
 
     fn write_tail(&self, tail: u32) -> Result {
-        rxq::write_tail(&self.bar, tail)
+        common::write_tail(&self.bar, tail)
     }
 
     fn link(&self) -> Link {
-        self.io(|b| {
-            let s = b.read(VTSTATUS);
-            Link {
-                up: s.lu().into_bool(),
-                mbps: match s.speed().get() {
-                    0 => 10,
-                    1 => 100,
-                    _ => 1000,
-                },
-            }
-        })
-        .unwrap_or_default()
+        common::link(&self.bar)
     }
 
     fn missed(&self) -> u64 {

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! RX queue 0 of the 82576: the same registers at the same offsets in the
-//! PF's register space and in every VF's (datasheet 8.10 for the PF; the VF
-//! copies are listed in 8.28), so the PF and VF backends program it here.
+//! Registers at the same offsets in the 82576 PF's register space and in
+//! every VF's (datasheet 8.2 and 8.10 for the PF; the VF copies are listed in
+//! 8.28): device status and RX queue 0. The PF and VF backends use them here.
 
 use super::{
     poll_until,
     with_bar,
+    Link,
     RingConfig, //
 };
 use kernel::{
@@ -20,6 +21,14 @@ use kernel::{
 };
 
 register! {
+    /// Device Status (8.2.2; read-only in a VF).
+    pub(crate) STATUS(u32) @ 0x0008 {
+        /// Link up.
+        1:1 lu;
+        /// Speed: 0 = 10, 1 = 100, 2 or 3 = 1000 Mb/s.
+        7:6 speed;
+    }
+
     /// Receive Descriptor Base Address Low, queue 0 (8.10.5).
     pub(crate) RDBAL0(u32) @ 0x2800 {
         /// Low 32 bits (16-byte aligned; 128 recommended).
@@ -126,4 +135,20 @@ pub(super) fn write_tail<const SIZE: usize>(bar: &pci::DevresBar<SIZE>, tail: u3
         b.write_reg(RDT0::zeroed().try_with_value(tail)?);
         Ok(())
     })?
+}
+
+/// Link state from STATUS; link down once the device is gone.
+pub(super) fn link<const SIZE: usize>(bar: &pci::DevresBar<SIZE>) -> Link {
+    with_bar(bar, |b| {
+        let s = b.read(STATUS);
+        Link {
+            up: s.lu().into_bool(),
+            mbps: match s.speed().get() {
+                0 => 10,
+                1 => 100,
+                _ => 1000,
+            },
+        }
+    })
+    .unwrap_or_default()
 }
