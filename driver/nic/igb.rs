@@ -7,8 +7,8 @@
 //! Only queue 0 is used; interrupts stay masked (the capture threads poll).
 
 use super::{
-    poll_until,
     common,
+    poll_until,
     with_bar,
     Link,
     Nic,

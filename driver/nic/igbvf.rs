@@ -10,8 +10,8 @@
 //! the request below) all multicast.
 
 use super::{
-    poll_until,
     common,
+    poll_until,
     with_bar,
     Link,
     Nic,
