@@ -33,6 +33,10 @@ EXAMPLES:
   # replay twice, as fast as QEMU reads, and write counts as JSON
   hpcap-inject --listen /tmp/inj.sock --loop 2 --stats-json sent.json a.pcapng b.pcap
 
+  # rounds at rates chosen by the guest: it writes 5000 to DIR/go.1, waits
+  # for DIR/done.1, writes 0 to DIR/go.2, ..., and finally creates DIR/end
+  hpcap-inject --listen /tmp/inj.sock --rounds-dir /srv/share/rounds trace.pcap
+
 The exit status is 0 once every frame was written to the socket. Counts in
 --stats-json are of frames handed to QEMU: frames QEMU's NIC model drops
 because the guest's ring is full are not visible here.")]
@@ -76,6 +80,13 @@ struct Args {
     /// Write final counts as JSON to this file.
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
+    /// Rounds controlled from a directory (e.g. a guest's share): for K = 1,
+    /// 2, ... wait for DIR/go.K, whose content is the rate in frames per
+    /// second (0 = unpaced), replay the files once at that rate and write
+    /// DIR/done.K with that round's counts as JSON; end at DIR/end. Replaces
+    /// --wait-file, --done-file and --stats-json (the last round's counts).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["wait_file", "done_file"])]
+    rounds_dir: Option<PathBuf>,
     /// Print progress to stderr every N seconds (0 = never).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     progress: u64,
@@ -192,28 +203,17 @@ fn wait_start(args: &Args, first_rx: &AtomicBool) -> Result<()> {
     }
 }
 
-fn run(args: &Args) -> Result<Stats> {
-    let maps = args
-        .files
-        .iter()
-        .map(|p| map(p))
-        .collect::<Result<Vec<_>>>()?;
-    let stream = connect(args)?;
-    let first_rx = Arc::new(AtomicBool::new(false));
-    let rx_frames = Arc::new(AtomicU64::new(0));
-    let rx_bytes = Arc::new(AtomicU64::new(0));
-    spawn_receiver(
-        stream.try_clone()?,
-        first_rx.clone(),
-        rx_frames.clone(),
-        rx_bytes.clone(),
-    );
-    wait_start(args, &first_rx)?;
-
-    let mut out = BufWriter::with_capacity(1 << 20, stream.try_clone()?);
+/// Replays every file `args.loops` times at `pps` frames per second (0 =
+/// as fast as the socket takes them) and returns what was sent.
+fn send_round(
+    args: &Args,
+    maps: &[Mmap],
+    out: &mut BufWriter<UnixStream>,
+    pps: u64,
+) -> Result<Stats> {
     let mut st = Stats {
         loops: args.loops,
-        pps_target: args.pps,
+        pps_target: pps,
         ..Stats::default()
     };
     let t0 = Instant::now();
@@ -228,7 +228,7 @@ fn run(args: &Args) -> Result<Stats> {
                 if let Some(due_ns) = st
                     .frames_sent
                     .saturating_mul(1_000_000_000)
-                    .checked_div(args.pps)
+                    .checked_div(pps)
                 {
                     let due = t0 + Duration::from_nanos(due_ns);
                     let now = Instant::now();
@@ -277,9 +277,84 @@ fn run(args: &Args) -> Result<Stats> {
         "hpcap-inject: sent {} frames ({} bytes) in {:.2} s",
         st.frames_sent, st.bytes_sent, st.send_seconds
     );
+    Ok(st)
+}
+
+/// The `--rounds-dir` protocol: one round per go.K file, until `end`.
+fn run_rounds(
+    args: &Args,
+    maps: &[Mmap],
+    out: &mut BufWriter<UnixStream>,
+    dir: &Path,
+) -> Result<Stats> {
+    let mut last = Stats::default();
+    for k in 1u64.. {
+        let go = dir.join(format!("go.{k}"));
+        let deadline = Instant::now() + Duration::from_secs(args.start_timeout);
+        // The guest writes go.K through a shared directory: wait until it
+        // exists and holds a whole number.
+        let pps = loop {
+            if dir.join("end").exists() {
+                return Ok(last);
+            }
+            if let Ok(text) = std::fs::read_to_string(&go) {
+                if let Ok(pps) = text.trim().parse::<u64>() {
+                    break pps;
+                }
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "hpcap-inject: no {} after {} s",
+                    go.display(),
+                    args.start_timeout
+                );
+                std::process::exit(3);
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        eprintln!("hpcap-inject: round {k} at {pps} frames/s");
+        last = send_round(args, maps, out, pps)?;
+        // Written whole, then renamed: the guest never reads half a file.
+        let tmp = dir.join(format!(".done.{k}"));
+        write_json(&tmp, &last)?;
+        std::fs::rename(&tmp, dir.join(format!("done.{k}")))
+            .with_context(|| format!("renaming {}", tmp.display()))?;
+    }
+    Ok(last)
+}
+
+fn write_json(path: &Path, st: &Stats) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(st)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn run(args: &Args) -> Result<Stats> {
+    let maps = args
+        .files
+        .iter()
+        .map(|p| map(p))
+        .collect::<Result<Vec<_>>>()?;
+    let stream = connect(args)?;
+    let first_rx = Arc::new(AtomicBool::new(false));
+    let rx_frames = Arc::new(AtomicU64::new(0));
+    let rx_bytes = Arc::new(AtomicU64::new(0));
+    spawn_receiver(
+        stream.try_clone()?,
+        first_rx.clone(),
+        rx_frames.clone(),
+        rx_bytes.clone(),
+    );
+
+    let mut out = BufWriter::with_capacity(1 << 20, stream.try_clone()?);
+    let st = match &args.rounds_dir {
+        None => {
+            wait_start(args, &first_rx)?;
+            send_round(args, &maps, &mut out, args.pps)?
+        }
+        Some(dir) => run_rounds(args, &maps, &mut out, dir)?,
+    };
     if let Some(p) = &args.stats_json {
-        std::fs::write(p, serde_json::to_vec_pretty(&st)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        write_json(p, &st)?;
     }
     if let Some(p) = &args.done_file {
         File::create(p).with_context(|| format!("creating {}", p.display()))?;
@@ -294,6 +369,7 @@ fn run(args: &Args) -> Result<Stats> {
             thread::sleep(Duration::from_secs(3600));
         }
     }
+    let mut st = st;
     st.frames_received = rx_frames.load(Ordering::Relaxed);
     st.bytes_received = rx_bytes.load(Ordering::Relaxed);
     Ok(st)

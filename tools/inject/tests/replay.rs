@@ -177,3 +177,56 @@ fn rewrites_the_destination_mac() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "clap rejects a bad MAC");
 }
+
+/// Reads exactly `n` length-prefixed frames.
+fn read_n_frames(s: &mut impl Read, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|_| {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut f).unwrap();
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn rounds_dir_replays_once_per_go_file_until_end() {
+    let d = tmpdir("rounds");
+    let frames = write_pcap(&d.join("t.pcap"), &[60, 200, 1514]);
+    let sock = d.join("s");
+    let rounds = d.join("rounds");
+    std::fs::create_dir(&rounds).unwrap();
+    let l = UnixListener::bind(&sock).unwrap();
+    let mut child = inject()
+        .args(["--connect", sock.to_str().unwrap(), "--rounds-dir"])
+        .arg(&rounds)
+        .arg(d.join("t.pcap"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(s.read(&mut b).is_err(), "nothing before go.1");
+    s.set_read_timeout(None).unwrap();
+    for (k, pps) in [(1, "0"), (2, "50\n")] {
+        std::fs::write(rounds.join(format!("go.{k}")), pps).unwrap();
+        assert_eq!(read_n_frames(&mut s, frames.len()), frames, "round {k}");
+        let done = rounds.join(format!("done.{k}"));
+        let t0 = Instant::now();
+        while !done.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no done.{k}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(done).unwrap()).unwrap();
+        assert_eq!(st["frames_sent"], frames.len() as u64);
+        assert_eq!(st["pps_target"], pps.trim().parse::<u64>().unwrap());
+    }
+    std::fs::write(rounds.join("end"), b"").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(read_frames(s).is_empty(), "nothing after end");
+    assert!(!rounds.join("done.3").exists());
+}
