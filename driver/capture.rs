@@ -19,6 +19,7 @@
 use crate::hpcap_core::{
     abi,
     bpf,
+    frame::WireFrame,
     listener::ListenerTable,
     pcapng,
     publish::{
@@ -256,8 +257,13 @@ impl Shared {
 struct Rec {
     desc: u32,
     ts_ns: u64,
+    /// Length on the wire (with a stripped VLAN tag put back).
     len: u32,
     caplen: u32,
+    /// Bytes the NIC wrote into the descriptor's buffer.
+    bytes: u32,
+    /// TCI of a VLAN tag the NIC stripped from those bytes.
+    tci: Option<u16>,
     place: Option<Placement>,
 }
 
@@ -266,6 +272,8 @@ const NO_REC: Rec = Rec {
     ts_ns: 0,
     len: 0,
     caplen: 0,
+    bytes: 0,
+    tci: None,
     place: None,
 };
 
@@ -362,7 +370,7 @@ impl<N: Nic> Engine<N> {
     }
 
     /// Writes a record's pad, header and bytes into its reserved spans.
-    fn store(&self, rec: &Rec, place: &Placement, frame: &[u8], drops: u64) {
+    fn store(&self, rec: &Rec, place: &Placement, frame: &WireFrame<'_>, drops: u64) {
         let sh = &*self.shared;
         if let Some(pad) = place.pad {
             self.write_pad(pad);
@@ -403,8 +411,8 @@ impl<N: Nic> Engine<N> {
             let ok = pcapng::write_epb_frame(buf, 0, &hdr, &pcapng::EpbOptions::NONE).is_ok();
             (pcapng::EPB_DATA_OFFSET, ok)
         };
-        if let (true, Some(dst), Some(src)) = (ok, buf.get_mut(data_at..data_at + caplen), frame.get(..caplen)) {
-            dst.copy_from_slice(src);
+        if let (true, Some(dst)) = (ok, buf.get_mut(data_at..data_at + caplen)) {
+            frame.copy_prefix(dst);
         }
     }
 
@@ -507,6 +515,8 @@ impl<N: Nic> Consumer<N> {
                 desc: i,
                 ts_ns: kthread::now_ns(),
                 len: done.len,
+                bytes: done.len,
+                tci: if N::RX_VLAN_STRIPPED { done.vlan } else { None },
                 ..NO_REC
             };
             if done.skip {
@@ -521,13 +531,14 @@ impl<N: Nic> Consumer<N> {
                     local.dropped(DropStage::Ring, rec.len);
                 }
             } else {
-                local.seen(rec.len);
                 // SAFETY: descriptor `i` is done and owned by this thread
                 // until it is re-armed below.
-                let frame = unsafe { e.ring.frame(i, rec.len) };
+                let frame = WireFrame::new(unsafe { e.ring.frame(i, rec.bytes) }, rec.tci);
+                rec.len = frame.len() as u32;
+                local.seen(rec.len);
                 if !copying {
                     local.dropped(DropStage::NoSpace, rec.len);
-                } else if prog.as_ref().is_some_and(|p| !p.matches(frame, rec.len)) {
+                } else if prog.as_ref().is_some_and(|p| !p.matches_frame(&frame, rec.len)) {
                     local.filter_rejected(rec.len);
                 } else {
                     rec.caplen = stats::caplen(rec.len, snaplen).min(frame.len() as u32);
@@ -589,8 +600,8 @@ impl<N: Nic> Consumer<N> {
                     0
                 };
                 // SAFETY: descriptor still owned by this thread (re-armed next).
-                let frame = unsafe { e.ring.frame(rec.desc, rec.len) };
-                e.store(rec, p, frame, drops);
+                let frame = WireFrame::new(unsafe { e.ring.frame(rec.desc, rec.bytes) }, rec.tci);
+                e.store(rec, p, &frame, drops);
             }
             e.ring.arm(rec.desc);
         }

@@ -20,6 +20,8 @@ pub mod block;
 pub mod bpf;
 #[path = "../core/src/desc.rs"]
 pub mod desc;
+#[path = "../core/src/frame.rs"]
+pub mod frame;
 #[path = "../core/src/capfile.rs"]
 pub mod capfile;
 #[path = "../core/src/pcapng.rs"]

@@ -61,6 +61,9 @@ pub(crate) trait Nic: Send + Sync + 'static {
     const TAIL_ALIGN: u32;
     /// Largest frame the NIC can receive into one buffer (bytes, no FCS).
     const MAX_FRAME: u32;
+    /// Whether a descriptor's VLAN report means the tag was stripped from
+    /// the frame (and must be put back), rather than merely recognised.
+    const RX_VLAN_STRIPPED: bool;
 
     /// Programs and enables the receive queue and promiscuous reception; the
     /// ring must already hold armed descriptors. Leaves the tail at 0.

@@ -20,7 +20,11 @@
 //! before. Such programs always terminate, in at most `len` steps. Linux
 //! ancillary loads (negative offsets) are rejected: the driver sees raw
 //! frames with their VLAN tags, so filters must be compiled for a plain
-//! Ethernet link (`tcpdump -r file.pcap -dd EXPR` or `-y EN10MB`).
+//! Ethernet link (`tcpdump -r file.pcap -dd EXPR` or `-y EN10MB`). A tag the
+//! NIC stripped into the descriptor is put back for the filter
+//! ([`Program::run_frame`] over a [`WireFrame`]), as it is in the stream.
+
+use super::frame::WireFrame;
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[repr(C)]
@@ -325,15 +329,23 @@ pub fn verify(insns: &[SockFilter]) -> Result<Program<'_>, VerifyError> {
     Ok(Program { insns })
 }
 
-fn load(pkt: &[u8], off: u32, size: usize) -> Option<u32> {
+fn load(pkt: &WireFrame<'_>, off: u32, size: usize) -> Option<u32> {
     let start = usize::try_from(off).ok()?;
-    let b = pkt.get(start..start.checked_add(size)?)?;
-    Some(match *b {
-        [x] => u32::from(x),
-        [x, y] => u32::from(u16::from_be_bytes([x, y])),
-        [a, b2, c, d] => u32::from_be_bytes([a, b2, c, d]),
-        _ => return None,
-    })
+    if let Some(bytes) = pkt.as_plain() {
+        let b = bytes.get(start..start.checked_add(size)?)?;
+        return Some(match *b {
+            [x] => u32::from(x),
+            [x, y] => u32::from(u16::from_be_bytes([x, y])),
+            [a, b2, c, d] => u32::from_be_bytes([a, b2, c, d]),
+            _ => return None,
+        });
+    }
+    // A stripped tag put back: byte by byte (rare: some VF configurations).
+    let mut v = 0u32;
+    for i in 0..size {
+        v = (v << 8) | u32::from(pkt.byte(start.checked_add(i)?)?);
+    }
+    Some(v)
 }
 
 impl<'a> Program<'a> {
@@ -346,6 +358,11 @@ impl<'a> Program<'a> {
     /// bytes on the wire; returns the filter's verdict: 0 to drop, otherwise
     /// the number of bytes to keep (tcpdump returns its snaplen).
     pub fn run(&self, pkt: &[u8], wirelen: u32) -> u32 {
+        self.run_frame(&WireFrame::plain(pkt), wirelen)
+    }
+
+    /// [`Program::run`] over a frame whose stripped VLAN tag is put back.
+    pub fn run_frame(&self, pkt: &WireFrame<'_>, wirelen: u32) -> u32 {
         run_inner(self.insns, pkt, wirelen).unwrap_or(0)
     }
 
@@ -353,11 +370,16 @@ impl<'a> Program<'a> {
     pub fn matches(&self, pkt: &[u8], wirelen: u32) -> bool {
         self.run(pkt, wirelen) != 0
     }
+
+    /// Whether the filter accepts the frame as it was on the wire.
+    pub fn matches_frame(&self, pkt: &WireFrame<'_>, wirelen: u32) -> bool {
+        self.run_frame(pkt, wirelen) != 0
+    }
 }
 
 /// `None` means "return 0": an out-of-bounds load, a division by zero, or
 /// (impossible after verification) a malformed instruction.
-fn run_inner(insns: &[SockFilter], pkt: &[u8], wirelen: u32) -> Option<u32> {
+fn run_inner(insns: &[SockFilter], pkt: &WireFrame<'_>, wirelen: u32) -> Option<u32> {
     let (mut a, mut x) = (0u32, 0u32);
     let mut mem = [0u32; MEM_WORDS];
     let mut pc = 0usize;
@@ -658,5 +680,46 @@ mod tests {
                 let _ = p.run(&pkt, wire);
             }
         }
+
+        /// Over a frame whose stripped tag is put back, a program sees
+        /// exactly what it sees over the tagged bytes.
+        #[test]
+        fn stripped_tag_is_seen_as_on_the_wire(
+            mut prog in proptest::collection::vec(insn(), 1..24),
+            pkt in proptest::collection::vec(any::<u8>(), 0..80),
+            tci in any::<u16>(),
+            wire in any::<u32>(),
+        ) {
+            if let Some(last) = prog.last_mut() {
+                if last.code % 3 == 0 { last.code = 0x16; }
+            }
+            if let Ok(p) = verify(&prog) {
+                let f = WireFrame::new(&pkt, Some(tci));
+                let mut tagged = std::vec![0u8; f.len()];
+                f.copy_prefix(&mut tagged);
+                prop_assert_eq!(p.run_frame(&f, wire), p.run(&tagged, wire));
+            }
+        }
+    }
+
+    #[test]
+    fn vlan_filter_matches_a_stripped_tag() {
+        // tcpdump -y EN10MB -dd 'vlan 100'
+        let prog = [
+            i(0x28, 0, 0, 12),
+            i(0x15, 2, 0, 0x8100),
+            i(0x15, 1, 0, 0x88a8),
+            i(0x15, 0, 4, 0x9100),
+            i(0x28, 0, 0, 14),
+            i(0x54, 0, 0, 0x0fff),
+            i(0x15, 0, 1, 100),
+            i(RET_K, 0, 0, 262144),
+            i(RET_K, 0, 0, 0),
+        ];
+        let p = verify(&prog).unwrap();
+        let untagged: Vec<u8> = (0..60).collect();
+        assert!(!p.matches(&untagged, 60));
+        assert!(p.matches_frame(&WireFrame::new(&untagged, Some(0x6064)), 64));
+        assert!(!p.matches_frame(&WireFrame::new(&untagged, Some(0x6065)), 64));
     }
 }

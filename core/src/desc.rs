@@ -18,6 +18,11 @@ pub struct RxDone {
     pub error: bool,
     /// Not a frame (e.g. an XL710 programming status descriptor): recycle it.
     pub skip: bool,
+    /// The 802.1Q TCI the NIC reports for this frame (igb `VP` with the
+    /// `vlan` field; i40e `L2TAG1P` with `l2tag1`). Whether the tag was also
+    /// stripped from the bytes depends on the queue's configuration, which
+    /// the NIC backend knows (`Nic::RX_VLAN_STRIPPED`).
+    pub vlan: Option<u16>,
 }
 
 /// One NIC family's RX descriptor layout.
@@ -43,6 +48,8 @@ pub mod igb {
     pub const STAT_DD: u32 = 1 << 0;
     /// End of packet.
     pub const STAT_EOP: u32 = 1 << 1;
+    /// VLAN packet: the `vlan` field (bits 63:48 of word 1) holds its TCI.
+    pub const STAT_VP: u32 = 1 << 3;
     /// Frame errors: CE, SE, SEQ, CXE, RXE (`E1000_RXDEXT_ERR_FRAME_ERR_MASK`).
     pub const ERR_FRAME: u32 = (1 << 24) | (1 << 25) | (1 << 26) | (1 << 28) | (1 << 31);
 }
@@ -69,6 +76,7 @@ impl RxFormat for IgbAdv {
             eop: status & igb::STAT_EOP != 0,
             error: status & igb::ERR_FRAME != 0,
             skip: false,
+            vlan: (status & igb::STAT_VP != 0).then_some((w1 >> 48) as u16),
         })
     }
 }
@@ -87,6 +95,8 @@ pub mod i40e {
     pub const DD: u64 = 1 << 0;
     /// End of frame.
     pub const EOF: u64 = 1 << 1;
+    /// L2TAG1P: `l2tag1` (bits 31:16 of word 0) holds the stripped tag.
+    pub const L2TAG1P: u64 = 1 << 2;
     /// RXE: MAC error (CRC, alignment, over/undersize).
     pub const RXE: u64 = 1 << 19;
     /// Packet buffer length: bits 51:38.
@@ -98,6 +108,7 @@ pub mod i40e {
 }
 
 fn decode_i40e(words: &[u64]) -> Option<RxDone> {
+    let w0 = *words.first()?;
     let w1 = *words.get(1)?;
     if w1 & i40e::DD == 0 {
         return None;
@@ -107,6 +118,7 @@ fn decode_i40e(words: &[u64]) -> Option<RxDone> {
         eop: w1 & i40e::EOF != 0,
         error: w1 & i40e::RXE != 0,
         skip: w1 & i40e::PROG_STATUS != 0,
+        vlan: (w1 & i40e::L2TAG1P != 0).then_some((w0 >> 16) as u16),
     })
 }
 
@@ -152,7 +164,8 @@ mod tests {
                 len: 60,
                 eop: true,
                 error: false,
-                skip: false
+                skip: false,
+                vlan: None,
             })
         );
         let wb = [0u64, (1514u64 << 32) | 0x1 | (1 << 24)];
@@ -160,7 +173,14 @@ mod tests {
         assert!(!d.eop && d.error && d.len == 1514);
         // VLAN field (bits 63:48) must not leak into the length.
         let wb = [0u64, (0xABCDu64 << 48) | (64u64 << 32) | 0x3];
-        assert_eq!(IgbAdv::decode(&wb).unwrap().len, 64);
+        let d = IgbAdv::decode(&wb).unwrap();
+        assert_eq!(
+            (d.len, d.vlan),
+            (64, None),
+            "no VP: the field means nothing"
+        );
+        let d = IgbAdv::decode(&[0, wb[1] | u64::from(igb::STAT_VP)]).unwrap();
+        assert_eq!((d.len, d.vlan), (64, Some(0xABCD)));
         assert_eq!(IgbAdv::decode(&[0]), None, "short slice is not done");
     }
 
@@ -174,8 +194,15 @@ mod tests {
                 len: 9000,
                 eop: true,
                 error: false,
-                skip: false
+                skip: false,
+                vlan: None,
             })
+        );
+        let w0 = 0xDEAD_BEEF_6064_0000u64;
+        assert_eq!(I40e16::decode(&[w0, w1]).unwrap().vlan, None);
+        assert_eq!(
+            I40e16::decode(&[w0, w1 | i40e::L2TAG1P]).unwrap().vlan,
+            Some(0x6064)
         );
         let w1 = i40e::DD | i40e::RXE | i40e::PROG_STATUS;
         let d = Iavf32::decode(&[0, w1, 0, 0]).unwrap();

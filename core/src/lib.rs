@@ -14,6 +14,7 @@ pub mod block;
 pub mod bpf;
 pub mod capfile;
 pub mod desc;
+pub mod frame;
 pub mod listener;
 pub mod pcapng;
 pub mod publish;

@@ -228,6 +228,8 @@ impl Nic for Igb {
     const TAIL_ALIGN: u32 = 1;
     /// 9216-byte jumbo frames need 9 KiB+ buffers; see `RingConfig`.
     const MAX_FRAME: u32 = 9216;
+    // CTRL.VME stays clear: tags stay in the frame.
+    const RX_VLAN_STRIPPED: bool = false;
 
     /// 82576 datasheet 4.5.9 (receive initialization) for queue 0.
     fn start_rx(&self, ring: &RingConfig) -> Result {

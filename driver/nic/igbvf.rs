@@ -250,6 +250,10 @@ impl Nic for IgbVf {
     const MODEL: &'static str = "82576 VF";
     const TAIL_ALIGN: u32 = 1;
     const MAX_FRAME: u32 = 9216;
+    // The host's PF sets VMOLR.STRVLAN on this VF's pool when it gives the VF
+    // a port VLAN (or the VF joins one); the VF cannot see that register, so
+    // VP means "stripped", as Linux's igbvf assumes too.
+    const RX_VLAN_STRIPPED: bool = true;
 
     fn start_rx(&self, ring: &RingConfig) -> Result {
         // The PF limits VF frame sizes; ask for ours (plus FCS and a tag).
