@@ -64,6 +64,7 @@ use kernel::{
         poll::PollCondVar,
         Arc,
         Mutex,
+        MutexGuard,
         SpinLock, //
     }, //
 };
@@ -139,15 +140,61 @@ impl Filter {
     }
 }
 
+/// Block sizes the stream accepts (module parameter and `SET_CONFIG`).
+pub(crate) const BLOCK_SIZES: core::ops::RangeInclusive<u64> = 64 << 10..=256 << 20;
+
+/// Format and layout of the stream: they change together, and only while
+/// no listener is attached ([`Shared::switch_stream`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Stream {
+    /// `abi::FORMAT_*`.
+    pub(crate) format: u32,
+    /// Layout of the blocks in the buffer.
+    pub(crate) geo: Geometry,
+}
+
+impl Stream {
+    /// Validates a format and block size for a buffer of `buffer_size` bytes
+    /// (a whole number of blocks, at least two).
+    pub(crate) fn new(format: u32, buffer_size: u64, block_size: u64) -> Result<Self> {
+        let header_len = match format {
+            abi::FORMAT_PCAPNG => pcapng::BLOCK_HEADER_LEN as u64,
+            abi::FORMAT_RAW => 0,
+            _ => return Err(EINVAL),
+        };
+        if !BLOCK_SIZES.contains(&block_size) || buffer_size / 2 < block_size {
+            return Err(EINVAL);
+        }
+        let geo = Geometry::new(buffer_size, block_size, header_len, pcapng::MIN_BLOCK_LEN as u64)
+            .map_err(|_| EINVAL)?;
+        Ok(Self { format, geo })
+    }
+
+    /// One word for [`Shared::stream`]: format in bits 7:0, log2 of the
+    /// block size in bits 15:8.
+    fn word(&self) -> u64 {
+        u64::from(self.format & 0xFF) | (u64::from(self.geo.block_size().trailing_zeros()) << 8)
+    }
+}
+
 /// Device state shared by the capture threads and every open file.
 #[pin_data]
 pub(crate) struct Shared {
     /// The stream buffer.
     pub(crate) buffer: StreamBuffer,
-    /// Stream layout in the buffer.
-    pub(crate) geo: Geometry,
-    /// `abi::FORMAT_*` of the stream.
-    pub(crate) format: u32,
+    /// Bytes in the buffer (fixed while the device is bound).
+    buffer_size: u64,
+    /// The current [`Stream`], as [`Stream::word`].
+    stream_word: AtomicU64,
+    /// The stream chosen at probe (what `stream_word` decodes to until a switch).
+    initial: Stream,
+    /// Set while [`Self::switch_stream`] runs: consumers do not poll.
+    paused: AtomicBool,
+    /// Consumers inside a poll.
+    polling: AtomicU32,
+    /// Serialises stream switches with listener attaches.
+    #[pin]
+    pub(crate) config: Mutex<()>,
     /// Ordered publication state.
     pub(crate) publish: PublishState,
     /// Listener cursors.
@@ -186,20 +233,18 @@ impl Shared {
     // Out of line (like `Engine::spawn`): keeps probe's stack frame small.
     #[inline(never)]
     pub(crate) fn new(p: &Params, info: abi::Info, node: kernel::alloc::NumaNode) -> Result<Arc<Self>> {
-        let header_len = if p.format == abi::FORMAT_PCAPNG {
-            pcapng::BLOCK_HEADER_LEN as u64
-        } else {
-            0
-        };
-        let geo = Geometry::new(p.buffer_size, p.block_size, header_len, pcapng::MIN_BLOCK_LEN as u64)
-            .map_err(|_| EINVAL)?;
+        let stream = Stream::new(p.format, p.buffer_size, p.block_size)?;
         let size = usize::try_from(p.buffer_size).map_err(|_| EINVAL)?;
         let buffer = StreamBuffer::new(size, node)?;
         Arc::pin_init(
             pin_init!(Self {
                 buffer,
-                geo,
-                format: p.format,
+                buffer_size: p.buffer_size,
+                stream_word: AtomicU64::new(stream.word()),
+                initial: stream,
+                paused: AtomicBool::new(false),
+                polling: AtomicU32::new(0),
+                config <- new_mutex!(()),
                 // Large, and valid as all zero: initialised in place rather
                 // than built on the (small) kernel stack and moved.
                 publish <- pin_init::init_zeroed(),
@@ -219,6 +264,68 @@ impl Shared {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The stream's current format and layout.
+    pub(crate) fn stream(&self) -> Stream {
+        // Acquire: pairs with the Release store in `switch_stream`.
+        let w = self.stream_word.load(Ordering::Acquire);
+        let block = 1u64.checked_shl(((w >> 8) & 0x3F) as u32).unwrap_or(0);
+        // Always valid (only validated streams are stored).
+        Stream::new((w & 0xFF) as u32, self.buffer_size, block).unwrap_or(self.initial)
+    }
+
+    /// Switches format and block size. The caller holds `config` (so no
+    /// listener attaches meanwhile); fails with `EBUSY` while any listener
+    /// is attached. The consumers are paused (frames arriving meanwhile
+    /// wait in the ring or are dropped by the NIC and counted as missed),
+    /// the stream restarts at a block boundary of the new layout, so
+    /// listeners that attach later never see the old layout, and the
+    /// consumers resume with the new stream.
+    pub(crate) fn switch_stream(&self, _config: &MutexGuard<'_, ()>, new: Stream) -> Result {
+        if self.listeners.any_attached() {
+            return Err(EBUSY);
+        }
+        // SeqCst, with the consumers' SeqCst increment and load in
+        // `enter_poll` (a Dekker handshake): either a consumer sees the flag
+        // and backs out, or we see it inside and wait for it to leave.
+        self.paused.store(true, Ordering::SeqCst);
+        let mut waited_ms = 0;
+        while self.polling.load(Ordering::SeqCst) != 0 {
+            if waited_ms >= 1000 {
+                self.paused.store(false, Ordering::SeqCst);
+                return Err(EBUSY);
+            }
+            kthread::sleep_us(1000, 2000);
+            waited_ms += 1;
+        }
+        // Every batch a consumer began is complete (they complete before
+        // leaving a poll), so the restart cannot fail for a batch in flight.
+        let r = self.publish.restart(&new.geo);
+        if r.is_ok() {
+            // Release: pairs with the Acquire load in `stream`.
+            self.stream_word.store(new.word(), Ordering::Release);
+        }
+        self.paused.store(false, Ordering::SeqCst);
+        r.map(|_| ()).map_err(|_| EBUSY)
+    }
+
+    /// A consumer about to poll: false while a stream switch is pausing the
+    /// consumers. Pair with [`Self::leave_poll`].
+    fn enter_poll(&self) -> bool {
+        // SeqCst: the consumer's half of the handshake in `switch_stream`.
+        self.polling.fetch_add(1, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) {
+            self.polling.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn leave_poll(&self) {
+        // SeqCst: everything the poll did happens-before the switcher's
+        // SeqCst load that sees the count drop.
+        self.polling.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wakes every sleeper. Taking `wait_lock` first means a sleeper that
@@ -370,17 +477,17 @@ impl<N: Nic> Engine<N> {
     }
 
     /// Writes a record's pad, header and bytes into its reserved spans.
-    fn store(&self, rec: &Rec, place: &Placement, frame: &WireFrame<'_>, drops: u64) {
+    fn store(&self, st: &Stream, rec: &Rec, place: &Placement, frame: &WireFrame<'_>, drops: u64) {
         let sh = &*self.shared;
         if let Some(pad) = place.pad {
-            self.write_pad(pad);
+            self.write_pad(st, pad);
         }
         if let Some(h) = place.header {
             let hdr = pcapng::BlockHeader {
                 format: pcapng::BH_FORMAT_PCAPNG,
-                block_len: sh.geo.block_size() as u32,
+                block_len: st.geo.block_size() as u32,
                 records: 0,
-                seq: h.offset.checked_div(sh.geo.block_size()).unwrap_or(0),
+                seq: h.offset >> st.geo.block_size().trailing_zeros(),
                 offset: h.offset,
                 first_ts_ns: rec.ts_ns,
                 last_ts_ns: 0,
@@ -398,7 +505,7 @@ impl<N: Nic> Engine<N> {
             return;
         };
         let caplen = rec.caplen as usize;
-        let (data_at, ok) = if sh.format == abi::FORMAT_RAW {
+        let (data_at, ok) = if st.format == abi::FORMAT_RAW {
             let ok = raw::write_raw_header(buf, 0, rec.ts_ns, caplen, rec.len).is_ok();
             (raw::RAW_HEADER_LEN, ok)
         } else {
@@ -416,11 +523,11 @@ impl<N: Nic> Engine<N> {
         }
     }
 
-    fn write_pad(&self, span: Span) {
+    fn write_pad(&self, st: &Stream, span: Span) {
         let sh = &*self.shared;
         // SAFETY: the span was reserved by the caller's ticket.
         if let Some(buf) = unsafe { sh.buffer.span_mut(span.pos as usize, span.len as usize) } {
-            let _ = if sh.format == abi::FORMAT_RAW {
+            let _ = if st.format == abi::FORMAT_RAW {
                 raw::write_raw_pad(buf, 0, span.len as usize)
             } else {
                 pcapng::write_pad_at(buf, 0, span.len as usize)
@@ -482,8 +589,20 @@ impl<N: Nic> Consumer<N> {
     /// One poll: if this consumer holds the token, reserve and copy up to a
     /// batch of ready frames. Returns the number of descriptors handled.
     fn poll(&self, st: &mut ConsumerState) -> usize {
+        let sh = &*self.engine.shared;
+        if !sh.enter_poll() {
+            return 0;
+        }
+        let n = self.poll_batch(st);
+        sh.leave_poll();
+        n
+    }
+
+    /// [`Self::poll`] between `enter_poll` and `leave_poll`.
+    fn poll_batch(&self, st: &mut ConsumerState) -> usize {
         let e = &*self.engine;
         let sh = &*e.shared;
+        let stream = sh.stream();
         let pubs = &sh.publish;
         let j = self.id;
         if !pubs.holds_token(j) {
@@ -493,7 +612,7 @@ impl<N: Nic> Consumer<N> {
             let _ = e.nic.write_tail(t);
         }
         let copying = sh.listeners.any_attached();
-        let limit = sh.listeners.reserve_limit(pubs.committed(), &sh.geo);
+        let limit = sh.listeners.reserve_limit(pubs.committed(), &stream.geo);
         let Ok(mut batch) = pubs.begin_batch(j, limit) else {
             return 0;
         };
@@ -542,12 +661,12 @@ impl<N: Nic> Consumer<N> {
                     local.filter_rejected(rec.len);
                 } else {
                     rec.caplen = stats::caplen(rec.len, snaplen).min(frame.len() as u32);
-                    let reclen = if sh.format == abi::FORMAT_RAW {
+                    let reclen = if stream.format == abi::FORMAT_RAW {
                         raw::RAW_HEADER_LEN + rec.caplen as usize
                     } else {
                         pcapng::epb_len(rec.caplen as usize, &pcapng::EpbOptions::NONE)
                     };
-                    match batch.place(&sh.geo, reclen as u64) {
+                    match batch.place(&stream.geo, reclen as u64) {
                         Some(p) => {
                             rec.place = Some(p);
                             local.stored(rec.len, rec.caplen);
@@ -572,7 +691,7 @@ impl<N: Nic> Consumer<N> {
         // Close a partly filled block once traffic pauses, so listeners get
         // it (and a blocking listener's first block arrives) promptly.
         let flush = if n == 0 && copying && now.saturating_sub(st.idle_since_ns) >= e.flush_ns {
-            batch.close_block(&sh.geo)
+            batch.close_block(&stream.geo)
         } else {
             None
         };
@@ -601,12 +720,12 @@ impl<N: Nic> Consumer<N> {
                 };
                 // SAFETY: descriptor still owned by this thread (re-armed next).
                 let frame = WireFrame::new(unsafe { e.ring.frame(rec.desc, rec.bytes) }, rec.tci);
-                e.store(rec, p, &frame, drops);
+                e.store(&stream, rec, p, &frame, drops);
             }
             e.ring.arm(rec.desc);
         }
         if let Some(span) = flush {
-            e.write_pad(span);
+            e.write_pad(&stream, span);
         }
         if pubs.complete(ticket).wake {
             sh.wake_all();

@@ -11,7 +11,8 @@
 
 use crate::capture::{
     Filter,
-    Shared, //
+    Shared,
+    Stream, //
 };
 use crate::hpcap_core::{
     abi,
@@ -166,7 +167,12 @@ impl OpenFile {
 
     fn attach(&self, mode: Mode) -> Result<u64> {
         let sh = &*self.shared;
-        let a = sh.listeners.attach(mode, &sh.publish, &sh.geo).map_err(|_| EBUSY)?;
+        // Under `config`: the stream cannot switch while we attach, and
+        // cannot switch afterwards while we stay attached.
+        let a = {
+            let _config = sh.config.lock();
+            sh.listeners.attach(mode, &sh.publish, &sh.stream().geo).map_err(|_| EBUSY)?
+        };
         let pid = kernel::current!().pid();
         if let Some(p) = sh.pids.get(a.id) {
             p.store(pid as u32, Ordering::Relaxed);
@@ -242,22 +248,24 @@ impl OpenFile {
         let Ok(id) = self.id() else {
             return Ok(0);
         };
+        // Attached: the stream layout is fixed until we detach.
+        let geo = sh.stream().geo;
         loop {
-            match sh.listeners.ready(id, 1, &sh.publish, &sh.geo) {
+            match sh.listeners.ready(id, 1, &sh.publish, &geo) {
                 Err(ListenerError::Killed) => return Ok(0),
                 Err(e) => return Err(listener_err(e)),
                 Ok(Readiness::Overrun(_)) => continue,
                 Ok(Readiness::Ready { available }) => {
                     let (cursor, mode) = sh.listeners.cursor(id).map_err(listener_err)?;
-                    let pos = sh.geo.position(cursor);
-                    let to_end = sh.geo.buffer_size() - pos;
+                    let pos = geo.position(cursor);
+                    let to_end = geo.buffer_size() - pos;
                     let n = (count as u64).min(available).min(to_end) as usize;
                     // SAFETY: `[cursor, cursor + n)` is published; a lossy
                     // reader checks for an overrun right after copying.
                     let src = unsafe { sh.buffer.span(pos as usize, n) }.ok_or(EINVAL)?;
                     UserSlice::new(buf, n).writer().write_slice(src)?;
                     if mode == Mode::Lossy {
-                        if let Ok(ReadCheck::Overrun(_)) = sh.listeners.check_read(id, &sh.publish, &sh.geo) {
+                        if let Ok(ReadCheck::Overrun(_)) = sh.listeners.check_read(id, &sh.publish, &geo) {
                             // What was copied may be torn; the cursor moved on.
                             return Err(EPIPE);
                         }
@@ -284,9 +292,10 @@ impl OpenFile {
         let sh = &*self.shared;
         let mut info = sh.info;
         info.abi_version = abi::ABI_VERSION;
-        info.format = sh.format;
-        info.buffer_size = sh.geo.buffer_size();
-        info.block_size = sh.geo.block_size();
+        let st = sh.stream();
+        info.format = st.format;
+        info.buffer_size = st.geo.buffer_size();
+        info.block_size = st.geo.block_size();
         info.snaplen = sh.snaplen.load(Ordering::Relaxed);
         info.link_up = sh.link_up.load(Ordering::Relaxed);
         info.link_mbps = sh.link_mbps.load(Ordering::Relaxed);
@@ -305,7 +314,7 @@ impl OpenFile {
         s.commit = commit;
         s.free_bytes = sh
             .listeners
-            .reserve_limit(commit, &sh.geo)
+            .reserve_limit(commit, &sh.stream().geo)
             .saturating_sub(sh.publish.reserved());
         s.uptime_ns = crate::kthread::now_ns().saturating_sub(sh.started_ns);
         s.self_id = self.id.load(Ordering::Relaxed);
@@ -350,8 +359,9 @@ impl OpenFile {
             self.poll_threshold.store(w.min_bytes, Ordering::Relaxed);
         }
         let deadline = crate::kthread::now_ns().saturating_add(w.timeout_ns);
+        let geo = sh.stream().geo;
         while w.flags & abi::WAIT_HUP == 0 {
-            match sh.listeners.ready(id, w.min_bytes.max(1), &sh.publish, &sh.geo) {
+            match sh.listeners.ready(id, w.min_bytes.max(1), &sh.publish, &geo) {
                 Err(ListenerError::Killed) => w.flags |= abi::WAIT_HUP,
                 Err(e) => return Err(listener_err(e)),
                 Ok(Readiness::Overrun(loss)) => {
@@ -406,20 +416,21 @@ impl OpenFile {
         if c.set & !known != 0 || c.reserved != 0 {
             return Err(EINVAL);
         }
-        // Format and block size are chosen at load time (module parameters);
-        // asking for the current value is accepted, anything else is not
-        // supported while the stream exists.
-        if c.set & abi::CONFIG_FORMAT != 0 && c.format != sh.format {
-            return Err(EOPNOTSUPP);
+        // RAW records hold the capture length in 16 bits.
+        if c.set & abi::CONFIG_SNAPLEN != 0 && c.snaplen != 0 && (c.snaplen < 14 || c.snaplen > 65535) {
+            return Err(EINVAL);
         }
-        if c.set & abi::CONFIG_BLOCK_SIZE != 0 && c.block_size != sh.geo.block_size() {
-            return Err(EOPNOTSUPP);
+        // Format and block size: validated first (EINVAL), then switched
+        // only while no listener is attached (EBUSY otherwise).
+        let cur = sh.stream();
+        let format = if c.set & abi::CONFIG_FORMAT != 0 { c.format } else { cur.format };
+        let block = if c.set & abi::CONFIG_BLOCK_SIZE != 0 { c.block_size } else { cur.geo.block_size() };
+        if (format, block) != (cur.format, cur.geo.block_size()) {
+            let new = Stream::new(format, cur.geo.buffer_size(), block)?;
+            let config = sh.config.lock();
+            sh.switch_stream(&config, new)?;
         }
         if c.set & abi::CONFIG_SNAPLEN != 0 {
-            // RAW records hold the capture length in 16 bits.
-            if c.snaplen != 0 && (c.snaplen < 14 || c.snaplen > 65535) {
-                return Err(EINVAL);
-            }
             sh.snaplen.store(c.snaplen, Ordering::Relaxed);
         }
         Ok(())
@@ -501,7 +512,7 @@ impl OpenFile {
             return bindings::POLLHUP;
         };
         let threshold = self.poll_threshold.load(Ordering::Relaxed);
-        match sh.listeners.ready(id, threshold, &sh.publish, &sh.geo) {
+        match sh.listeners.ready(id, threshold, &sh.publish, &sh.stream().geo) {
             Ok(Readiness::Ready { .. }) | Ok(Readiness::Overrun(_)) => bindings::POLLIN | bindings::POLLRDNORM,
             Ok(Readiness::Pending { target }) => {
                 if sh.gone.load(Ordering::Acquire) {
@@ -549,15 +560,12 @@ unsafe extern "C" fn hpcap_open(inode: *mut bindings::inode, file: *mut bindings
     if sh.gone.load(Ordering::Acquire) {
         return ENODEV.to_errno();
     }
-    let threshold = sh.geo.block_size();
-    // Only a pcapng stream starts with a file header; RAW has none.
-    let header_done = if sh.format == abi::FORMAT_PCAPNG { 0 } else { FILE_HEADER_LEN as u32 };
     let of = match KBox::new(
         OpenFile {
             shared: sh,
             id: AtomicU32::new(NO_ID),
-            header_done: AtomicU32::new(header_done),
-            poll_threshold: AtomicU64::new(threshold),
+            header_done: AtomicU32::new(0),
+            poll_threshold: AtomicU64::new(0),
             reading: AtomicBool::new(false),
         },
         GFP_KERNEL,
@@ -569,6 +577,13 @@ unsafe extern "C" fn hpcap_open(inode: *mut bindings::inode, file: *mut bindings
     if let Err(e) = of.attach(Mode::Blocking) {
         return e.to_errno();
     }
+    // Attached, so the stream cannot switch under us: only a pcapng stream
+    // starts with a file header (RAW has none); poll waits for a block.
+    let st = of.shared.stream();
+    if st.format != abi::FORMAT_PCAPNG {
+        of.header_done.store(FILE_HEADER_LEN as u32, Ordering::Relaxed);
+    }
+    of.poll_threshold.store(st.geo.block_size(), Ordering::Relaxed);
     // SAFETY: we own `private_data` during open.
     unsafe { (*file).private_data = KBox::into_raw(of).cast() };
     0

@@ -39,7 +39,7 @@ pub(crate) struct HpcapModule {
 /// Module parameters, validated into capture [`capture::Params`].
 pub(crate) fn params() -> Result<capture::Params> {
     let block_size = u64::from(module_parameters::block_kb.value()) << 10;
-    if !block_size.is_power_of_two() || !(64 << 10..=256 << 20).contains(&block_size) {
+    if !block_size.is_power_of_two() || !capture::BLOCK_SIZES.contains(&block_size) {
         pr_err!("block_kb must be a power of two in 64..262144\n");
         return Err(EINVAL);
     }

@@ -141,8 +141,9 @@ struct hpcap_stats {
 };
 
 /* HPCAP_IOC_SET_CONFIG (CAP_NET_ADMIN). Fields whose bit is set in `set`
- * change. This version sets format and block_size at load time (module
- * parameters): asking for another value fails with EOPNOTSUPP. */
+ * change. Format and block_size change only while no listener is attached
+ * (EBUSY otherwise); the stream then restarts on a block boundary of the
+ * new layout. */
 #define HPCAP_CONFIG_SNAPLEN (1u << 0)
 #define HPCAP_CONFIG_FORMAT (1u << 1)
 #define HPCAP_CONFIG_BLOCK_SIZE (1u << 2)

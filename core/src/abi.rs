@@ -47,11 +47,11 @@ pub const WAIT_TIMEOUT: u32 = 1 << 2;
 
 /// [`Config::set`]: change the snaplen.
 pub const CONFIG_SNAPLEN: u32 = 1 << 0;
-/// [`Config::set`]: change the stream format (fixed at load in this version:
-/// another value fails with `EOPNOTSUPP`).
+/// [`Config::set`]: change the stream format (only while no listener is
+/// attached: `EBUSY` otherwise).
 pub const CONFIG_FORMAT: u32 = 1 << 1;
-/// [`Config::set`]: change the block size (fixed at load in this version:
-/// another value fails with `EOPNOTSUPP`).
+/// [`Config::set`]: change the block size (only while no listener is
+/// attached: `EBUSY` otherwise).
 pub const CONFIG_BLOCK_SIZE: u32 = 1 << 2;
 
 /// `HPCAP_IOC_INFO`: what the device is and how its stream is laid out.

@@ -537,6 +537,30 @@ mod tests {
     }
 
     #[test]
+    fn after_a_restart_listeners_start_in_the_new_geometry() {
+        let (p, l, g) = (PublishState::<8>::new(), ListenerTable::new(), geo());
+        for _ in 0..3 {
+            produce(&p, &l, &g, 100);
+        }
+        assert_eq!(p.committed(), 356);
+        // Switch to 512-byte blocks while nobody is attached. Without the
+        // restart, a lossy listener would start at floor(356) = 0 of the
+        // new geometry: inside bytes laid out with the old one.
+        let g2 = Geometry::new(4 * 256, 512, 0, 12).unwrap();
+        assert_eq!(g2.block_floor(p.committed()), 0);
+        assert_eq!(p.restart(&g2), Ok(512));
+        let z = l.attach(Mode::Lossy, &p, &g2).unwrap();
+        let b = l.attach(Mode::Blocking, &p, &g2).unwrap();
+        assert_eq!((z.start, b.start), (512, 512));
+        assert!(produce(&p, &l, &g2, 100));
+        assert_eq!(p.committed(), 612);
+        assert_eq!(
+            l.ready(z.id, 1, &p, &g2).unwrap(),
+            Readiness::Ready { available: 100 }
+        );
+    }
+
+    #[test]
     fn lossy_listener_skips_to_oldest_intact_block() {
         let (p, l, g) = (PublishState::<8>::new(), ListenerTable::new(), geo());
         let z = l.attach(Mode::Lossy, &p, &g).unwrap();

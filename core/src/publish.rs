@@ -466,6 +466,31 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         self.holder.token.load(Ordering::Acquire) == writer
     }
 
+    /// Starts the stream afresh at the first block boundary of `geo` at or
+    /// after everything reserved so far, and returns that offset.
+    ///
+    /// For switching format or block size: call it with the *new* geometry
+    /// while no writer is inside a batch (the driver pauses its writers) and
+    /// no listener is attached. Afterwards `committed()` is a block boundary
+    /// of `geo`, so every listener that attaches later starts at or after it
+    /// and never reads bytes laid out under the old geometry; the skipped
+    /// bytes are never published as records. Fails if a batch is in flight.
+    pub fn restart(&self, geo: &Geometry) -> Result<u64, BeginError> {
+        // Relaxed: writers are paused; the pause handshake orders us after
+        // their last batch.
+        let holder = self.holder.token.load(Ordering::Relaxed);
+        let mut batch = self.begin_batch(holder, u64::MAX)?;
+        if self.committed() != batch.start {
+            return Err(BeginError::CompletionsFull);
+        }
+        let start = geo.block_ceil(batch.start);
+        batch.pos = start;
+        // No descriptors: `released` keeps its value (fetch_max).
+        let ticket = self.finish_batch(batch, 0);
+        self.complete(ticket);
+        Ok(start)
+    }
+
     /// Hands the token from `writer` to `next` (normally
     /// [`super::segment::RingLayout::next_segment`] of it). Call after the
     /// last batch of the segment is finished and the tail register written.
@@ -749,6 +774,33 @@ mod tests {
         assert_eq!(g.block_ceil(1), 1024);
         assert_eq!(g.block_ceil(1024), 1024);
         assert_eq!(g.block_floor(2047), 1024);
+    }
+
+    #[test]
+    fn restart_moves_commit_to_a_new_block_boundary() {
+        let st: PublishState<4> = PublishState::new();
+        let mut b = st.begin_batch(0, u64::MAX).unwrap();
+        b.place(&GEO, 100).unwrap();
+        let t = st.finish_batch(b, 7);
+        // A batch in flight: no restart.
+        assert!(st.restart(&GEO).is_err());
+        st.complete(t);
+        assert_eq!(st.committed(), 132);
+        // New geometry: RAW-like (no block header), 2048-byte blocks.
+        let geo2 = Geometry::new(4096, 2048, 0, 12).unwrap();
+        assert_eq!(st.restart(&geo2), Ok(2048));
+        assert_eq!(
+            (st.committed(), st.reserved(), st.released()),
+            (2048, 2048, 7)
+        );
+        // Already on a boundary: nothing to skip.
+        assert_eq!(st.restart(&geo2), Ok(2048));
+        let mut b = st.begin_batch(0, u64::MAX).unwrap();
+        let p = b.place(&geo2, 60).unwrap();
+        assert_eq!(
+            (p.pad, p.header, p.record.offset, p.record.pos),
+            (None, None, 2048, 2048)
+        );
     }
 
     #[test]

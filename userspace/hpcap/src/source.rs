@@ -394,7 +394,19 @@ impl Source {
         match &self.backend {
             Backend::Device(f) => {
                 let mut c = *cfg;
-                ioctl(f, abi::IOC_SET_CONFIG, &mut c, "HPCAP_IOC_SET_CONFIG")
+                let switching = cfg.set & (abi::CONFIG_FORMAT | abi::CONFIG_BLOCK_SIZE) != 0;
+                ioctl(f, abi::IOC_SET_CONFIG, &mut c, "HPCAP_IOC_SET_CONFIG").map_err(|e| match e {
+                    Error::Io { what, source } if switching && source.raw_os_error() == Some(libc::EBUSY) => {
+                        Error::Io {
+                            what: format!(
+                                "{what} (format and block size change only while no listener is \
+                                 attached: stop hpcapdd and other readers; `hpcapctl status` lists them)"
+                            ),
+                            source,
+                        }
+                    }
+                    e => e,
+                })
             }
             Backend::Shm(s) => {
                 if cfg.set & (abi::CONFIG_FORMAT | abi::CONFIG_BLOCK_SIZE) != 0 {
