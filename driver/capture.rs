@@ -20,6 +20,7 @@ use crate::hpcap_core::{
     abi,
     bpf,
     frame::WireFrame,
+    gate::PauseGate,
     listener::ListenerTable,
     pcapng,
     publish::{
@@ -188,10 +189,8 @@ pub(crate) struct Shared {
     stream_word: AtomicU64,
     /// The stream chosen at probe (what `stream_word` decodes to until a switch).
     initial: Stream,
-    /// Set while [`Self::switch_stream`] runs: consumers do not poll.
-    paused: AtomicBool,
-    /// Consumers inside a poll.
-    polling: AtomicU32,
+    /// Consumers poll through it; [`Self::switch_stream`] closes it.
+    gate: PauseGate,
     /// Serialises stream switches with listener attaches.
     #[pin]
     pub(crate) config: Mutex<()>,
@@ -242,8 +241,7 @@ impl Shared {
                 buffer_size: p.buffer_size,
                 stream_word: AtomicU64::new(stream.word()),
                 initial: stream,
-                paused: AtomicBool::new(false),
-                polling: AtomicU32::new(0),
+                gate: PauseGate::new(),
                 config <- new_mutex!(()),
                 // Large, and valid as all zero: initialised in place rather
                 // than built on the (small) kernel stack and moved.
@@ -286,14 +284,11 @@ impl Shared {
         if self.listeners.any_attached() {
             return Err(EBUSY);
         }
-        // SeqCst, with the consumers' SeqCst increment and load in
-        // `enter_poll` (a Dekker handshake): either a consumer sees the flag
-        // and backs out, or we see it inside and wait for it to leave.
-        self.paused.store(true, Ordering::SeqCst);
+        self.gate.pause();
         let mut waited_ms = 0;
-        while self.polling.load(Ordering::SeqCst) != 0 {
+        while !self.gate.idle() {
             if waited_ms >= 1000 {
-                self.paused.store(false, Ordering::SeqCst);
+                self.gate.resume();
                 return Err(EBUSY);
             }
             kthread::sleep_us(1000, 2000);
@@ -306,26 +301,8 @@ impl Shared {
             // Release: pairs with the Acquire load in `stream`.
             self.stream_word.store(new.word(), Ordering::Release);
         }
-        self.paused.store(false, Ordering::SeqCst);
+        self.gate.resume();
         r.map(|_| ()).map_err(|_| EBUSY)
-    }
-
-    /// A consumer about to poll: false while a stream switch is pausing the
-    /// consumers. Pair with [`Self::leave_poll`].
-    fn enter_poll(&self) -> bool {
-        // SeqCst: the consumer's half of the handshake in `switch_stream`.
-        self.polling.fetch_add(1, Ordering::SeqCst);
-        if self.paused.load(Ordering::SeqCst) {
-            self.polling.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    fn leave_poll(&self) {
-        // SeqCst: everything the poll did happens-before the switcher's
-        // SeqCst load that sees the count drop.
-        self.polling.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wakes every sleeper. Taking `wait_lock` first means a sleeper that
@@ -589,16 +566,16 @@ impl<N: Nic> Consumer<N> {
     /// One poll: if this consumer holds the token, reserve and copy up to a
     /// batch of ready frames. Returns the number of descriptors handled.
     fn poll(&self, st: &mut ConsumerState) -> usize {
-        let sh = &*self.engine.shared;
-        if !sh.enter_poll() {
+        let gate = &self.engine.shared.gate;
+        if !gate.enter() {
             return 0;
         }
         let n = self.poll_batch(st);
-        sh.leave_poll();
+        gate.leave();
         n
     }
 
-    /// [`Self::poll`] between `enter_poll` and `leave_poll`.
+    /// [`Self::poll`] once the pause gate admitted it.
     fn poll_batch(&self, st: &mut ConsumerState) -> usize {
         let e = &*self.engine;
         let sh = &*e.shared;

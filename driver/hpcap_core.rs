@@ -22,6 +22,8 @@ pub mod bpf;
 pub mod desc;
 #[path = "../core/src/frame.rs"]
 pub mod frame;
+#[path = "../core/src/gate.rs"]
+pub mod gate;
 #[path = "../core/src/capfile.rs"]
 pub mod capfile;
 #[path = "../core/src/pcapng.rs"]

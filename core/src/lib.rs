@@ -15,6 +15,7 @@ pub mod bpf;
 pub mod capfile;
 pub mod desc;
 pub mod frame;
+pub mod gate;
 pub mod listener;
 pub mod pcapng;
 pub mod publish;
