@@ -77,26 +77,29 @@ struct Args {
 type PacketIter<'a> = Box<dyn Iterator<Item = Result<Packet<'a>>> + 'a>;
 
 /// Byte offset in a stream file of the first block that may hold packets
-/// at or after `start`: binary search over the block headers.
+/// at or after `start`: binary search over the block headers' first
+/// timestamps. Those are exact in every header, final or provisional (the
+/// driver writes a block's header when the block opens, before its record
+/// count and last timestamp are known); the block before the first one that
+/// starts at or after `start` may still end after it, so reading starts there.
 fn seek_blocks(data: &[u8], first: usize, bs: usize, format: u32, start: u64) -> usize {
     let n = data.len().saturating_sub(first) / bs;
-    let last_ts = |i: usize| -> Option<u64> {
+    let first_ts = |i: usize| -> Option<u64> {
         let b = data.get(first + i * bs..first + (i + 1) * bs)?;
-        let h = block_header(b, format)?;
-        (h.flags & hpcap::core::pcapng::BH_FLAG_FINAL != 0 && h.records > 0).then_some(h.last_ts_ns)
+        block_header(b, format).map(|h| h.first_ts_ns)
     };
-    // Every whole block must have a usable header for the search to be
-    // trusted; otherwise read from the start.
+    // Every whole block must have a header for the search to be trusted;
+    // otherwise read from the start.
     let (mut lo, mut hi) = (0usize, n);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match last_ts(mid) {
+        match first_ts(mid) {
             Some(t) if t < start => lo = mid + 1,
             Some(_) => hi = mid,
             None => return first,
         }
     }
-    first + lo * bs
+    first + lo.saturating_sub(1) * bs
 }
 
 fn packets<'a>(f: &'a CaptureFile, start: Option<u64>) -> Result<PacketIter<'a>> {
@@ -264,5 +267,69 @@ fn main() {
     if let Err(e) = run(&args) {
         eprintln!("hpcap-convert: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hpcap::core::pcapng::{self, BlockHeader};
+
+    /// `n` blocks of `bs` bytes after a `first`-byte file header; block i
+    /// starts at time `1000 * (i + 1)` and has a header as the driver
+    /// writes it (provisional: no record count, no last timestamp) unless
+    /// `final_headers`.
+    fn stream(n: usize, bs: usize, first: usize, final_headers: bool) -> Vec<u8> {
+        let mut data = vec![0u8; first + n * bs];
+        for i in 0..n {
+            let h = BlockHeader {
+                format: pcapng::BH_FORMAT_PCAPNG,
+                block_len: bs as u32,
+                records: if final_headers { 3 } else { 0 },
+                seq: i as u64,
+                offset: (i * bs) as u64,
+                first_ts_ns: 1000 * (i as u64 + 1),
+                last_ts_ns: if final_headers {
+                    1000 * (i as u64 + 1) + 999
+                } else {
+                    0
+                },
+                drops: 0,
+                flags: if final_headers {
+                    pcapng::BH_FLAG_FINAL
+                } else {
+                    0
+                },
+            };
+            pcapng::write_block_header(&mut data, first + i * bs, &h).unwrap();
+        }
+        data
+    }
+
+    #[test]
+    fn seeks_on_first_timestamps_of_final_and_provisional_headers() {
+        let (bs, first) = (4096, 4096);
+        for fin in [false, true] {
+            let data = stream(8, bs, first, fin);
+            let at = |t| (seek_blocks(&data, first, bs, abi::FORMAT_PCAPNG, t) - first) / bs;
+            // Before everything, inside block 0, exactly at block 3's start,
+            // inside block 3, after the end.
+            assert_eq!(at(0), 0);
+            assert_eq!(at(1500), 0);
+            assert_eq!(at(4000), 2, "block 2 may end with packets at 4000");
+            assert_eq!(at(4500), 3);
+            assert_eq!(at(1_000_000), 7);
+        }
+    }
+
+    #[test]
+    fn without_headers_it_reads_from_the_start() {
+        let (bs, first) = (4096, 4096);
+        let mut data = stream(8, bs, first, false);
+        data[first + 5 * bs..first + 6 * bs].fill(0);
+        assert_eq!(
+            seek_blocks(&data, first, bs, abi::FORMAT_PCAPNG, 6500),
+            first
+        );
     }
 }
