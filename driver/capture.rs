@@ -19,7 +19,10 @@
 use crate::hpcap_core::{
     abi,
     bpf,
-    frame::WireFrame,
+    frame::{
+        self,
+        WireFrame, //
+    },
     gate::PauseGate,
     listener::ListenerTable,
     pcapng,
@@ -285,14 +288,13 @@ impl Shared {
             return Err(EBUSY);
         }
         self.gate.pause();
-        let mut waited_ms = 0;
+        let deadline = kthread::now_ns().saturating_add(1_000_000_000);
         while !self.gate.idle() {
-            if waited_ms >= 1000 {
+            if kthread::now_ns() > deadline {
                 self.gate.resume();
                 return Err(EBUSY);
             }
             kthread::sleep_us(1000, 2000);
-            waited_ms += 1;
         }
         // Every batch a consumer began is complete (they complete before
         // leaving a poll), so the restart cannot fail for a batch in flight.
@@ -607,12 +609,14 @@ impl<N: Nic> Consumer<N> {
             let Some(done) = e.ring.poll(i) else {
                 break;
             };
+            let tci = if N::RX_VLAN_STRIPPED { done.vlan } else { None };
             let mut rec = Rec {
                 desc: i,
                 ts_ns: kthread::now_ns(),
-                len: done.len,
+                // On the wire: with the stripped tag, if any.
+                len: done.len + if tci.is_some() { frame::TAG_LEN as u32 } else { 0 },
                 bytes: done.len,
-                tci: if N::RX_VLAN_STRIPPED { done.vlan } else { None },
+                tci,
                 ..NO_REC
             };
             if done.skip {
@@ -630,7 +634,6 @@ impl<N: Nic> Consumer<N> {
                 // SAFETY: descriptor `i` is done and owned by this thread
                 // until it is re-armed below.
                 let frame = WireFrame::new(unsafe { e.ring.frame(i, rec.bytes) }, rec.tci);
-                rec.len = frame.len() as u32;
                 local.seen(rec.len);
                 if !copying {
                     local.dropped(DropStage::NoSpace, rec.len);

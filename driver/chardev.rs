@@ -149,7 +149,8 @@ struct OpenFile {
     shared: Arc<Shared>,
     /// Listener slot, or [`NO_ID`].
     id: AtomicU32,
-    /// Bytes of the stream file header `read()` has returned.
+    /// Bytes of the stream file header `read()` has returned, or
+    /// [`HEADER_UNDECIDED`] before the first `read()`.
     header_done: AtomicU32,
     /// Bytes `poll` waits for (the last `HPCAP_IOC_WAIT` min_bytes).
     poll_threshold: AtomicU64,
@@ -171,7 +172,11 @@ impl OpenFile {
         // cannot switch afterwards while we stay attached.
         let a = {
             let _config = sh.config.lock();
-            sh.listeners.attach(mode, &sh.publish, &sh.stream().geo).map_err(|_| EBUSY)?
+            let geo = sh.stream().geo;
+            let a = sh.listeners.attach(mode, &sh.publish, &geo).map_err(|_| EBUSY)?;
+            // `poll` waits for a whole block of the stream we attached to.
+            self.poll_threshold.store(geo.block_size(), Ordering::Relaxed);
+            a
         };
         let pid = kernel::current!().pid();
         if let Some(p) = sh.pids.get(a.id) {
@@ -230,12 +235,26 @@ fn require_admin() -> Result {
     }
 }
 
+/// [`OpenFile::header_done`] before the first `read()` decides it.
+const HEADER_UNDECIDED: u32 = u32::MAX;
+
 impl OpenFile {
     fn read(&self, file: &File, buf: UserPtr, count: usize) -> Result<usize> {
         let sh = &*self.shared;
         // A pcapng stream starts with the 4 KiB file header, so `dd` yields
-        // a valid pcapng (the buffer itself holds only blocks).
-        let done = self.header_done.load(Ordering::Relaxed) as usize;
+        // a valid pcapng (the buffer itself holds only blocks); RAW has
+        // none. Decided at the first read, when the file is normally
+        // attached and the format therefore fixed.
+        let mut done = self.header_done.load(Ordering::Relaxed);
+        if done == HEADER_UNDECIDED {
+            done = if sh.stream().format == abi::FORMAT_PCAPNG {
+                0
+            } else {
+                FILE_HEADER_LEN as u32
+            };
+            self.header_done.store(done, Ordering::Relaxed);
+        }
+        let done = done as usize;
         if done < FILE_HEADER_LEN {
             let mut hdr = KVec::from_elem(0u8, FILE_HEADER_LEN, GFP_KERNEL)?;
             sh.file_header(&mut hdr)?;
@@ -422,14 +441,17 @@ impl OpenFile {
         }
         // Format and block size: validated first (EINVAL), then switched
         // only while no listener is attached (EBUSY otherwise).
+        // Under `config` from reading the current stream to switching, so
+        // concurrent requests cannot undo each other's fields.
+        let config = sh.config.lock();
         let cur = sh.stream();
         let format = if c.set & abi::CONFIG_FORMAT != 0 { c.format } else { cur.format };
         let block = if c.set & abi::CONFIG_BLOCK_SIZE != 0 { c.block_size } else { cur.geo.block_size() };
         if (format, block) != (cur.format, cur.geo.block_size()) {
             let new = Stream::new(format, cur.geo.buffer_size(), block)?;
-            let config = sh.config.lock();
             sh.switch_stream(&config, new)?;
         }
+        drop(config);
         if c.set & abi::CONFIG_SNAPLEN != 0 {
             sh.snaplen.store(c.snaplen, Ordering::Relaxed);
         }
@@ -564,7 +586,7 @@ unsafe extern "C" fn hpcap_open(inode: *mut bindings::inode, file: *mut bindings
         OpenFile {
             shared: sh,
             id: AtomicU32::new(NO_ID),
-            header_done: AtomicU32::new(0),
+            header_done: AtomicU32::new(HEADER_UNDECIDED),
             poll_threshold: AtomicU64::new(0),
             reading: AtomicBool::new(false),
         },
@@ -577,13 +599,6 @@ unsafe extern "C" fn hpcap_open(inode: *mut bindings::inode, file: *mut bindings
     if let Err(e) = of.attach(Mode::Blocking) {
         return e.to_errno();
     }
-    // Attached, so the stream cannot switch under us: only a pcapng stream
-    // starts with a file header (RAW has none); poll waits for a block.
-    let st = of.shared.stream();
-    if st.format != abi::FORMAT_PCAPNG {
-        of.header_done.store(FILE_HEADER_LEN as u32, Ordering::Relaxed);
-    }
-    of.poll_threshold.store(st.geo.block_size(), Ordering::Relaxed);
     // SAFETY: we own `private_data` during open.
     unsafe { (*file).private_data = KBox::into_raw(of).cast() };
     0

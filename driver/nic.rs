@@ -62,7 +62,10 @@ pub(crate) trait Nic: Send + Sync + 'static {
     /// Largest frame the NIC can receive into one buffer (bytes, no FCS).
     const MAX_FRAME: u32;
     /// Whether a descriptor's VLAN report means the tag was stripped from
-    /// the frame (and must be put back), rather than merely recognised.
+    /// the frame (and must be put back), rather than merely recognised. The
+    /// tag is put back as 802.1Q (TPID 0x8100), the only kind the 82576
+    /// strips; a backend that can strip an outer 802.1ad tag (XL710 with
+    /// double VLAN) must keep that off or report the TPID.
     const RX_VLAN_STRIPPED: bool;
 
     /// Programs and enables the receive queue and promiscuous reception; the

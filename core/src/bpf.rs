@@ -702,6 +702,28 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Loads of every width at every offset around the tag (absolute,
+        /// and indexed through X from `LDX MSH` and an immediate) read the
+        /// same over the view as over the rebuilt bytes.
+        #[test]
+        fn loads_around_a_stripped_tag(
+            pkt in proptest::collection::vec(any::<u8>(), 0..40),
+            tci in any::<u16>(),
+            code in prop_oneof![Just(0x20u16), Just(0x28), Just(0x30), Just(0x40), Just(0x48), Just(0x50)],
+            k in 0u32..24,
+            x_from in prop_oneof![Just(0x01u16), Just(0xb1)],
+            xk in 0u32..20,
+        ) {
+            let prog = [i(x_from, 0, 0, xk), i(code, 0, 0, k), i(0x16, 0, 0, 0)];
+            let p = verify(&prog).unwrap();
+            let f = WireFrame::new(&pkt, Some(tci));
+            let mut tagged = std::vec![0u8; f.len()];
+            f.copy_prefix(&mut tagged);
+            prop_assert_eq!(p.run_frame(&f, 100), p.run(&tagged, 100));
+        }
+    }
+
     #[test]
     fn vlan_filter_matches_a_stripped_tag() {
         // tcpdump -y EN10MB -dd 'vlan 100'

@@ -181,7 +181,7 @@ mod loom_tests {
     /// Without the fences both sides can miss each other (store
     /// buffering): loom must find the overlapping accesses.
     #[test]
-    #[should_panic]
+    #[should_panic(expected = "Causality violation")]
     fn loom_pause_gate_without_fences_is_caught() {
         model::<true>();
     }

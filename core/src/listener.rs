@@ -256,11 +256,15 @@ impl ListenerTable {
         low.saturating_add(geo.buffer_size())
     }
 
-    /// True if some non-killed blocking listener is attached (a driver may
-    /// skip copying entirely when no listener at all is attached).
+    /// True if some non-killed listener (blocking or lossy) is attached. A
+    /// driver skips copying when none is; it switches the stream's layout
+    /// only when none is, serialising that check with [`Self::attach`]
+    /// under its own lock (the publication protocol itself does not depend
+    /// on this answer).
     pub fn any_attached(&self) -> bool {
         self.slots.iter().any(|s| {
-            // Relaxed: a hint; the protocol does not depend on it.
+            // Relaxed: a hint for copying; the stream switch orders it with
+            // attach through the driver's lock.
             let st = s.state.load(Ordering::Relaxed);
             st & KILLED == 0 && matches!(st & MODE_MASK, BLOCKING | LOSSY)
         })

@@ -252,7 +252,9 @@ impl Nic for IgbVf {
     const MAX_FRAME: u32 = 9216;
     // The host's PF sets VMOLR.STRVLAN on this VF's pool when it gives the VF
     // a port VLAN (or the VF joins one); the VF cannot see that register, so
-    // VP means "stripped", as Linux's igbvf assumes too.
+    // VP means "stripped", as Linux's igbvf assumes too. (Linux's igb PF sets
+    // STRVLAN whenever the VF has a VLAN: a port VLAN, or one the VF joined
+    // through the mailbox, which hpcap never asks for.)
     const RX_VLAN_STRIPPED: bool = true;
 
     fn start_rx(&self, ring: &RingConfig) -> Result {

@@ -85,7 +85,7 @@ struct Args {
     /// second (0 = unpaced), replay the files once at that rate and write
     /// DIR/done.K with that round's counts as JSON; end at DIR/end. Replaces
     /// --wait-file, --done-file and --stats-json (the last round's counts).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["wait_file", "done_file"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["wait_file", "done_file", "wait_rx"])]
     rounds_dir: Option<PathBuf>,
     /// Print progress to stderr every N seconds (0 = never).
     #[arg(long, default_value_t = 0, value_name = "SECS")]

@@ -202,8 +202,9 @@ impl Source {
         }
     }
 
-    /// `Info` as of opening (geometry and format do not change while a
-    /// listener is attached).
+    /// `Info` as of opening, or of the last [`Self::attach`]: format and
+    /// block size cannot change while this handle is attached, so after
+    /// attaching they are the stream's.
     pub fn cached_info(&self) -> &Info {
         &self.info
     }
@@ -262,6 +263,13 @@ impl Source {
                 };
                 ioctl(f, abi::IOC_ATTACH, &mut a, "HPCAP_IOC_ATTACH")?;
                 self.listener = Some(usize::MAX);
+                // Format and block size may have been switched since open
+                // (HPCAP_IOC_SET_CONFIG while nobody was attached); now
+                // that we are attached they are fixed: read them again.
+                let mut info = Info::ZERO;
+                ioctl(f, abi::IOC_INFO, &mut info, "HPCAP_IOC_INFO")?;
+                self.geo = geometry_of(&info)?;
+                self.info = info;
                 Ok(a.start_offset)
             }
             Backend::Shm(s) => {

@@ -212,7 +212,6 @@ enum Outcome {
 fn run(args: &Args) -> Result<Outcome> {
     let src = Source::open(&args.source)
         .with_context(|| format!("opening the source {}", args.source.display()))?;
-    let info = *src.cached_info();
     let mode = if args.lossy {
         ListenerMode::Lossy
     } else {
@@ -220,6 +219,8 @@ fn run(args: &Args) -> Result<Outcome> {
     };
     let mut reader = BlockReader::new(src, mode)
         .with_context(|| format!("attaching to {}", args.source.display()))?;
+    // Taken once attached: format and block size are then fixed.
+    let info = *reader.source().cached_info();
     let mut sink = match (&args.dir, args.null) {
         (Some(dir), false) => Some(DirSink::new(
             dir,
