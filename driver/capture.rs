@@ -19,10 +19,7 @@
 use crate::hpcap_core::{
     abi,
     bpf,
-    frame::{
-        self,
-        WireFrame, //
-    },
+    frame::WireFrame,
     gate::PauseGate,
     listener::ListenerTable,
     pcapng,
@@ -581,7 +578,6 @@ impl<N: Nic> Consumer<N> {
     fn poll_batch(&self, st: &mut ConsumerState) -> usize {
         let e = &*self.engine;
         let sh = &*e.shared;
-        let stream = sh.stream();
         let pubs = &sh.publish;
         let j = self.id;
         if !pubs.holds_token(j) {
@@ -590,6 +586,8 @@ impl<N: Nic> Consumer<N> {
         if let Some(t) = pubs.tail_update(j, &e.layout) {
             let _ = e.nic.write_tail(t);
         }
+        // Only the token holder gets here: the others skip this decoding.
+        let stream = sh.stream();
         let copying = sh.listeners.any_attached();
         let limit = sh.listeners.reserve_limit(pubs.committed(), &stream.geo);
         let Ok(mut batch) = pubs.begin_batch(j, limit) else {
@@ -610,11 +608,14 @@ impl<N: Nic> Consumer<N> {
                 break;
             };
             let tci = if N::RX_VLAN_STRIPPED { done.vlan } else { None };
+            // SAFETY: descriptor `i` is done and owned by this thread until
+            // it is re-armed below.
+            let frame = WireFrame::new(unsafe { e.ring.frame(i, done.len) }, tci);
             let mut rec = Rec {
                 desc: i,
                 ts_ns: kthread::now_ns(),
                 // On the wire: with the stripped tag, if any.
-                len: done.len + if tci.is_some() { frame::TAG_LEN as u32 } else { 0 },
+                len: frame.len() as u32,
                 bytes: done.len,
                 tci,
                 ..NO_REC
@@ -631,16 +632,13 @@ impl<N: Nic> Consumer<N> {
                     local.dropped(DropStage::Ring, rec.len);
                 }
             } else {
-                // SAFETY: descriptor `i` is done and owned by this thread
-                // until it is re-armed below.
-                let frame = WireFrame::new(unsafe { e.ring.frame(i, rec.bytes) }, rec.tci);
                 local.seen(rec.len);
                 if !copying {
                     local.dropped(DropStage::NoSpace, rec.len);
                 } else if prog.as_ref().is_some_and(|p| !p.matches_frame(&frame, rec.len)) {
                     local.filter_rejected(rec.len);
                 } else {
-                    rec.caplen = stats::caplen(rec.len, snaplen).min(frame.len() as u32);
+                    rec.caplen = stats::caplen(rec.len, snaplen);
                     let reclen = if stream.format == abi::FORMAT_RAW {
                         raw::RAW_HEADER_LEN + rec.caplen as usize
                     } else {

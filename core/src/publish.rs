@@ -244,6 +244,8 @@ pub enum BeginError {
     NotHolder,
     /// `SLOTS` batches are still unpublished.
     CompletionsFull,
+    /// [`PublishState::restart`]: a batch is reserved but not yet published.
+    InFlight,
 }
 
 /// An open reservation batch. Only the token holder has one.
@@ -481,7 +483,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         let holder = self.holder.token.load(Ordering::Relaxed);
         let mut batch = self.begin_batch(holder, u64::MAX)?;
         if self.committed() != batch.start {
-            return Err(BeginError::CompletionsFull);
+            return Err(BeginError::InFlight);
         }
         let start = geo.block_ceil(batch.start);
         batch.pos = start;
@@ -783,7 +785,7 @@ mod tests {
         b.place(&GEO, 100).unwrap();
         let t = st.finish_batch(b, 7);
         // A batch in flight: no restart.
-        assert!(st.restart(&GEO).is_err());
+        assert_eq!(st.restart(&GEO), Err(BeginError::InFlight));
         st.complete(t);
         assert_eq!(st.committed(), 132);
         // New geometry: RAW-like (no block header), 2048-byte blocks.
