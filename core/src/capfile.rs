@@ -134,11 +134,33 @@ pub fn ts_to_ns(ts: u64, tsresol: u8) -> u64 {
     }
 }
 
+/// Everything a [`Packets`] iteration knows about the file besides its
+/// position: enough to resume reading at any record boundary of the same
+/// file ([`Packets::resume`]). A packet index stores it wherever it changes
+/// (pcapng SHB and IDB blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    /// Container format.
+    pub format: Format,
+    /// Byte order of the current pcapng section (or pcap file).
+    pub big_endian: bool,
+    /// pcapng: `if_tsresol` of each interface of the current section.
+    pub tsresol: [u8; MAX_INTERFACES],
+    /// pcapng: `snaplen` of interface 0 (for Simple Packet Blocks).
+    pub snaplen0: u32,
+    /// pcapng: interfaces described so far in the current section.
+    pub interfaces: usize,
+}
+
 /// Iterator over the packets of a capture file.
 #[derive(Debug, Clone)]
 pub struct Packets<'a> {
     data: &'a [u8],
     pos: usize,
+    /// Start of the record of the packet returned last.
+    last: usize,
+    /// Bumped by every SHB and IDB (the [`ReadState`] may have changed).
+    changes: u32,
     format: Format,
     endian: Endian,
     /// pcapng: `if_tsresol` of each interface of the current section.
@@ -156,6 +178,8 @@ impl<'a> Packets<'a> {
         let mut it = Self {
             data,
             pos: 0,
+            last: 0,
+            changes: 0,
             format: Format::Pcapng,
             endian: Endian { big: false },
             tsresol: [6; MAX_INTERFACES],
@@ -181,6 +205,8 @@ impl<'a> Packets<'a> {
         Self {
             data,
             pos: 0,
+            last: 0,
+            changes: 0,
             format: Format::Raw,
             endian: Endian { big: false },
             tsresol: [9; MAX_INTERFACES],
@@ -195,6 +221,7 @@ impl<'a> Packets<'a> {
         while self.pos < self.data.len() {
             match parse_raw(self.data, self.pos) {
                 Ok((RawRecord::Packet(p), len)) => {
+                    self.last = self.pos;
                     self.pos += len;
                     return Some(Ok(Packet {
                         ts_ns: p.ts_ns(),
@@ -243,6 +270,49 @@ impl<'a> Packets<'a> {
         self.pos
     }
 
+    /// Byte offset of the record (pcap record, pcapng EPB/SPB, RAW record)
+    /// of the packet returned last.
+    pub fn record_offset(&self) -> usize {
+        self.last
+    }
+
+    /// A counter bumped by every SHB and IDB read: when it changes, so may
+    /// [`Self::state`].
+    pub fn state_changes(&self) -> u32 {
+        self.changes
+    }
+
+    /// What the iteration knows about the file (see [`ReadState`]).
+    pub fn state(&self) -> ReadState {
+        ReadState {
+            format: self.format,
+            big_endian: self.endian.big,
+            tsresol: self.tsresol,
+            snaplen0: self.snaplen0,
+            interfaces: self.interfaces,
+        }
+    }
+
+    /// Reads `data` from byte `pos` on, a record boundary of a file whose
+    /// [`ReadState`] at that point is `state` (as saved from an earlier
+    /// iteration over the same file; `data` may be a window of it).
+    pub fn resume(data: &'a [u8], pos: usize, state: &ReadState) -> Self {
+        Self {
+            data,
+            pos,
+            last: pos,
+            changes: 0,
+            format: state.format,
+            endian: Endian {
+                big: state.big_endian,
+            },
+            tsresol: state.tsresol,
+            snaplen0: state.snaplen0,
+            interfaces: state.interfaces.min(MAX_INTERFACES),
+            failed: false,
+        }
+    }
+
     fn next_pcap(&mut self, nanos: bool) -> Option<Result<Packet<'a>, ReadError>> {
         let at = self.pos;
         if at == self.data.len() {
@@ -267,6 +337,7 @@ impl<'a> Packets<'a> {
         else {
             return Some(Err(ReadError::Truncated { offset: at }));
         };
+        self.last = at;
         self.pos = start + data.len();
         let frac_ns = if nanos {
             u64::from(frac)
@@ -319,6 +390,7 @@ impl<'a> Packets<'a> {
                     None => return Some(Err(ReadError::Truncated { offset: at })),
                 }
                 self.interfaces = 0;
+                self.changes = self.changes.wrapping_add(1);
             }
             let e = self.endian;
             let (Some(btype), Some(len)) = (e.u32(self.data, at), e.u32(self.data, at + 4)) else {
@@ -346,6 +418,7 @@ impl<'a> Packets<'a> {
                     }
                     self.tsresol[self.interfaces] = self.idb_tsresol(body);
                     self.interfaces += 1;
+                    self.changes = self.changes.wrapping_add(1);
                 }
                 EPB_TYPE => {
                     let hdr = (|| {
@@ -367,6 +440,7 @@ impl<'a> Packets<'a> {
                         return Some(Err(ReadError::BadBlock { offset: at }));
                     };
                     let ts = (u64::from(ts_hi) << 32) | u64::from(ts_lo);
+                    self.last = at;
                     return Some(Ok(Packet {
                         ts_ns: ts_to_ns(ts, self.tsresol[ifid as usize]),
                         orig_len: orig,
@@ -388,6 +462,7 @@ impl<'a> Packets<'a> {
                     let Some(data) = body.get(4..4 + caplen) else {
                         return Some(Err(ReadError::BadBlock { offset: at }));
                     };
+                    self.last = at;
                     return Some(Ok(Packet {
                         ts_ns: 0,
                         orig_len: orig,
@@ -524,9 +599,14 @@ mod tests {
         n += 64;
         buf[n..n + 4].copy_from_slice(&(blen as u32).to_le_bytes());
         n += 4;
+        let hdr = n - blen;
         let mut it = Packets::new(&buf[..n]).unwrap();
         let p = it.next().unwrap().unwrap();
         assert_eq!((p.ts_ns, p.orig_len, p.data), (ts, 64, &frame[..]));
+        assert_eq!(it.record_offset(), hdr);
+        assert_eq!(it.state_changes(), 2, "one SHB, one IDB");
+        let again = Packets::resume(&buf[..n], hdr, &it.state()).next();
+        assert_eq!(again, Some(Ok(p)));
         assert!(it.next().is_none());
     }
 
@@ -540,6 +620,27 @@ mod tests {
         assert_eq!(ts_to_ns(3 << 40 | 1 << 39, 0x80 | 40), 3_500_000_000);
         assert_eq!(ts_to_ns(u64::MAX, 0x80 | 100), 0);
         assert_eq!(ts_to_ns(123, 40), 0);
+    }
+
+    #[test]
+    fn resume_at_a_record_offset_reads_the_same_packets() {
+        let (buf, n) = pcap_file(true, true, &[(1, 2, b"ab"), (3, 4, b"cde"), (5, 6, b"f")]);
+        let mut it = Packets::new(&buf[..n]).unwrap();
+        it.next().unwrap().unwrap();
+        let p2 = it.next().unwrap().unwrap();
+        let at = it.record_offset();
+        assert_eq!(at, 24 + 16 + 2);
+        let st = it.state();
+        let mut rest = Packets::resume(&buf[..n], at, &st);
+        assert_eq!(rest.next(), Some(Ok(p2)));
+        let p3 = rest.next().unwrap().unwrap();
+        assert_eq!(p3.data, b"f");
+        assert!(rest.next().is_none());
+        // A window starting at the record.
+        let mut w = Packets::resume(&buf[at..n], 0, &st);
+        assert_eq!(w.next(), Some(Ok(p2)));
+        assert_eq!(w.next(), Some(Ok(p3)));
+        assert!(w.next().is_none());
     }
 
     #[test]
