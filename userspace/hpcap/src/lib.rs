@@ -16,6 +16,7 @@
 //! - [`sys`]: the ABI as bindgen reads it from `include/hpcap.h` (tested
 //!   against the core's mirror, `hpcap_core::abi`).
 
+pub mod bpfc;
 pub mod files;
 pub mod shm;
 pub mod source;

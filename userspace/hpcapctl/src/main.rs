@@ -4,7 +4,6 @@
 //! their configuration (snaplen, BPF filter, format, block size) and kills
 //! listeners.
 
-mod bpfc;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -701,7 +700,7 @@ fn main() {
             }
             let mut insns = None;
             if let Some(expr) = filter {
-                let prog = bpfc::compile(expr)?;
+                let prog = hpcap::bpfc::compile(expr)?;
                 s.set_filter(&prog).context("installing the filter")?;
                 insns = Some(prog.len());
             } else if *no_filter {

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: MIT
 //! Compiling tcpdump filter expressions to classic BPF for an Ethernet
-//! link: with libpcap's `pcap_compile` (loaded at run time, so hpcapctl
-//! starts on machines without libpcap), else with `tcpdump -dd`.
+//! link: with libpcap's `pcap_compile` (loaded at run time, so the tools
+//! start on machines without libpcap), else with `tcpdump -dd`. Used by
+//! `hpcapctl config --filter` and `hpcap-query`.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 
-use anyhow::{anyhow, bail, Context, Result};
-use hpcap::core::bpf::SockFilter;
+use crate::{Error, Result};
+
+fn invalid(msg: String) -> Error {
+    Error::Invalid(msg)
+}
+use crate::core::bpf::SockFilter;
 
 #[repr(C)]
 struct BpfProgram {
@@ -49,14 +54,14 @@ fn with_libpcap(expr: &str) -> Option<Result<Vec<SockFilter>>> {
     let freecode: FreeCode = sym(lib, c"pcap_freecode")?;
     let close: Close = sym(lib, c"pcap_close")?;
     let Ok(cexpr) = CString::new(expr) else {
-        return Some(Err(anyhow!("filter contains a NUL byte")));
+        return Some(Err(invalid(format!("filter contains a NUL byte"))));
     };
     // SAFETY: libpcap API used as documented: a dead handle for Ethernet
     // with the maximum snaplen, compile, copy the program out, free.
     unsafe {
         let p = open_dead(DLT_EN10MB, 262_144);
         if p.is_null() {
-            return Some(Err(anyhow!("pcap_open_dead failed")));
+            return Some(Err(invalid(format!("pcap_open_dead failed"))));
         }
         let mut prog = BpfProgram {
             bf_len: 0,
@@ -64,7 +69,7 @@ fn with_libpcap(expr: &str) -> Option<Result<Vec<SockFilter>>> {
         };
         let r = if compile(p, &mut prog, cexpr.as_ptr(), 1, 0xFFFF_FFFF) != 0 {
             let msg = CStr::from_ptr(geterr(p)).to_string_lossy().into_owned();
-            Err(anyhow!("cannot compile filter {expr:?}: {msg}"))
+            Err(invalid(format!("cannot compile filter {expr:?}: {msg}")))
         } else {
             let v = std::slice::from_raw_parts(prog.bf_insns, prog.bf_len as usize).to_vec();
             freecode(&mut prog);
@@ -77,11 +82,15 @@ fn with_libpcap(expr: &str) -> Option<Result<Vec<SockFilter>>> {
 
 fn with_tcpdump(expr: &str) -> Result<Vec<SockFilter>> {
     // tcpdump needs a link type: give it an empty Ethernet pcap file.
-    let tmp = std::env::temp_dir().join(format!("hpcapctl-{}.pcap", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!(
+        "hpcap-bpfc-{}-{:?}.pcap",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let mut hdr = [0u8; 24];
-    hpcap::core::raw::write_pcap_header(&mut hdr, 0, false, 262_144)
-        .map_err(|e| anyhow!("pcap header: {e:?}"))?;
-    std::fs::write(&tmp, hdr).with_context(|| format!("writing {}", tmp.display()))?;
+    crate::core::raw::write_pcap_header(&mut hdr, 0, false, 262_144)
+        .map_err(|e| invalid(format!("pcap header: {e:?}")))?;
+    std::fs::write(&tmp, hdr).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     let out = std::process::Command::new("tcpdump")
         .arg("-r")
         .arg(&tmp)
@@ -89,18 +98,23 @@ fn with_tcpdump(expr: &str) -> Result<Vec<SockFilter>> {
         .arg(expr)
         .output();
     let _ = std::fs::remove_file(&tmp);
-    let out = out.context("neither libpcap nor tcpdump is available to compile the filter")?;
+    let out = out.map_err(|e| {
+        Error::io(
+            "neither libpcap nor tcpdump is available to compile the filter",
+            e,
+        )
+    })?;
     if !out.status.success() {
-        bail!(
+        return Err(invalid(format!(
             "cannot compile filter {expr:?}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        )));
     }
     parse_dd(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// Parses `tcpdump -dd` output: `{ 0x28, 0, 0, 0x0000000c },` lines.
-pub(crate) fn parse_dd(text: &str) -> Result<Vec<SockFilter>> {
+pub fn parse_dd(text: &str) -> Result<Vec<SockFilter>> {
     let mut v = Vec::new();
     for line in text.lines() {
         let l = line
@@ -113,14 +127,15 @@ pub(crate) fn parse_dd(text: &str) -> Result<Vec<SockFilter>> {
         }
         let f: Vec<&str> = l.split(',').map(str::trim).collect();
         if f.len() != 4 {
-            bail!("unexpected tcpdump -dd line {line:?}");
+            return Err(invalid(format!("unexpected tcpdump -dd line {line:?}")));
         }
         let num = |s: &str| -> Result<u64> {
             let s = s.trim();
-            Ok(match s.strip_prefix("0x") {
-                Some(h) => u64::from_str_radix(h, 16)?,
-                None => s.parse()?,
-            })
+            let v = match s.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16),
+                None => s.parse(),
+            };
+            v.map_err(|_| invalid(format!("unexpected tcpdump -dd line {line:?}")))
         };
         v.push(SockFilter {
             code: num(f[0])? as u16,
@@ -133,7 +148,7 @@ pub(crate) fn parse_dd(text: &str) -> Result<Vec<SockFilter>> {
 }
 
 /// Compiles `expr` for an Ethernet link.
-pub(crate) fn compile(expr: &str) -> Result<Vec<SockFilter>> {
+pub fn compile(expr: &str) -> Result<Vec<SockFilter>> {
     match with_libpcap(expr) {
         Some(r) => r,
         None => with_tcpdump(expr),
@@ -147,7 +162,7 @@ mod tests {
     #[test]
     fn libpcap_and_tcpdump_agree() {
         let a = compile("udp port 53").unwrap();
-        assert!(hpcap::core::bpf::verify(&a).is_ok());
+        assert!(crate::core::bpf::verify(&a).is_ok());
         if std::process::Command::new("tcpdump")
             .arg("--version")
             .output()
