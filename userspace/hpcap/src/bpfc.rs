@@ -54,14 +54,14 @@ fn with_libpcap(expr: &str) -> Option<Result<Vec<SockFilter>>> {
     let freecode: FreeCode = sym(lib, c"pcap_freecode")?;
     let close: Close = sym(lib, c"pcap_close")?;
     let Ok(cexpr) = CString::new(expr) else {
-        return Some(Err(invalid(format!("filter contains a NUL byte"))));
+        return Some(Err(invalid("filter contains a NUL byte".into())));
     };
     // SAFETY: libpcap API used as documented: a dead handle for Ethernet
     // with the maximum snaplen, compile, copy the program out, free.
     unsafe {
         let p = open_dead(DLT_EN10MB, 262_144);
         if p.is_null() {
-            return Some(Err(invalid(format!("pcap_open_dead failed"))));
+            return Some(Err(invalid("pcap_open_dead failed".into())));
         }
         let mut prog = BpfProgram {
             bf_len: 0,

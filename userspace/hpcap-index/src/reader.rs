@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: MIT
+//! Reading an index, and reading the pages of a data file it points at.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use fst::{IntoStreamer, Streamer};
+use hpcap_core::capfile::{Packets, ReadError, ReadState};
+use memmap2::Mmap;
+use roaring::RoaringBitmap;
+use xorf::Filter;
+
+use crate::builder::{decode_contexts, decode_filter, decode_posting, key_hash};
+use crate::dissect::Key;
+use crate::format::{codec, section, BlockEntry, Header, BLOCK_ENTRY_LEN, NO_RECORD, SINGLE_PAGE};
+
+/// An index file, mapped.
+#[derive(Debug)]
+pub struct Index {
+    path: PathBuf,
+    map: Mmap,
+    /// Its header.
+    pub header: Header,
+    filter: Option<xorf::Xor8>,
+}
+
+/// The index path of a data file: `NAME.pcapng` -> `NAME.hpidx`.
+pub fn index_path(data: &Path) -> PathBuf {
+    data.with_extension("hpidx")
+}
+
+impl Index {
+    /// Maps and checks `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: read-only mapping of an index file; index files are
+        // written under a temporary name and renamed, never modified.
+        let map =
+            unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", path.display()))?;
+        let header = Header::decode(&map).with_context(|| path.display().to_string())?;
+        for s in &header.sections {
+            if s.offset
+                .checked_add(s.len)
+                .is_none_or(|e| e > map.len() as u64)
+            {
+                bail!(
+                    "{}: truncated (section {} past the end)",
+                    path.display(),
+                    s.id
+                );
+            }
+        }
+        let mut ix = Self {
+            path: path.to_path_buf(),
+            map,
+            header,
+            filter: None,
+        };
+        ix.filter = decode_filter(&ix.section(section::FILTER)?);
+        Ok(ix)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the index file.
+    pub fn size(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn section(&self, id: u32) -> Result<Cow<'_, [u8]>> {
+        let Some(s) = self.header.section(id) else {
+            return Ok(Cow::Borrowed(&[]));
+        };
+        let raw = &self.map[s.offset as usize..(s.offset + s.len) as usize];
+        match s.codec {
+            codec::NONE => Ok(Cow::Borrowed(raw)),
+            codec::ZSTD => Ok(Cow::Owned(
+                zstd::bulk::decompress(raw, s.raw_len as usize)
+                    .with_context(|| format!("{}: section {}", self.path.display(), id))?,
+            )),
+            c => bail!("{}: unknown codec {c}", self.path.display()),
+        }
+    }
+
+    /// The block table.
+    pub fn blocks(&self) -> Result<Vec<BlockEntry>> {
+        let b = self.section(section::BLOCKS)?;
+        Ok(b.chunks_exact(BLOCK_ENTRY_LEN)
+            .filter_map(BlockEntry::decode)
+            .collect())
+    }
+
+    /// The page directory.
+    pub fn pagedir(&self) -> Result<Vec<u16>> {
+        let b = self.section(section::PAGEDIR)?;
+        Ok(b.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect())
+    }
+
+    /// Read states and where they start.
+    pub fn contexts(&self) -> Result<Vec<(u64, ReadState)>> {
+        let b = self.section(section::CONTEXTS)?;
+        decode_contexts(&b).ok_or_else(|| anyhow!("{}: contexts damaged", self.path.display()))
+    }
+
+    /// The key map.
+    pub fn keys(&self) -> Result<fst::Map<&[u8]>> {
+        let s = self.header.section(section::KEYS);
+        let raw: &[u8] = match s {
+            Some(s) => &self.map[s.offset as usize..(s.offset + s.len) as usize],
+            None => &[],
+        };
+        if raw.is_empty() {
+            return fst::Map::new(EMPTY_FST.as_slice()).map_err(|e| anyhow!("{e}"));
+        }
+        fst::Map::new(raw).map_err(|e| anyhow!("{}: key map: {e}", self.path.display()))
+    }
+
+    fn posting(&self, v: u64) -> Result<RoaringBitmap> {
+        if v & SINGLE_PAGE != 0 {
+            let mut b = RoaringBitmap::new();
+            b.insert((v >> 1) as u32);
+            return Ok(b);
+        }
+        let s = self
+            .header
+            .section(section::POSTINGS)
+            .ok_or_else(|| anyhow!("no postings"))?;
+        let off = v >> 1;
+        if off >= s.len {
+            bail!("{}: posting out of range", self.path.display());
+        }
+        let at = (s.offset + off) as usize;
+        let end = (s.offset + s.len) as usize;
+        decode_posting(&self.map[at..end])
+            .ok_or_else(|| anyhow!("{}: posting damaged", self.path.display()))
+    }
+
+    /// May the file hold `key`? (The filter: no false negatives, under 0.4%
+    /// false positives.)
+    pub fn may_contain(&self, key: &Key) -> bool {
+        match &self.filter {
+            Some(f) => f.contains(&key_hash(&key.to_bytes())),
+            None => false,
+        }
+    }
+
+    /// Pages where a packet record with `key` starts.
+    pub fn lookup(&self, key: &Key) -> Result<RoaringBitmap> {
+        if !self.may_contain(key) {
+            return Ok(RoaringBitmap::new());
+        }
+        match self.keys()?.get(key.to_bytes()) {
+            Some(v) => self.posting(v),
+            None => Ok(RoaringBitmap::new()),
+        }
+    }
+
+    /// Pages of every key in `lo..=hi` (encoded keys of one kind).
+    pub fn lookup_range(&self, lo: &[u8], hi: &[u8]) -> Result<RoaringBitmap> {
+        let m = self.keys()?;
+        let mut s = m.range().ge(lo).le(hi).into_stream();
+        let mut out = RoaringBitmap::new();
+        while let Some((_, v)) = s.next() {
+            out |= self.posting(v)?;
+        }
+        Ok(out)
+    }
+
+    /// Every key and its pages (tests, `hpcap-index --dump`).
+    pub fn all_keys(&self) -> Result<Vec<(Key, RoaringBitmap)>> {
+        let m = self.keys()?;
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        while let Some((k, v)) = s.next() {
+            let key = Key::decode(k).ok_or_else(|| anyhow!("bad key {k:?}"))?;
+            out.push((key, self.posting(v)?));
+        }
+        Ok(out)
+    }
+
+    /// Pages where some packet record starts.
+    pub fn all_pages(&self) -> Result<RoaringBitmap> {
+        Ok(RoaringBitmap::from_sorted_iter(
+            self.pagedir()?
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v != NO_RECORD)
+                .map(|(i, _)| i as u32),
+        )
+        .expect("sorted"))
+    }
+
+    /// Pages of the blocks that may hold packets with `lo <= ts < hi`.
+    pub fn time_pages(&self, lo: u64, hi: u64) -> Result<RoaringBitmap> {
+        let mut out = RoaringBitmap::new();
+        for b in self.blocks()? {
+            if b.max_ts >= lo && b.min_ts < hi {
+                out.insert_range(b.first_page..=b.last_page);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that `data` still holds what this index describes: at least
+    /// `data_len` bytes, the same last covered page.
+    pub fn check_data(&self, data: &File) -> Result<()> {
+        let len = data.metadata().context("stat")?.len();
+        let want = self.header.data_len;
+        if len < want {
+            bail!(
+                "{}: the data file has {len} bytes, the index covers {want}",
+                self.path.display()
+            );
+        }
+        let n = want.min(4096) as usize;
+        let mut tail = vec![0u8; n];
+        data.read_exact_at(&mut tail, want - n as u64)
+            .context("reading the data file")?;
+        if crate::format::tail_hash(&tail) != self.header.tail_hash {
+            bail!(
+                "{}: the data file does not match its index (it changed after indexing)",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+static EMPTY_FST: std::sync::LazyLock<Vec<u8>> =
+    std::sync::LazyLock::new(|| fst::MapBuilder::memory().into_inner().expect("empty fst"));
+
+/// A packet read from a data file (owned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedPacket {
+    /// Timestamp (ns).
+    pub ts_ns: u64,
+    /// Wire length.
+    pub orig_len: u32,
+    /// Captured bytes.
+    pub data: Vec<u8>,
+    /// File offset of its record.
+    pub record: u64,
+}
+
+/// Consecutive page ranges covering `pages`, joining ranges less than
+/// `gap` pages apart (one read instead of two seeks).
+pub fn runs(pages: &RoaringBitmap, gap: u32) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for p in pages {
+        match out.last_mut() {
+            Some((_, last)) if p <= last.saturating_add(gap.max(1)) => *last = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
+}
+
+/// Statistics of page reads.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    /// pread calls.
+    pub reads: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Packets parsed.
+    pub parsed: u64,
+}
+
+/// Reads the packets whose records start in pages `first..=last` of `data`
+/// (whose index gave `dir` and `contexts`), calling `f` for each; `f`
+/// returns `false` to stop. Returns whether it ran to the end.
+#[allow(clippy::too_many_arguments)]
+pub fn read_run(
+    data: &File,
+    data_len: u64,
+    page_shift: u32,
+    dir: &[u16],
+    contexts: &[(u64, ReadState)],
+    first: u32,
+    last: u32,
+    stats: &mut ReadStats,
+    f: &mut dyn FnMut(OwnedPacket) -> bool,
+) -> Result<bool> {
+    let ps = 1u64 << page_shift;
+    // The first page of the run with a record start.
+    let Some(p0) = (first..=last).find(|&p| dir.get(p as usize).is_some_and(|v| *v != NO_RECORD))
+    else {
+        return Ok(true);
+    };
+    let start = u64::from(p0) * ps + u64::from(dir[p0 as usize]);
+    let end_pages = (u64::from(last) + 1) * ps;
+    let stop = end_pages.min(data_len);
+    let ctx = contexts
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= start)
+        .or(contexts.first())
+        .map(|c| c.1)
+        .ok_or_else(|| anyhow!("index has no read state"))?;
+    // Read the run plus a little for a record that spills over its end.
+    let mut want = (stop - start + 2048).min(data_len - start);
+    let mut buf = vec![0u8; want as usize];
+    data.read_exact_at(&mut buf, start)
+        .context("reading pages")?;
+    stats.reads += 1;
+    stats.bytes += want;
+    let mut pos = 0usize;
+    loop {
+        let mut it = Packets::resume(&buf, pos, &ctx);
+        loop {
+            match it.next() {
+                None => return Ok(true),
+                Some(Ok(p)) => {
+                    let rec = start + it.record_offset() as u64;
+                    if rec >= stop {
+                        return Ok(true);
+                    }
+                    stats.parsed += 1;
+                    let keep_going = f(OwnedPacket {
+                        ts_ns: p.ts_ns,
+                        orig_len: p.orig_len,
+                        data: p.data.to_vec(),
+                        record: rec,
+                    });
+                    pos = it.offset();
+                    if !keep_going {
+                        return Ok(false);
+                    }
+                }
+                Some(Err(ReadError::Truncated { offset })) if start + (offset as u64) < stop => {
+                    // A record crosses the end of what was read: read more.
+                    if start + want >= data_len {
+                        bail!("data file truncated at {}", start + offset as u64);
+                    }
+                    let more = (64u64 << 10).min(data_len - start - want);
+                    let old = buf.len();
+                    buf.resize(old + more as usize, 0);
+                    data.read_exact_at(&mut buf[old..], start + want)
+                        .context("reading pages")?;
+                    stats.reads += 1;
+                    stats.bytes += more;
+                    want += more;
+                    pos = offset;
+                    break;
+                }
+                Some(Err(ReadError::Truncated { .. })) => return Ok(true),
+                Some(Err(e)) => bail!("malformed record at {}: {e:?}", start + pos as u64),
+            }
+        }
+    }
+}
