@@ -685,11 +685,7 @@ impl Matcher {
     }
 
     /// As [`Matcher::new`] with another compiler (tests).
-    pub fn with_compiler(
-        expr: &Expr,
-        extra: Option<&str>,
-        compile: Compiler,
-    ) -> Result<Self> {
+    pub fn with_compiler(expr: &Expr, extra: Option<&str>, compile: Compiler) -> Result<Self> {
         let mut sp = Vec::new();
         expr.collect_special(&mut sp);
         if sp.len() > 16 {

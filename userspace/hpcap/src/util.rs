@@ -135,7 +135,10 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         for (i, c) in frac.chars().take(9).enumerate() {
             ns += u64::from(c.to_digit(10).ok_or_else(bad)?) * 10u64.pow(8 - i as u32);
         }
-        return Ok(secs * 1_000_000_000 + ns);
+        return secs
+            .checked_mul(1_000_000_000)
+            .and_then(|v| v.checked_add(ns))
+            .ok_or_else(bad);
     }
     let t = t.trim_end_matches('Z');
     let (date, time) = match t.find(['T', ' ']) {

@@ -4,7 +4,6 @@
 //! their configuration (snaplen, BPF filter, format, block size) and kills
 //! listeners.
 
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,638 @@
+// SPDX-License-Identifier: MIT
+//! `hpcap-query`: finds packets in capture directories with the files'
+//! indexes and writes them, merged in time order, as pcapng or pcap.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use hpcap::core::capfile::Packets;
+use hpcap::core::pcapng::{write_epb, write_idb_with, write_shb_with, EpbOptions, InterfaceInfo};
+use hpcap::core::raw;
+use hpcap::files::{section_info, CaptureFile, FileKind};
+use hpcap_index::files::data_files;
+use hpcap_index::query::{parse, Expr, Matcher};
+use hpcap_index::reader::{index_path, read_run, runs, Index, OwnedPacket, ReadStats};
+use roaring::RoaringBitmap;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Fmt {
+    /// pcapng, one interface per source.
+    Pcapng,
+    /// Classic pcap, nanosecond timestamps.
+    Pcap,
+}
+
+/// Find packets in capture directories, fast, with their indexes.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    long_about = "Finds the packets matching QUERY in the capture files under each DIR (hpcapdd's \
+YYYY-MM-DD/HH/ trees, or any directory of .pcapng, .pcap and .raw files) and writes them merged in \
+time order. Files are pruned by the time in their name, then by their index's time range and block \
+table, then by the page sets of the query's addresses, ports, protocols and VLANs; only the pages \
+that may hold matches are read, in merged reads, and every packet read is tested exactly (the \
+query is compiled by libpcap and run as tcpdump runs it). Files without an index are scanned. The \
+result is what `tcpdump -r FILE 'EXPR'` returns over all files, with EXPR the query without its \
+time and inner primitives (see --explain).",
+    after_help = "\
+QUERY (a subset of tcpdump's language, plus time and tunnel primitives):
+  host ADDR, [src|dst] host ADDR, ip|ip6 host ADDR, net ADDR/BITS, net ADDR mask MASK,
+  [tcp|udp|sctp] [src|dst] port N, tcp, udp, sctp, icmp, icmp6, ip, ip6, arp,
+  [ip|ip6] proto N, vlan [N], before TIME, after TIME, inner host ADDR, inner net ADDR/BITS,
+  combined with and (&&), or (||), not (!) and parentheses.
+  after T keeps ts >= T, before T keeps ts < T. TIME: 2026-11-27T10:00:00Z, \"2026-11-27 10:00\",
+  seconds since the epoch, or N(s|m|h|d) ago. inner host X: X is an address inside a GRE or VXLAN
+  tunnel (tcpdump has no such primitive).
+
+EXIT STATUS: 0 success (also when nothing matched); 1 error; 2 bad usage.
+
+EXAMPLES:
+  hpcap-query -w x.pcapng 'host 10.1.2.3 and port 443 and after 2026-11-27T10:00:00Z' /mnt/raid
+  hpcap-query 'net 10.1.0.0/16 and not tcp' /mnt/raid | tshark -r -
+  hpcap-query --bpf 'tcp[tcpflags] & tcp-syn != 0' -w syn.pcapng 'dst port 22' /mnt/raid
+  hpcap-query --flows-csv hits.csv -w x.pcapng 'host 10.1.2.3' /fleet/probe1 /fleet/probe2"
+)]
+struct Args {
+    /// Output file (default: standard output).
+    #[arg(short = 'w', long, value_name = "OUT")]
+    write: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'f', long, value_enum, default_value = "pcapng")]
+    format: Fmt,
+    /// Also require this tcpdump filter, compiled with libpcap and run as a
+    /// separate program (as `hpcapctl config --filter` does).
+    #[arg(long, value_name = "FILTER")]
+    bpf: Option<String>,
+    /// Restrict the search to the files (and page ranges) listed in this CSV
+    /// (columns `file` and optionally `probe`, `first_page`, `last_page`),
+    /// e.g. the answer of a DuckDB query over the flow tables. Packets that
+    /// belong to no flow (ARP, non-IP) are outside every listed range.
+    #[arg(long, value_name = "CSV")]
+    flows_csv: Option<PathBuf>,
+    /// Also search hidden files (.NAME, being written): they are scanned.
+    #[arg(long)]
+    include_open: bool,
+    /// Ignore indexes: scan every file (for comparisons).
+    #[arg(long)]
+    no_index: bool,
+    /// Print what the query means (tcpdump expression, time window) and exit.
+    #[arg(long)]
+    explain: bool,
+    /// Print statistics (files pruned, pages and bytes read) on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Join page ranges less than this many pages apart into one read.
+    #[arg(long, default_value_t = 8, value_name = "PAGES")]
+    merge_gap: u32,
+    /// The query.
+    query: String,
+    /// Capture directories (or files).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    files: u64,
+    pruned_name: u64,
+    pruned_time: u64,
+    pruned_index: u64,
+    pruned_flows: u64,
+    scanned: u64,
+    indexed: u64,
+    pages: u64,
+    io: ReadStats,
+    matched: u64,
+}
+
+/// What to read from one file.
+enum Plan {
+    /// Read these page runs with the index (then the tail past `covered`).
+    Pages {
+        runs: VecDeque<(u32, u32)>,
+        index: Index,
+        covered: u64,
+    },
+    /// Scan the whole file.
+    Scan,
+}
+
+struct Cursor {
+    path: PathBuf,
+    iface: u32,
+    plan: Option<Plan>,
+    lower_ts: u64,
+    buf: VecDeque<OwnedPacket>,
+    done: bool,
+}
+
+/// First timestamp in an hpcapdd file name `YYYYMMDD-HHMMSS.NNNNNNNNN-IFACE.ext`.
+fn name_ts(p: &Path) -> Option<u64> {
+    let n = p.file_name()?.to_str()?.trim_start_matches('.');
+    let b = n.as_bytes();
+    if b.len() < 25 || b[8] != b'-' || b[15] != b'.' {
+        return None;
+    }
+    let s = format!(
+        "{}-{}-{} {}:{}:{}.{}",
+        &n[0..4],
+        &n[4..6],
+        &n[6..8],
+        &n[9..11],
+        &n[11..13],
+        &n[13..15],
+        &n[16..25]
+    );
+    hpcap::util::parse_time(&s).ok()
+}
+
+/// Interface part of an hpcapdd file name (`…-IFACE.ext` or `…-IFACE-N.ext`),
+/// else the file stem.
+fn iface_name(p: &Path) -> String {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().trim_start_matches('.').to_string())
+        .unwrap_or_default();
+    if name_ts(p).is_some() && stem.len() > 26 {
+        let rest = &stem[26..];
+        let rest = match rest.rsplit_once('-') {
+            Some((a, n)) if n.chars().all(|c| c.is_ascii_digit()) => a,
+            _ => rest,
+        };
+        return rest.to_string();
+    }
+    stem
+}
+
+/// The probe a capture directory belongs to: `DIR/flows/probe=NAME`, else
+/// the directory's name.
+fn probe_of(dir: &Path) -> String {
+    if let Ok(rd) = std::fs::read_dir(dir.join("flows")) {
+        for e in rd.flatten() {
+            if let Some(n) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("probe="))
+            {
+                return n.to_string();
+            }
+        }
+    }
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "capture".into())
+}
+
+/// Candidate files and page ranges from a CSV: (probe, file) -> ranges.
+type Candidates = HashMap<(Option<String>, String), Vec<(u32, u32)>>;
+
+fn read_candidates(p: &Path) -> Result<Candidates> {
+    let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+    let mut lines = text.lines();
+    let head: Vec<String> = lines
+        .next()
+        .ok_or_else(|| anyhow!("{}: empty", p.display()))?
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .collect();
+    let col = |n: &str| head.iter().position(|h| h == n);
+    let file = col("file").ok_or_else(|| anyhow!("{}: no 'file' column", p.display()))?;
+    let (probe, fp, lp) = (col("probe"), col("first_page"), col("last_page"));
+    let mut out: Candidates = HashMap::new();
+    for (i, l) in lines.enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = l.split(',').map(|s| s.trim().trim_matches('"')).collect();
+        let get = |c: usize| {
+            f.get(c)
+                .copied()
+                .ok_or_else(|| anyhow!("{}: line {}: too few columns", p.display(), i + 2))
+        };
+        let key = (
+            probe.map(get).transpose()?.map(String::from),
+            get(file)?.to_string(),
+        );
+        let e = out.entry(key).or_default();
+        if let (Some(a), Some(b)) = (fp, lp) {
+            let a: u32 = get(a)?.parse().context("first_page")?;
+            let b: u32 = get(b)?.parse().context("last_page")?;
+            e.push((a.min(b), a.max(b)));
+        } else {
+            e.push((0, u32::MAX));
+        }
+    }
+    Ok(out)
+}
+
+struct Query {
+    matcher: Matcher,
+    expr: Expr,
+    lo: u64,
+    hi: u64,
+    stats: Stats,
+    merge_gap: u32,
+}
+
+impl Query {
+    /// Decides what to read of `path`.
+    fn plan(
+        &mut self,
+        path: &Path,
+        use_index: bool,
+        allowed: Option<&[(u32, u32)]>,
+    ) -> Result<Option<(Plan, u64)>> {
+        self.stats.files += 1;
+        if name_ts(path).is_some_and(|t| t >= self.hi) {
+            self.stats.pruned_name += 1;
+            return Ok(None);
+        }
+        let ipath = index_path(path);
+        if use_index && ipath.exists() {
+            match self.plan_indexed(path, &ipath, allowed) {
+                Ok(p) => return Ok(p),
+                Err(e) => eprintln!("hpcap-query: warning: {e:#}; scanning {}", path.display()),
+            }
+        }
+        self.stats.scanned += 1;
+        Ok(Some((Plan::Scan, self.lo)))
+    }
+
+    fn plan_indexed(
+        &mut self,
+        path: &Path,
+        ipath: &Path,
+        allowed: Option<&[(u32, u32)]>,
+    ) -> Result<Option<(Plan, u64)>> {
+        let ix = Index::open(ipath)?;
+        let f = File::open(path).with_context(|| path.display().to_string())?;
+        let len = f.metadata()?.len();
+        if len < ix.header.data_len {
+            bail!(
+                "{}: the data file is shorter than its index says",
+                path.display()
+            );
+        }
+        let complete = len == ix.header.data_len;
+        let h = &ix.header;
+        if complete && (h.packets == 0 || h.max_ts < self.lo || h.min_ts >= self.hi) {
+            self.stats.pruned_time += 1;
+            return Ok(None);
+        }
+        let all = ix.all_pages()?;
+        let mut pages = self.expr.pages(&ix, &all)?;
+        if let Some(r) = allowed {
+            let mut a = RoaringBitmap::new();
+            for (x, y) in r {
+                a.insert_range(*x..=*y);
+            }
+            pages &= a;
+        }
+        if pages.is_empty() && complete {
+            self.stats.pruned_index += 1;
+            return Ok(None);
+        }
+        ix.check_data(&f)?;
+        self.stats.indexed += 1;
+        self.stats.pages += pages.len();
+        let runs: VecDeque<(u32, u32)> = runs(&pages, self.merge_gap).into();
+        // No match is older than the window's start, nor than the file's
+        // oldest packet (when the index covers the whole file).
+        let lower = if complete {
+            h.min_ts.max(self.lo)
+        } else {
+            self.lo
+        };
+        let covered = h.data_len;
+        Ok(Some((
+            Plan::Pages {
+                runs,
+                index: ix,
+                covered,
+            },
+            lower,
+        )))
+    }
+
+    /// Reads more matching packets of `c` into its buffer (until at least
+    /// one or the end).
+    fn refill(&mut self, c: &mut Cursor) -> Result<()> {
+        while c.buf.is_empty() && !c.done {
+            let Some(plan) = c.plan.as_mut() else {
+                c.done = true;
+                break;
+            };
+            match plan {
+                Plan::Scan => {
+                    let path = c.path.clone();
+                    let mut out = Vec::new();
+                    self.scan_file(&path, 0, None, &mut out)?;
+                    c.buf.extend(out);
+                    c.done = true;
+                }
+                Plan::Pages {
+                    runs,
+                    index,
+                    covered,
+                } => match runs.pop_front() {
+                    Some((a, b)) => {
+                        let f = File::open(&c.path)?;
+                        let dir = index.pagedir()?;
+                        let ctx = index.contexts()?;
+                        let mut out = Vec::new();
+                        let m = &mut self.matcher;
+                        let mut err = None;
+                        read_run(
+                            &f,
+                            *covered,
+                            index.header.page_shift,
+                            &dir,
+                            &ctx,
+                            a,
+                            b,
+                            &mut self.stats.io,
+                            &mut |p| match m.matches(p.ts_ns, p.orig_len, &p.data) {
+                                Ok(true) => {
+                                    out.push(p);
+                                    true
+                                }
+                                Ok(false) => true,
+                                Err(e) => {
+                                    err = Some(e);
+                                    false
+                                }
+                            },
+                        )
+                        .with_context(|| c.path.display().to_string())?;
+                        if let Some(e) = err {
+                            return Err(e);
+                        }
+                        c.buf.extend(out);
+                    }
+                    None => {
+                        // The tail the index does not cover (appended later).
+                        let len = std::fs::metadata(&c.path)?.len();
+                        if len > *covered {
+                            let ctx = index.contexts()?;
+                            let st = ctx.last().map(|x| x.1);
+                            let (path, from) = (c.path.clone(), *covered);
+                            let mut out = Vec::new();
+                            self.scan_file(&path, from, st, &mut out)?;
+                            c.buf.extend(out);
+                        }
+                        c.done = true;
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans `path` from byte `from` (with `state` when not 0).
+    fn scan_file(
+        &mut self,
+        path: &Path,
+        from: u64,
+        state: Option<hpcap::core::capfile::ReadState>,
+        out: &mut Vec<OwnedPacket>,
+    ) -> Result<()> {
+        let cf = CaptureFile::open(path)?;
+        let data = cf.data();
+        self.stats.io.reads += 1;
+        self.stats.io.bytes += data.len() as u64 - from;
+        let mut it = match (state, cf.kind()) {
+            (Some(st), _) => Packets::resume(data, from as usize, &st),
+            (None, FileKind::Raw { .. }) => Packets::new_raw(data),
+            (None, _) => Packets::new(data).map_err(|e| anyhow!("{}: {e:?}", path.display()))?,
+        };
+        for p in it.by_ref() {
+            let Ok(p) = p else {
+                // A damaged or unfinished end: what came before stands.
+                break;
+            };
+            self.stats.io.parsed += 1;
+            if self.matcher.matches(p.ts_ns, p.orig_len, p.data)? {
+                out.push(OwnedPacket {
+                    ts_ns: p.ts_ns,
+                    orig_len: p.orig_len,
+                    data: p.data.to_vec(),
+                    record: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Out<W: Write> {
+    w: W,
+    fmt: Fmt,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Out<W> {
+    fn new(mut w: W, fmt: Fmt, ifaces: &[String]) -> Result<Self> {
+        let mut buf = vec![0u8; 1 << 16];
+        let n = match fmt {
+            Fmt::Pcap => raw::write_pcap_header(&mut buf, 0, true, 262_144)
+                .map_err(|e| anyhow!("pcap header: {e:?}"))?,
+            Fmt::Pcapng => {
+                let mut n = write_shb_with(&mut buf, 0, &section_info())
+                    .map_err(|e| anyhow!("SHB: {e:?}"))?;
+                for name in ifaces {
+                    let info = InterfaceInfo {
+                        snaplen: 0,
+                        name,
+                        description: "",
+                    };
+                    n += write_idb_with(&mut buf, n, &info, "")
+                        .map_err(|e| anyhow!("IDB: {e:?}"))?;
+                }
+                n
+            }
+        };
+        w.write_all(&buf[..n]).context("writing the output")?;
+        Ok(Self { w, fmt, buf })
+    }
+
+    fn packet(&mut self, iface: u32, p: &OwnedPacket) -> Result<()> {
+        if self.buf.len() < p.data.len() + 64 {
+            self.buf.resize(p.data.len() + 64, 0);
+        }
+        let n = match self.fmt {
+            Fmt::Pcap => {
+                raw::write_pcap_record(&mut self.buf, 0, true, p.ts_ns, p.orig_len, &p.data)
+            }
+            Fmt::Pcapng => write_epb(
+                &mut self.buf,
+                0,
+                iface,
+                p.ts_ns,
+                p.orig_len,
+                &p.data,
+                &EpbOptions::NONE,
+            ),
+        }
+        .map_err(|e| anyhow!("writing a packet: {e:?}"))?;
+        self.w
+            .write_all(&self.buf[..n])
+            .context("writing the output")
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let expr = parse(&args.query, hpcap::util::now_ns()).context("QUERY")?;
+    let matcher = Matcher::new(&expr, args.bpf.as_deref())?;
+    let (lo, hi) = expr.time_window();
+    if args.explain {
+        println!(
+            "tcpdump expression: {}",
+            matcher
+                .tcpdump_expr()
+                .unwrap_or_else(|| "(none: every packet)".into())
+        );
+        println!("time window: [{lo}, {hi}) ns");
+        if let Some(b) = &args.bpf {
+            println!("extra filter: {b}");
+        }
+        return Ok(());
+    }
+    let cands = args.flows_csv.as_deref().map(read_candidates).transpose()?;
+    let mut q = Query {
+        matcher,
+        expr,
+        lo,
+        hi,
+        stats: Stats::default(),
+        merge_gap: args.merge_gap,
+    };
+    let t0 = Instant::now();
+    let mut ifaces: Vec<String> = Vec::new();
+    let mut cursors: Vec<Cursor> = Vec::new();
+    for dir in &args.dirs {
+        let probe = probe_of(dir);
+        let label = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for path in data_files(dir, args.include_open)? {
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            let allowed = match &cands {
+                None => None,
+                Some(c) => {
+                    let rel = path
+                        .strip_prefix(dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
+                    let hit = c
+                        .get(&(Some(probe.clone()), rel.clone()))
+                        .or_else(|| c.get(&(None, rel)));
+                    match hit {
+                        Some(r) => Some(r.as_slice()),
+                        None => {
+                            q.stats.files += 1;
+                            q.stats.pruned_flows += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some((plan, lower)) = q.plan(&path, !args.no_index && !hidden, allowed)? else {
+                continue;
+            };
+            let name = format!("{label}:{}", iface_name(&path));
+            let iface = match ifaces.iter().position(|n| *n == name) {
+                Some(i) => i,
+                None => {
+                    ifaces.push(name);
+                    ifaces.len() - 1
+                }
+            } as u32;
+            cursors.push(Cursor {
+                path,
+                iface,
+                plan: Some(plan),
+                lower_ts: lower,
+                buf: VecDeque::new(),
+                done: false,
+            });
+        }
+    }
+    let sink: Box<dyn Write> = match &args.write {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = Out::new(
+        BufWriter::with_capacity(1 << 20, sink),
+        args.format,
+        &ifaces,
+    )?;
+    // k-way merge: (ts, file rank); unread files enter with a lower bound.
+    let mut heap: BinaryHeap<Reverse<(u64, usize, bool)>> = cursors
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Reverse((c.lower_ts, i, false)))
+        .collect();
+    while let Some(Reverse((_, i, primed))) = heap.pop() {
+        let c = &mut cursors[i];
+        if primed {
+            let p = c.buf.pop_front().expect("primed cursor has a packet");
+            out.packet(c.iface, &p)?;
+            q.stats.matched += 1;
+        }
+        q.refill(c)?;
+        if let Some(p) = c.buf.front() {
+            heap.push(Reverse((p.ts_ns, i, true)));
+        } else {
+            c.plan = None;
+        }
+    }
+    out.w.flush().context("writing the output")?;
+    if args.stats {
+        let s = &q.stats;
+        eprintln!(
+            "hpcap-query: {} packets from {} files ({} pruned by name, {} by time, {} by index, \
+             {} by flows, {} via index, {} scanned); {} candidate pages; {} reads, {} bytes read, \
+             {} packets tested; {:.3} s",
+            s.matched,
+            s.files,
+            s.pruned_name,
+            s.pruned_time,
+            s.pruned_index,
+            s.pruned_flows,
+            s.indexed,
+            s.scanned,
+            s.pages,
+            s.io.reads,
+            s.io.bytes,
+            s.io.parsed,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        // A closed pipe (`| head`) is not an error worth a message.
+        if e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        }) {
+            std::process::exit(0);
+        }
+        eprintln!("hpcap-query: error: {e:#}");
+        std::process::exit(1);
+    }
+}
