@@ -730,7 +730,15 @@ impl Matcher {
             let v = match self.expr.substitute(&refs, bits) {
                 Expr::Const(true) => Verdict::Accept,
                 Expr::Const(false) => Verdict::Reject,
-                e => Verdict::Bpf(leak_verified((self.compile)(&e.to_tcpdump())?)?),
+                e => match (self.compile)(&e.to_tcpdump()) {
+                    Ok(insns) => Verdict::Bpf(leak_verified(insns)?),
+                    // libpcap's optimizer refuses programs that are always
+                    // false (tcpdump then exits with this message).
+                    Err(err) if format!("{err:#}").contains("expression rejects all packets") => {
+                        Verdict::Reject
+                    }
+                    Err(err) => return Err(err),
+                },
             };
             self.cache.insert(bits, v);
         }

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+//! hpcap-query against tcpdump: over a directory of generated captures
+//! (pcap and pcapng, with indexes, plus one file without), the packets
+//! `hpcap-query` writes are exactly those `tcpdump -r FILE 'EXPR'` returns
+//! from every file, cut to the query's time window and merged in time order
+//! (ties in file order). Fixed queries and random ones (proptest).
+
+#[path = "../../testutil/mod.rs"]
+mod testutil;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use hpcap::core::capfile::Packets;
+use hpcap::files::{OutFormat, PacketWriter};
+use hpcap_index::files::{index_file, write_atomic};
+use hpcap_index::reader::index_path;
+use hpcap_index::synth::{host4, host6, Mix, Spec, Traffic};
+use proptest::prelude::*;
+use testutil::{bin, TempDir};
+
+type Pkt = (u64, u32, Vec<u8>);
+
+struct Corpus {
+    dir: TempDir,
+    files: Vec<PathBuf>,
+    t0: u64,
+    t1: u64,
+}
+
+fn corpus() -> &'static Corpus {
+    static C: OnceLock<Corpus> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = TempDir::new("query");
+        let mut files = Vec::new();
+        let base = Spec::default().ts_start;
+        // Three "probes' files" one after the other, plus an overlapping one.
+        let layout = [
+            (
+                "a/2025-11-27/10/20251127-100000.000000000-hpcap0.pcapng",
+                OutFormat::Pcapng,
+                0,
+                Mix::Zipf(1.0),
+                true,
+            ),
+            (
+                "a/2025-11-27/10/20251127-100000.010000000-hpcap0.pcapng",
+                OutFormat::Pcapng,
+                10_000_000,
+                Mix::Even,
+                true,
+            ),
+            (
+                "a/2025-11-27/10/20251127-100000.005000000-hpcap1.pcap",
+                OutFormat::Pcap,
+                5_000_000,
+                Mix::Even,
+                true,
+            ),
+            (
+                "b/x/other.pcap",
+                OutFormat::Pcap,
+                2_000_000,
+                Mix::Zipf(1.0),
+                false,
+            ),
+        ];
+        for (i, (rel, fmt, off, mix, indexed)) in layout.into_iter().enumerate() {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let mut w =
+                PacketWriter::new(BufWriter::new(File::create(&p).unwrap()), fmt, 0, "t").unwrap();
+            let mut t = Traffic::new(Spec {
+                hosts: 200,
+                flows: 600,
+                mix,
+                seed: 100 + i as u64,
+                ts_start: base + off,
+                ts_step: 1000,
+                ..Spec::default()
+            });
+            let mut f = Vec::new();
+            for _ in 0..8000 {
+                let ts = t.next_frame(&mut f);
+                w.write(ts, f.len() as u32, &f).unwrap();
+            }
+            w.finish(None).unwrap();
+            if indexed {
+                let fi = index_file(&p, 12, false).unwrap();
+                write_atomic(&index_path(&p), &fi.built.bytes).unwrap();
+            }
+            files.push(p);
+        }
+        Corpus {
+            dir,
+            files,
+            t0: base,
+            t1: base + 20_000_000,
+        }
+    })
+}
+
+fn read_pkts(p: &Path) -> Vec<Pkt> {
+    let data = std::fs::read(p).unwrap();
+    Packets::new(&data)
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.ts_ns, r.orig_len, r.data.to_vec())
+        })
+        .collect()
+}
+
+/// What tcpdump returns for `expr` over every file (in the order
+/// hpcap-query sorts them: by directory argument, then path), cut to
+/// `lo <= ts < hi`, merged by (timestamp, file rank).
+fn expected(dirs: &[PathBuf], expr: &str, lo: u64, hi: u64) -> Vec<Pkt> {
+    let mut per_file = Vec::new();
+    for d in dirs {
+        for f in hpcap_index::files::data_files(d, false).unwrap() {
+            let out = corpus().dir.path().join(format!(
+                "tcpdump-{}-{:?}.pcap",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let mut cmd = Command::new("tcpdump");
+            cmd.arg("--time-stamp-precision=nano")
+                .arg("-r")
+                .arg(&f)
+                .arg("-w")
+                .arg(&out);
+            if !expr.is_empty() {
+                cmd.arg(expr);
+            }
+            let o = cmd.output().expect("tcpdump");
+            if String::from_utf8_lossy(&o.stderr).contains("expression rejects all packets") {
+                per_file.push(Vec::new());
+                continue;
+            }
+            assert!(
+                o.status.success(),
+                "tcpdump {expr:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: Vec<Pkt> = read_pkts(&out)
+                .into_iter()
+                .filter(|p| p.0 >= lo && p.0 < hi)
+                .collect();
+            std::fs::remove_file(&out).unwrap();
+            per_file.push(v);
+        }
+    }
+    let mut heap = BinaryHeap::new();
+    let mut pos = vec![0usize; per_file.len()];
+    for (i, v) in per_file.iter().enumerate() {
+        if let Some(p) = v.first() {
+            heap.push(Reverse((p.0, i)));
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(Reverse((_, i))) = heap.pop() {
+        out.push(per_file[i][pos[i]].clone());
+        pos[i] += 1;
+        if let Some(p) = per_file[i].get(pos[i]) {
+            heap.push(Reverse((p.0, i)));
+        }
+    }
+    out
+}
+
+fn query(dirs: &[PathBuf], q: &str, extra: &[&str]) -> Vec<Pkt> {
+    let out = corpus().dir.path().join(format!(
+        "q-{}-{:?}.pcapng",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let o = Command::new(bin("hpcap-query"))
+        .args(extra)
+        .arg("-w")
+        .arg(&out)
+        .arg(q)
+        .args(dirs)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "hpcap-query {q:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = read_pkts(&out);
+    std::fs::remove_file(&out).unwrap();
+    v
+}
+
+fn ts_arg(t: u64) -> String {
+    format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000)
+}
+
+fn check(tcpdump_expr: &str, lo: Option<u64>, hi: Option<u64>) {
+    let c = corpus();
+    let dirs = vec![c.dir.path().join("a"), c.dir.path().join("b")];
+    let mut q = if tcpdump_expr.is_empty() {
+        String::new()
+    } else {
+        format!("({tcpdump_expr})")
+    };
+    for (w, t) in [("after", lo), ("before", hi)] {
+        if let Some(t) = t {
+            if !q.is_empty() {
+                q.push_str(" and ");
+            }
+            q.push_str(&format!("{w} {}", ts_arg(t)));
+        }
+    }
+    let want = expected(&dirs, tcpdump_expr, lo.unwrap_or(0), hi.unwrap_or(u64::MAX));
+    let got = query(&dirs, &q, &[]);
+    assert_eq!(got.len(), want.len(), "{q}: packet count");
+    assert!(got == want, "{q}: packets differ");
+    // Without indexes: the same.
+    let scan = query(&dirs, &q, &["--no-index"]);
+    assert!(scan == want, "{q}: --no-index differs");
+}
+
+#[test]
+fn fixed_queries_equal_tcpdump() {
+    let c = corpus();
+    let h = |i: usize| IpAddr::from(host4(i)).to_string();
+    let h6 = |i: usize| IpAddr::from(host6(i)).to_string();
+    let mid = (c.t0 + c.t1) / 2;
+    for (e, lo, hi) in [
+        (format!("host {}", h(0)), None, None),
+        (format!("host {} and port 443", h(3)), Some(mid), None),
+        (
+            format!("src host {} or dst host {}", h(5), h(6)),
+            None,
+            Some(mid),
+        ),
+        ("net 10.0.0.0/24 and not tcp".to_string(), None, None),
+        (format!("host {}", h6(4)), None, None),
+        (
+            "net 2001:db8::/120 and udp".to_string(),
+            Some(c.t0 + 3_000_000),
+            Some(c.t0 + 12_000_000),
+        ),
+        ("vlan 7".to_string(), None, None),
+        (format!("vlan and host {}", h(2)), None, None),
+        ("arp".to_string(), None, None),
+        ("icmp or ip6 proto 17".to_string(), None, None),
+        ("tcp dst port 22".to_string(), None, None),
+        ("not ip and not ip6".to_string(), None, None),
+        (String::new(), Some(mid), Some(mid + 1_000_000)),
+        ("host 192.0.2.1".to_string(), None, None),
+    ] {
+        check(&e, lo, hi);
+    }
+}
+
+#[test]
+fn extra_bpf_is_applied_on_top() {
+    let c = corpus();
+    let dirs = vec![c.dir.path().join("a")];
+    let h = IpAddr::from(host4(1)).to_string();
+    let got = query(&dirs, &format!("host {h}"), &["--bpf", "tcp[13] & 2 != 0"]);
+    let all = expected(&dirs, &format!("host {h}"), 0, u64::MAX);
+    let bpf = expected(&dirs, "tcp[13] & 2 != 0", 0, u64::MAX);
+    let want: Vec<Pkt> = all.into_iter().filter(|p| bpf.contains(p)).collect();
+    assert!(!want.is_empty());
+    assert!(got == want);
+}
+
+fn prim() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0usize..220).prop_map(|i| format!("host {}", IpAddr::from(host4(i)))),
+        (0usize..220).prop_map(|i| format!("src host {}", IpAddr::from(host4(i)))),
+        (0usize..220).prop_map(|i| format!("host {}", IpAddr::from(host6(i)))),
+        (0usize..220, 16u8..=32).prop_map(|(i, b)| {
+            let (n, _) = hpcap_index::query::range_of(IpAddr::from(host4(i)), b);
+            format!("net {n}/{b}")
+        }),
+        prop::sample::select(vec![80u16, 443, 53, 22, 25, 123, 8080, 3306, 4789, 1500])
+            .prop_map(|p| format!("port {p}")),
+        prop::sample::select(vec![
+            "tcp",
+            "udp",
+            "icmp",
+            "arp",
+            "ip6",
+            "vlan",
+            "ip proto 47"
+        ])
+        .prop_map(String::from),
+        (1u16..25).prop_map(|v| format!("vlan {v}")),
+    ]
+}
+
+fn expr() -> impl Strategy<Value = String> {
+    prim().prop_recursive(3, 8, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_queries_equal_tcpdump(e in expr(), a in 0u64..20, span in 1u64..20, timed in any::<bool>()) {
+        let c = corpus();
+        let (lo, hi) = if timed {
+            (Some(c.t0 + a * 1_000_000), Some(c.t0 + (a + span) * 1_000_000))
+        } else {
+            (None, None)
+        };
+        check(&e, lo, hi);
+    }
+}
