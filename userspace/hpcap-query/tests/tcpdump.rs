@@ -29,7 +29,6 @@ type Pkt = (u64, u32, Vec<u8>);
 
 struct Corpus {
     dir: TempDir,
-    files: Vec<PathBuf>,
     t0: u64,
     t1: u64,
 }
@@ -38,7 +37,6 @@ fn corpus() -> &'static Corpus {
     static C: OnceLock<Corpus> = OnceLock::new();
     C.get_or_init(|| {
         let dir = TempDir::new("query");
-        let mut files = Vec::new();
         let base = Spec::default().ts_start;
         // Three "probes' files" one after the other, plus an overlapping one.
         let layout = [
@@ -95,11 +93,9 @@ fn corpus() -> &'static Corpus {
                 let fi = index_file(&p, 12, false).unwrap();
                 write_atomic(&index_path(&p), &fi.built.bytes).unwrap();
             }
-            files.push(p);
         }
         Corpus {
             dir,
-            files,
             t0: base,
             t1: base + 20_000_000,
         }
