@@ -25,7 +25,12 @@ pub fn bin(name: &str) -> PathBuf {
     if !p.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", name]);
+        // Binaries that live in another package.
+        let pkg = match name {
+            "hpcap-synth" => "hpcap-index",
+            n => n,
+        };
+        cmd.args(["build", "--quiet", "-p", pkg, "--bin", name]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
@@ -158,7 +163,8 @@ pub fn wait_timeout(child: &mut Child, secs: u64) -> std::process::ExitStatus {
     }
 }
 
-/// All regular files under `dir`, sorted by path.
+/// All capture files under `dir` (not index sidecars, not the flows/ tree),
+/// sorted by path.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -166,8 +172,10 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
             if p.is_dir() {
-                stack.push(p);
-            } else {
+                if !p.ends_with("flows") {
+                    stack.push(p);
+                }
+            } else if p.extension().is_none_or(|x| x != "hpidx") {
                 out.push(p);
             }
         }

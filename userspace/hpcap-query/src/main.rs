@@ -106,6 +106,7 @@ struct Stats {
     pruned_index: u64,
     pruned_flows: u64,
     scanned: u64,
+    unreadable: u64,
     indexed: u64,
     pages: u64,
     io: ReadStats,
@@ -403,7 +404,15 @@ impl Query {
         state: Option<hpcap::core::capfile::ReadState>,
         out: &mut Vec<OwnedPacket>,
     ) -> Result<()> {
-        let cf = CaptureFile::open(path)?;
+        let cf = match CaptureFile::open(path) {
+            Ok(cf) => cf,
+            Err(e) => {
+                // An empty or unrecognisable file: said, counted, skipped.
+                eprintln!("hpcap-query: warning: skipping {}: {e}", path.display());
+                self.stats.unreadable += 1;
+                return Ok(());
+            }
+        };
         let data = cf.data();
         self.stats.io.reads += 1;
         self.stats.io.bytes += data.len() as u64 - from;
@@ -598,6 +607,7 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     out.w.flush().context("writing the output")?;
+    let hidden_only = q.stats.unreadable == 0;
     if args.stats {
         let s = &q.stats;
         eprintln!(
@@ -617,6 +627,12 @@ fn run(args: &Args) -> Result<()> {
             s.io.bytes,
             s.io.parsed,
             t0.elapsed().as_secs_f64()
+        );
+    }
+    if !hidden_only {
+        eprintln!(
+            "hpcap-query: {} file(s) could not be read (see the warnings above)",
+            q.stats.unreadable
         );
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! O_DIRECT straight from the read-only mapping, into rotated, valid pcapng
 //! (or HPCAP RAW) files.
 
+mod indexer;
 mod sink;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use hpcap::stream::NextBlock;
 use hpcap::util::{now_ns, parse_size, stop_requested};
 use hpcap::{BlockReader, ListenerMode, Source};
 
+use indexer::{FlowCfg, Indexer};
 use sink::{BlockMeta, DirSink, DiskFull, RotateCfg};
 
 /// Exit status when the disk filled up.
@@ -83,6 +85,16 @@ struct Args {
     /// Stop after this many seconds (flushing like SIGINT).
     #[arg(long, value_name = "N")]
     duration: Option<f64>,
+    /// Do not index completed files (build indexes later with hpcap-index).
+    #[arg(long)]
+    no_index: bool,
+    /// Also write each file's Parquet flow table under
+    /// DIR/flows/probe=P/date=YYYY-MM-DD/hour=HH/.
+    #[arg(long, conflicts_with = "no_index")]
+    flows: bool,
+    /// Probe name in the flow table (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    probe: Option<String>,
     /// Capture source: /dev/hpcapN or a software source path.
     source: PathBuf,
     /// Output directory (not needed with --null).
@@ -98,6 +110,7 @@ struct Totals {
 }
 
 struct Stats {
+    index: Option<std::sync::Arc<indexer::IndexCounters>>,
     interval: Option<Duration>,
     json: Option<std::fs::File>,
     last: Instant,
@@ -133,9 +146,16 @@ impl Stats {
         let (lost_b, lost_k) = reader.losses();
         let gbps = d.bytes as f64 * 8.0 / dt.max(1e-9) / 1e9;
         let mpps = d.packets as f64 / dt.max(1e-9) / 1e6;
+        let ix = self.index.as_ref().map_or(String::new(), |c| {
+            format!(
+                " | indexed {} backlog {}",
+                c.done.load(std::sync::atomic::Ordering::Relaxed),
+                c.backlog()
+            )
+        });
         eprintln!(
             "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
-             drops: ring {} no-space {} writer {} nic {} | filtered {} | overrun {} blocks",
+             drops: ring {} no-space {} writer {} nic {} | filtered {} | overrun {} blocks{ix}",
             if final_ { "total " } else { "" },
             t.packets,
             t.blocks,
@@ -162,6 +182,7 @@ impl Stats {
                 "files": files,
                 "lost_bytes": lost_b,
                 "lost_blocks": lost_k,
+                "index": self.index.as_ref().map(|c| c.json()),
                 "source": {
                     "frames_seen": c.frames_seen,
                     "frames_stored": c.frames_stored,
@@ -235,7 +256,15 @@ fn run(args: &Args) -> Result<Outcome> {
         )?),
         _ => None,
     };
+    let mut index = match (&args.dir, args.null || args.no_index) {
+        (Some(dir), false) => Some(Indexer::start(args.flows.then(|| FlowCfg {
+            root: dir.clone(),
+            probe: args.probe.clone().unwrap_or_else(hostname),
+        }))),
+        _ => None,
+    };
     let mut stats = Stats {
+        index: index.as_ref().map(|i| i.counters.clone()),
         interval: (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval)),
         json: args
             .stats_json
@@ -267,6 +296,11 @@ fn run(args: &Args) -> Result<Outcome> {
                 }
             }
             break;
+        }
+        if let (Some(s), Some(ix)) = (&mut sink, &index) {
+            for p in s.take_closed() {
+                ix.submit(p);
+            }
         }
         let files = sink.as_ref().map_or(0, |s| s.files_done());
         stats.report(&reader, &t, files, false)?;
@@ -327,9 +361,26 @@ fn run(args: &Args) -> Result<Outcome> {
             }
         }
     }
+    if let Some(ix) = &mut index {
+        if let Some(s) = &mut sink {
+            for p in s.take_closed() {
+                ix.submit(p);
+            }
+        }
+        ix.finish();
+    }
     let files = sink.as_ref().map_or(0, |s| s.files_done());
     stats.report(&reader, &t, files, true)?;
     Ok(outcome)
+}
+
+/// The host name (default probe name).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "probe".into())
 }
 
 fn disk_full_or(e: anyhow::Error) -> Result<Outcome> {

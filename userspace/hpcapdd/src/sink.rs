@@ -114,6 +114,8 @@ pub(crate) struct DirSink {
     /// The source's latest counters, for the statistics block of files
     /// closed by rotation.
     counters: Option<CaptureStats>,
+    /// Files completed (renamed) since the last [`DirSink::take_closed`].
+    closed: Vec<PathBuf>,
 }
 
 fn is_enospc(e: &std::io::Error) -> bool {
@@ -176,6 +178,7 @@ impl DirSink {
             files_done: 0,
             usrdeliv: 0,
             counters: None,
+            closed: Vec::new(),
         })
     }
 
@@ -186,6 +189,11 @@ impl DirSink {
 
     pub(crate) fn files_done(&self) -> u64 {
         self.files_done
+    }
+
+    /// Paths of the files completed since the last call (for the indexer).
+    pub(crate) fn take_closed(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.closed)
     }
 
     fn names(&self, first_ts: u64) -> (PathBuf, PathBuf, String) {
@@ -354,7 +362,9 @@ impl DirSink {
             }
         }
         let _ = f.file.sync_all();
-        let _ = std::fs::rename(&f.hidden, &f.final_path);
+        if std::fs::rename(&f.hidden, &f.final_path).is_ok() {
+            self.closed.push(f.final_path.clone());
+        }
         self.files_done += 1;
         DiskFull {
             msg: format!(
@@ -485,7 +495,9 @@ impl DirSink {
             if let Err(e) = pwrite_all(&f.file, a.as_ref(), f.size) {
                 let _ = f.file.set_len(f.size);
                 let _ = f.file.sync_all();
-                let _ = std::fs::rename(&f.hidden, &f.final_path);
+                if std::fs::rename(&f.hidden, &f.final_path).is_ok() {
+                    self.closed.push(f.final_path.clone());
+                }
                 self.files_done += 1;
                 if is_enospc(&e) {
                     return Err(anyhow!(DiskFull {
@@ -509,6 +521,7 @@ impl DirSink {
                 f.final_path.display()
             )
         })?;
+        self.closed.push(f.final_path.clone());
         self.files_done += 1;
         self.retention(false)?;
         Ok(())
@@ -536,7 +549,9 @@ impl DirSink {
                     continue;
                 }
                 if p.is_dir() {
-                    stack.push(p);
+                    if name != "flows" {
+                        stack.push(p);
+                    }
                 } else if p.extension().is_some_and(|x| x == ext) {
                     out.push(p);
                 }
@@ -571,19 +586,31 @@ impl DirSink {
             let keep = if opening { max.saturating_sub(1) } else { max };
             while files.len() > keep {
                 let p = files.remove(0);
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                remove_data_file(&p)?;
                 remove_empty_parents(&p, &self.dir);
             }
         }
         if let Some(min) = self.cfg.min_free {
             while self.free_pct().is_some_and(|f| f < min) && !files.is_empty() {
                 let p = files.remove(0);
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                remove_data_file(&p)?;
                 remove_empty_parents(&p, &self.dir);
             }
         }
         Ok(())
     }
+}
+
+/// Deletes a data file and its index (the index first: an index never
+/// outlives its data, even if we die in between).
+fn remove_data_file(p: &Path) -> Result<()> {
+    let ix = p.with_extension("hpidx");
+    match std::fs::remove_file(&ix) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", ix.display())),
+    }
+    std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))
 }
 
 fn remove_empty_parents(p: &Path, top: &Path) {
