@@ -2,11 +2,13 @@
 //! Building an index: packets go in (record offset, timestamp, frame), an
 //! encoded `.hpidx` comes out.
 //!
-//! Per key, the pages (4 KiB by default) where a packet record carrying the
-//! key starts are collected in a roaring bitmap; each key is added once per
-//! page (the entry remembers the last page it saw), so the cost per packet
-//! is one hash-map probe per key. Pages only grow while a file is read in
-//! order, so bitmaps are built by appending.
+//! The per-packet path is kept to array look-ups and sequential appends:
+//! every key gets a dense id ([`KeyIds`]: direct tables for ether types,
+//! VLANs, protocols and ports, small hash maps only for addresses), a
+//! per-id "last page seen" array drops repeats within a page, and the ids
+//! of each page are appended to one vector. [`Builder::finish`] then turns
+//! those page groups into per-key page lists with one counting sort (pages
+//! stay ascending), so no per-key vector is ever grown while packets flow.
 
 use anyhow::{bail, Context, Result};
 use hashbrown::HashMap;
@@ -36,10 +38,103 @@ pub enum Blocking {
     Chunks,
 }
 
-#[derive(Debug, Default)]
-struct Posting {
-    /// Pages, ascending (the last one is the newest).
-    pages: Vec<u32>,
+/// A key's dense id and 1 + the last page that recorded it (0: none), side
+/// by side so that one cache line answers both.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u32,
+    last: u32,
+}
+
+/// No id yet in a direct table.
+const EMPTY: Slot = Slot {
+    id: u32::MAX,
+    last: 0,
+};
+
+/// Dense key ids, and per key the last page that recorded it.
+#[derive(Debug)]
+struct KeyIds {
+    /// Ether type -> slot.
+    ether: Vec<Slot>,
+    /// VLAN ID (0..4095, 4096: any) -> slot.
+    vlan: Vec<Slot>,
+    /// IP protocol -> slot.
+    proto: Vec<Slot>,
+    /// Port -> slot.
+    port: Vec<Slot>,
+    ip4: HashMap<u32, Slot>,
+    inner4: HashMap<u32, Slot>,
+    ip6: HashMap<u128, Slot>,
+    inner6: HashMap<u128, Slot>,
+    /// id -> key.
+    keys: Vec<Key>,
+}
+
+impl KeyIds {
+    fn new() -> Self {
+        Self {
+            ether: vec![EMPTY; 1 << 16],
+            vlan: vec![EMPTY; 4097],
+            proto: vec![EMPTY; 256],
+            port: vec![EMPTY; 1 << 16],
+            ip4: HashMap::new(),
+            inner4: HashMap::new(),
+            ip6: HashMap::new(),
+            inner6: HashMap::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn fresh(keys: &mut Vec<Key>, k: Key) -> Slot {
+        keys.push(k);
+        Slot {
+            id: keys.len() as u32 - 1,
+            last: 0,
+        }
+    }
+
+    /// The slot of `k`; new keys get ids in order of appearance.
+    #[inline]
+    fn slot(&mut self, k: Key) -> &mut Slot {
+        let keys = &mut self.keys;
+        let slot = match k {
+            Key::EtherType(v) => &mut self.ether[usize::from(v)],
+            Key::Vlan(v) => &mut self.vlan[usize::from(v & 0xFFF)],
+            Key::VlanAny => &mut self.vlan[4096],
+            Key::Proto(p) => &mut self.proto[usize::from(p)],
+            Key::Port(p) => &mut self.port[usize::from(p)],
+            Key::Ip4(a) => {
+                return self
+                    .ip4
+                    .entry(u32::from_ne_bytes(a))
+                    .or_insert_with(|| Self::fresh(keys, k))
+            }
+            Key::InnerIp4(a) => {
+                return self
+                    .inner4
+                    .entry(u32::from_ne_bytes(a))
+                    .or_insert_with(|| Self::fresh(keys, k))
+            }
+            Key::Ip6(a) => {
+                return self
+                    .ip6
+                    .entry(u128::from_ne_bytes(a))
+                    .or_insert_with(|| Self::fresh(keys, k))
+            }
+            Key::InnerIp6(a) => {
+                return self
+                    .inner6
+                    .entry(u128::from_ne_bytes(a))
+                    .or_insert_with(|| Self::fresh(keys, k))
+            }
+        };
+        if slot.id == u32::MAX {
+            *slot = Self::fresh(keys, k);
+        }
+        slot
+    }
 }
 
 /// Accumulates one file's index.
@@ -47,7 +142,11 @@ struct Posting {
 pub struct Builder {
     page_shift: u32,
     blocking: Blocking,
-    keys: HashMap<Key, Posting>,
+    ids: KeyIds,
+    /// Key ids, grouped by page (each id once per page).
+    page_ids: Vec<u32>,
+    /// (page, index in `page_ids` where its group starts), pages ascending.
+    page_marks: Vec<(u32, u32)>,
     pagedir: Vec<u16>,
     blocks: Vec<BlockEntry>,
     contexts: Vec<(u64, ReadState)>,
@@ -75,7 +174,9 @@ impl Builder {
         Self {
             page_shift,
             blocking,
-            keys: HashMap::new(),
+            ids: KeyIds::new(),
+            page_ids: Vec::new(),
+            page_marks: Vec::new(),
             pagedir: Vec::new(),
             blocks: Vec::new(),
             contexts: Vec::new(),
@@ -84,6 +185,17 @@ impl Builder {
             max_ts: 0,
             flows: flows.then(FlowTable::default),
         }
+    }
+
+    /// Reserves room for a data file of `data_len` bytes (address space
+    /// only: untouched capacity costs no memory), so that the per-page key
+    /// groups are not copied as they grow.
+    pub fn reserve(&mut self, data_len: u64) {
+        let pages = (data_len >> self.page_shift) as usize + 1;
+        self.pagedir.reserve(pages);
+        self.page_marks.reserve(pages);
+        // Mixed traffic records some 30 keys per 4 KiB page.
+        self.page_ids.reserve(pages.saturating_mul(48));
     }
 
     /// Packets added so far.
@@ -142,13 +254,18 @@ impl Builder {
         self.packets += 1;
         self.min_ts = self.min_ts.min(ts);
         self.max_ts = self.max_ts.max(ts);
-        let keys = &mut self.keys;
+        if self.page_marks.last().is_none_or(|m| m.0 != page) {
+            self.page_marks.push((page, self.page_ids.len() as u32));
+        }
+        let (ids, page_ids) = (&mut self.ids, &mut self.page_ids);
+        // Pages only grow (records come in file order): a key goes into a
+        // page's group once, however many of its packets carry it.
+        let mark = page + 1;
         let flow: Option<FlowInfo> = dissect(frame, &mut |k| {
-            let e = keys.entry(k).or_default();
-            // Pages only grow (records come in file order); one entry per
-            // page however many packets of the page carry the key.
-            if e.pages.last() != Some(&page) {
-                e.pages.push(page);
+            let slot = ids.slot(k);
+            if slot.last != mark {
+                slot.last = mark;
+                page_ids.push(slot.id);
             }
         });
         if let Some(ft) = &mut self.flows {
@@ -170,26 +287,52 @@ impl Builder {
         }
         pagedir.resize(pages as usize, NO_RECORD);
 
+        // Per key, its pages (ascending): a counting sort of the page groups.
+        let nkeys = self.ids.keys.len();
+        let mut start = vec![0u32; nkeys + 1];
+        for &id in &self.page_ids {
+            start[id as usize + 1] += 1;
+        }
+        for i in 0..nkeys {
+            start[i + 1] += start[i];
+        }
+        let mut fill: Vec<u32> = start[..nkeys].to_vec();
+        let mut sorted = vec![0u32; self.page_ids.len()];
+        let ends = self
+            .page_marks
+            .iter()
+            .skip(1)
+            .map(|m| m.1)
+            .chain(std::iter::once(self.page_ids.len() as u32));
+        for (&(page, from), to) in self.page_marks.iter().zip(ends) {
+            for &id in &self.page_ids[from as usize..to as usize] {
+                let f = &mut fill[id as usize];
+                sorted[*f as usize] = page;
+                *f += 1;
+            }
+        }
+        drop(fill);
         // Keys in byte order, posting locators, fst.
-        let mut entries: Vec<(Vec<u8>, RoaringBitmap)> = self
+        let mut entries: Vec<(Vec<u8>, u32)> = self
+            .ids
             .keys
-            .into_iter()
-            .map(|(k, p)| {
-                let bm = RoaringBitmap::from_sorted_iter(p.pages).expect("ascending pages");
-                (k.to_bytes(), bm)
-            })
+            .iter()
+            .enumerate()
+            .map(|(id, k)| (k.to_bytes(), id as u32))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut postings = Vec::new();
         let mut fstb = fst::MapBuilder::memory();
         let mut hashes = Vec::with_capacity(entries.len());
-        for (k, mut bm) in entries.iter_mut().map(|(k, b)| (k, std::mem::take(b))) {
+        let mut scratch = Vec::new();
+        for (k, id) in &entries {
             hashes.push(key_hash(k));
-            let v = if bm.len() == 1 {
-                (u64::from(bm.min().unwrap_or(0)) << 1) | SINGLE_PAGE
+            let pages = &sorted[start[*id as usize] as usize..start[*id as usize + 1] as usize];
+            let v = if pages.len() == 1 {
+                (u64::from(pages[0]) << 1) | SINGLE_PAGE
             } else {
                 let off = postings.len() as u64;
-                encode_posting(&mut bm, &mut postings)?;
+                encode_pages(pages, &mut postings, &mut scratch)?;
                 off << 1
             };
             fstb.insert(k, v).context("building the key map")?;
@@ -214,32 +357,22 @@ impl Builder {
             encode_state(st, &mut ctx);
         }
 
-        let parts: Vec<(u32, u32, Vec<u8>, u64)> = vec![
+        let parts: Vec<(u32, u32, u64, Vec<u8>)> = vec![
             zpart(section::BLOCKS, &blocks)?,
             zpart(section::PAGEDIR, &dir)?,
             zpart(section::CONTEXTS, &ctx)?,
-            (
-                section::FILTER,
-                codec::NONE,
-                filter.clone(),
-                filter.len() as u64,
-            ),
-            (
-                section::KEYS,
-                codec::NONE,
-                keys_fst.clone(),
-                keys_fst.len() as u64,
-            ),
+            (section::FILTER, codec::NONE, filter.len() as u64, filter),
+            (section::KEYS, codec::NONE, keys_fst.len() as u64, keys_fst),
             (
                 section::POSTINGS,
                 codec::NONE,
-                postings.clone(),
                 postings.len() as u64,
+                postings,
             ),
         ];
         let mut off = Header::encoded_len(parts.len()) as u64;
         let mut sections = Vec::new();
-        for (id, c, data, raw_len) in &parts {
+        for (id, c, raw_len, data) in &parts {
             sections.push(Section {
                 id: *id,
                 codec: *c,
@@ -261,7 +394,8 @@ impl Builder {
             sections,
         };
         let mut bytes = header.encode();
-        for (_, _, data, _) in &parts {
+        bytes.reserve(parts.iter().map(|p| p.3.len()).sum());
+        for (_, _, _, data) in &parts {
             bytes.extend_from_slice(data);
         }
         Ok(Built {
@@ -272,30 +406,65 @@ impl Builder {
     }
 }
 
-/// Appends a posting: `0, count, page deltas` as LEB128 varints when that
-/// is smaller, else `1, length, serialized roaring bitmap` (dense keys).
-pub fn encode_posting(bm: &mut RoaringBitmap, out: &mut Vec<u8>) -> Result<()> {
-    let mut var = Vec::new();
-    put_varint(&mut var, bm.len());
+/// Keys on fewer pages than this are always stored as varints (a roaring
+/// bitmap only wins for long runs or dense sets).
+const ROARING_MIN: usize = 16;
+
+/// A lower bound of the serialized size of the (optimized) roaring bitmap
+/// of `pages`: per 65536-page chunk, the smallest of an array (2 bytes a
+/// page), a bitmap (8 KiB) and runs (4 bytes a run), plus 4 bytes of
+/// descriptor. When even this is not smaller than the varints, the bitmap
+/// is not built.
+fn roaring_floor(pages: &[u32]) -> usize {
+    let mut total = 0;
+    let mut i = 0;
+    while i < pages.len() {
+        let hi = pages[i] >> 16;
+        let (mut n, mut runs) = (0usize, 0usize);
+        let mut prev = None;
+        while i < pages.len() && pages[i] >> 16 == hi {
+            if prev.is_none_or(|q: u32| q + 1 != pages[i]) {
+                runs += 1;
+            }
+            prev = Some(pages[i]);
+            n += 1;
+            i += 1;
+        }
+        total += 4 + (2 * n).min(8192).min(2 + 4 * runs);
+    }
+    total
+}
+
+/// Appends the posting of `pages` (ascending, distinct):
+/// `0, count, page deltas` as LEB128 varints when that is smaller, else
+/// `1, length, serialized roaring bitmap` (dense keys). The bitmap is only
+/// built for keys on enough pages that it might be the smaller one.
+pub fn encode_pages(pages: &[u32], out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<()> {
+    scratch.clear();
+    put_varint(scratch, pages.len() as u64);
     let mut prev = 0u32;
-    for (i, p) in bm.iter().enumerate() {
-        put_varint(&mut var, u64::from(if i == 0 { p } else { p - prev }));
+    for (i, &p) in pages.iter().enumerate() {
+        put_varint(scratch, u64::from(if i == 0 { p } else { p - prev }));
         prev = p;
     }
-    bm.optimize();
-    if var.len() <= bm.serialized_size() + 4 {
-        out.push(0);
-        out.extend_from_slice(&var);
-    } else {
-        out.push(1);
-        put_varint(out, bm.serialized_size() as u64);
-        bm.serialize_into(&mut *out)
-            .context("serializing a posting")?;
+    if pages.len() >= ROARING_MIN && roaring_floor(pages) + 4 < scratch.len() {
+        let mut bm = RoaringBitmap::from_sorted_iter(pages.iter().copied())
+            .map_err(|_| anyhow::anyhow!("pages not ascending"))?;
+        bm.optimize();
+        if scratch.len() > bm.serialized_size() + 4 {
+            out.push(1);
+            put_varint(out, bm.serialized_size() as u64);
+            bm.serialize_into(&mut *out)
+                .context("serializing a posting")?;
+            return Ok(());
+        }
     }
+    out.push(0);
+    out.extend_from_slice(scratch);
     Ok(())
 }
 
-/// Decodes a posting written by [`encode_posting`] at the start of `b`.
+/// Decodes a posting written by [`encode_pages`] at the start of `b`.
 pub fn decode_posting(b: &[u8]) -> Option<RoaringBitmap> {
     let (&tag, rest) = b.split_first()?;
     let mut at = 0;
@@ -340,9 +509,9 @@ fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-fn zpart(id: u32, raw: &[u8]) -> Result<(u32, u32, Vec<u8>, u64)> {
+fn zpart(id: u32, raw: &[u8]) -> Result<(u32, u32, u64, Vec<u8>)> {
     let z = zstd::bulk::compress(raw, 3).context("zstd")?;
-    Ok((id, codec::ZSTD, z, raw.len() as u64))
+    Ok((id, codec::ZSTD, raw.len() as u64, z))
 }
 
 /// Hash of a key's bytes for the file filter.

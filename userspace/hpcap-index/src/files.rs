@@ -47,6 +47,7 @@ pub fn index_file(path: &Path, page_shift: u32, flows: bool) -> Result<FileIndex
     let cf = CaptureFile::open(path)?;
     let data = cf.data();
     let mut b = Builder::new(blocking_of(cf.kind()), page_shift, flows);
+    b.reserve(data.len() as u64);
     let mut it = match cf.kind() {
         FileKind::Raw { .. } => Packets::new_raw(data),
         _ => Packets::new(data).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?,
