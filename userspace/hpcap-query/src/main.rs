@@ -116,13 +116,74 @@ struct Stats {
 /// What to read from one file.
 enum Plan {
     /// Read these page runs with the index (then the tail past `covered`).
-    Pages {
-        runs: VecDeque<(u32, u32)>,
-        index: Index,
-        covered: u64,
-    },
+    Pages(Box<PagePlan>),
     /// Scan the whole file.
     Scan,
+}
+
+/// Page runs to read from one indexed file.
+struct PagePlan {
+    /// The data file, open.
+    file: File,
+    /// Runs of pages still to read, in file order.
+    runs: VecDeque<(u32, u32)>,
+    /// Of `runs`, how many from the front have been announced to the kernel
+    /// (read-ahead requested).
+    announced: usize,
+    index: Index,
+    /// The index's page directory and read states (decoded once).
+    dir: Vec<u16>,
+    ctx: Vec<(u64, hpcap::core::capfile::ReadState)>,
+    /// Bytes of the data file the index covers.
+    covered: u64,
+}
+
+/// Read-ahead window per file: page runs are announced to the kernel
+/// (`POSIX_FADV_WILLNEED`) this many bytes ahead of the reader, so that
+/// the disk sees many requests at once instead of one read at a time.
+const WINDOW: u64 = 32 << 20;
+
+impl PagePlan {
+    /// Byte range of run `(a, b)` as read by `read_run`.
+    fn range(&self, (a, b): (u32, u32)) -> (u64, u64) {
+        let shift = self.index.header.page_shift;
+        let start = u64::from(a) << shift;
+        let end = ((u64::from(b) + 1) << shift)
+            .saturating_add(2048)
+            .min(self.covered);
+        (start, end.max(start))
+    }
+
+    /// Announces the runs within [`WINDOW`] bytes of the next one.
+    fn announce(&mut self) {
+        let mut ahead = 0u64;
+        for (i, r) in self.runs.iter().enumerate() {
+            let (s, e) = self.range(*r);
+            ahead += e - s;
+            if i >= self.announced {
+                advise(&self.file, s, e - s, libc::POSIX_FADV_WILLNEED);
+                self.announced = i + 1;
+            }
+            if ahead >= WINDOW {
+                break;
+            }
+        }
+    }
+}
+
+/// posix_fadvise; advice only, failures are ignored.
+fn advise(f: &File, off: u64, len: u64, advice: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads its integer arguments; the
+    // descriptor is open for the duration of the call.
+    unsafe {
+        libc::posix_fadvise(
+            f.as_raw_fd(),
+            off as libc::off_t,
+            len as libc::off_t,
+            advice,
+        );
+    }
 }
 
 struct Cursor {
@@ -304,6 +365,8 @@ impl Query {
         self.stats.indexed += 1;
         self.stats.pages += pages.len();
         let runs: VecDeque<(u32, u32)> = runs(&pages, self.merge_gap).into();
+        let dir = ix.pagedir()?;
+        let ctx = ix.contexts()?;
         // No match is older than the window's start, nor than the file's
         // oldest packet (when the index covers the whole file).
         let lower = if complete {
@@ -312,14 +375,19 @@ impl Query {
             self.lo
         };
         let covered = h.data_len;
-        Ok(Some((
-            Plan::Pages {
-                runs,
-                index: ix,
-                covered,
-            },
-            lower,
-        )))
+        // Scattered reads: no read-ahead beyond what is announced.
+        advise(&f, 0, 0, libc::POSIX_FADV_RANDOM);
+        let mut pp = PagePlan {
+            file: f,
+            runs,
+            announced: 0,
+            index: ix,
+            dir,
+            ctx,
+            covered,
+        };
+        pp.announce();
+        Ok(Some((Plan::Pages(Box::new(pp)), lower)))
     }
 
     /// Reads more matching packets of `c` into its buffer (until at least
@@ -338,24 +406,19 @@ impl Query {
                     c.buf.extend(out);
                     c.done = true;
                 }
-                Plan::Pages {
-                    runs,
-                    index,
-                    covered,
-                } => match runs.pop_front() {
+                Plan::Pages(pp) => match pp.runs.pop_front() {
                     Some((a, b)) => {
-                        let f = File::open(&c.path)?;
-                        let dir = index.pagedir()?;
-                        let ctx = index.contexts()?;
+                        pp.announced = pp.announced.saturating_sub(1);
+                        pp.announce();
                         let mut out = Vec::new();
                         let m = &mut self.matcher;
                         let mut err = None;
                         read_run(
-                            &f,
-                            *covered,
-                            index.header.page_shift,
-                            &dir,
-                            &ctx,
+                            &pp.file,
+                            pp.covered,
+                            pp.index.header.page_shift,
+                            &pp.dir,
+                            &pp.ctx,
                             a,
                             b,
                             &mut self.stats.io,
@@ -379,11 +442,10 @@ impl Query {
                     }
                     None => {
                         // The tail the index does not cover (appended later).
-                        let len = std::fs::metadata(&c.path)?.len();
-                        if len > *covered {
-                            let ctx = index.contexts()?;
-                            let st = ctx.last().map(|x| x.1);
-                            let (path, from) = (c.path.clone(), *covered);
+                        let len = pp.file.metadata()?.len();
+                        if len > pp.covered {
+                            let st = pp.ctx.last().map(|x| x.1);
+                            let (path, from) = (c.path.clone(), pp.covered);
                             let mut out = Vec::new();
                             self.scan_file(&path, from, st, &mut out)?;
                             c.buf.extend(out);
