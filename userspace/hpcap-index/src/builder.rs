@@ -359,7 +359,9 @@ impl Builder {
 
         let parts: Vec<(u32, u32, u64, Vec<u8>)> = vec![
             zpart(section::BLOCKS, &blocks)?,
-            zpart(section::PAGEDIR, &dir)?,
+            // Stored plainly so that a reader maps just the entries of the
+            // pages it reads (2 bytes a page: 0.05% of the data).
+            (section::PAGEDIR, codec::NONE, dir.len() as u64, dir),
             zpart(section::CONTEXTS, &ctx)?,
             (section::FILTER, codec::NONE, filter.len() as u64, filter),
             (section::KEYS, codec::NONE, keys_fst.len() as u64, keys_fst),

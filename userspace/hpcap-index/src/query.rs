@@ -569,11 +569,24 @@ impl Expr {
     }
 
     /// A superset of the pages of `ix` holding packets that match.
-    pub fn pages(&self, ix: &Index, all: &RoaringBitmap) -> Result<RoaringBitmap> {
-        self.pages_neg(ix, all, false)
+    pub fn pages(&self, ix: &Index) -> Result<RoaringBitmap> {
+        // Every page with a record: only needed by negations and constants.
+        let all = std::cell::OnceCell::new();
+        self.pages_neg(ix, &all, false)
     }
 
-    fn pages_neg(&self, ix: &Index, all: &RoaringBitmap, neg: bool) -> Result<RoaringBitmap> {
+    fn pages_neg(
+        &self,
+        ix: &Index,
+        all: &std::cell::OnceCell<RoaringBitmap>,
+        neg: bool,
+    ) -> Result<RoaringBitmap> {
+        let every = || -> Result<&RoaringBitmap> {
+            if all.get().is_none() {
+                let _ = all.set(ix.all_pages()?);
+            }
+            Ok(all.get().expect("set above"))
+        };
         Ok(match (self, neg) {
             (Expr::And(a, b), false) | (Expr::Or(a, b), true) => {
                 let x = a.pages_neg(ix, all, neg)?;
@@ -588,18 +601,18 @@ impl Expr {
             (Expr::Not(a), n) => a.pages_neg(ix, all, !n)?,
             (Expr::Const(c), n) => {
                 if *c != n {
-                    all.clone()
+                    every()?.clone()
                 } else {
                     RoaringBitmap::new()
                 }
             }
             (Expr::P(Prim::Before(t)), false) | (Expr::P(Prim::After(t)), true) => {
-                ix.time_pages(0, *t)? & all
+                ix.time_pages(0, *t)? & every()?
             }
             (Expr::P(Prim::After(t)), false) | (Expr::P(Prim::Before(t)), true) => {
-                ix.time_pages(*t, u64::MAX)? & all
+                ix.time_pages(*t, u64::MAX)? & every()?
             }
-            (Expr::P(_), true) => all.clone(),
+            (Expr::P(_), true) => every()?.clone(),
             (Expr::P(p), false) => prim_pages(p, ix)?,
         })
     }

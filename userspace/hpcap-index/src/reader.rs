@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
 use fst::{IntoStreamer, Streamer};
@@ -25,6 +26,10 @@ pub struct Index {
     /// Its header.
     pub header: Header,
     filter: Option<xorf::Xor8>,
+    /// The page directory, decoded (only when it is stored compressed).
+    dir: OnceLock<Vec<u16>>,
+    /// The read states, decoded on first use.
+    ctx: OnceLock<Vec<(u64, ReadState)>>,
 }
 
 /// The index path of a data file: `NAME.pcapng` -> `NAME.hpidx`.
@@ -58,6 +63,8 @@ impl Index {
             map,
             header,
             filter: None,
+            dir: OnceLock::new(),
+            ctx: OnceLock::new(),
         };
         ix.filter = decode_filter(&ix.section(section::FILTER)?);
         Ok(ix)
@@ -104,10 +111,53 @@ impl Index {
             .collect())
     }
 
+    /// The offset in page `p` of the first packet record starting there
+    /// ([`NO_RECORD`]: none; `None`: beyond the directory). Reads only that
+    /// entry of a plainly stored directory (decodes a compressed one once).
+    pub fn page_offset(&self, p: u32) -> Result<Option<u16>> {
+        let p = p as usize;
+        match self.header.section(section::PAGEDIR) {
+            Some(s) if s.codec == codec::NONE => {
+                let at = p.checked_mul(2).filter(|a| a + 2 <= s.len as usize);
+                Ok(at.map(|a| {
+                    let o = s.offset as usize + a;
+                    u16::from_le_bytes([self.map[o], self.map[o + 1]])
+                }))
+            }
+            _ => {
+                if self.dir.get().is_none() {
+                    let d = self.pagedir()?;
+                    let _ = self.dir.set(d);
+                }
+                Ok(self.dir.get().and_then(|d| d.get(p).copied()))
+            }
+        }
+    }
+
     /// Read states and where they start.
     pub fn contexts(&self) -> Result<Vec<(u64, ReadState)>> {
-        let b = self.section(section::CONTEXTS)?;
-        decode_contexts(&b).ok_or_else(|| anyhow!("{}: contexts damaged", self.path.display()))
+        Ok(self.contexts_ref()?.to_vec())
+    }
+
+    fn contexts_ref(&self) -> Result<&[(u64, ReadState)]> {
+        if self.ctx.get().is_none() {
+            let b = self.section(section::CONTEXTS)?;
+            let c = decode_contexts(&b)
+                .ok_or_else(|| anyhow!("{}: contexts damaged", self.path.display()))?;
+            let _ = self.ctx.set(c);
+        }
+        Ok(self.ctx.get().map(|c| c.as_slice()).unwrap_or(&[]))
+    }
+
+    /// The read state in force at file offset `at`.
+    pub fn state_at(&self, at: u64) -> Result<ReadState> {
+        let c = self.contexts_ref()?;
+        c.iter()
+            .rev()
+            .find(|(from, _)| *from <= at)
+            .or(c.first())
+            .map(|c| c.1)
+            .ok_or_else(|| anyhow!("{}: index has no read state", self.path.display()))
     }
 
     /// The key map.
@@ -275,36 +325,37 @@ pub struct ReadStats {
 }
 
 /// Reads the packets whose records start in pages `first..=last` of `data`
-/// (whose index gave `dir` and `contexts`), calling `f` for each; `f`
-/// returns `false` to stop. Returns whether it ran to the end.
-#[allow(clippy::too_many_arguments)]
+/// (described by `ix`), calling `f` for each; `f` returns `false` to stop.
+/// Returns whether it ran to the end.
 pub fn read_run(
     data: &File,
-    data_len: u64,
-    page_shift: u32,
-    dir: &[u16],
-    contexts: &[(u64, ReadState)],
+    ix: &Index,
     first: u32,
     last: u32,
     stats: &mut ReadStats,
     f: &mut dyn FnMut(OwnedPacket) -> bool,
 ) -> Result<bool> {
-    let ps = 1u64 << page_shift;
+    let data_len = ix.header.data_len;
+    let ps = 1u64 << ix.header.page_shift;
     // The first page of the run with a record start.
-    let Some(p0) = (first..=last).find(|&p| dir.get(p as usize).is_some_and(|v| *v != NO_RECORD))
-    else {
+    let mut p0 = None;
+    for p in first..=last {
+        match ix.page_offset(p)? {
+            None => break,
+            Some(NO_RECORD) => {}
+            Some(off) => {
+                p0 = Some((p, off));
+                break;
+            }
+        }
+    }
+    let Some((p0, off0)) = p0 else {
         return Ok(true);
     };
-    let start = u64::from(p0) * ps + u64::from(dir[p0 as usize]);
+    let start = u64::from(p0) * ps + u64::from(off0);
     let end_pages = (u64::from(last) + 1) * ps;
     let stop = end_pages.min(data_len);
-    let ctx = contexts
-        .iter()
-        .rev()
-        .find(|(at, _)| *at <= start)
-        .or(contexts.first())
-        .map(|c| c.1)
-        .ok_or_else(|| anyhow!("index has no read state"))?;
+    let ctx = ix.state_at(start)?;
     // Read the run plus a little for a record that spills over its end.
     let mut want = (stop - start + 2048).min(data_len - start);
     let mut buf = vec![0u8; want as usize];

@@ -160,24 +160,14 @@ fn every_key_page_directory_and_blocks_match_a_brute_force_scan() {
         }
         // Reading every page returns every packet once, in order.
         let f = File::open(&p).unwrap();
-        let ctx = ix.contexts().unwrap();
+        assert!(!ix.contexts().unwrap().is_empty());
         let mut seen = Vec::new();
         let mut st = ReadStats::default();
         for (a, b) in runs(&ix.all_pages().unwrap(), 3) {
-            read_run(
-                &f,
-                ix.header.data_len,
-                12,
-                &dir,
-                &ctx,
-                a,
-                b,
-                &mut st,
-                &mut |p| {
-                    seen.push((p.record, p.ts_ns, p.data));
-                    true
-                },
-            )
+            read_run(&f, &ix, a, b, &mut st, &mut |p| {
+                seen.push((p.record, p.ts_ns, p.data));
+                true
+            })
             .unwrap();
         }
         assert_eq!(seen, pk, "{fmt:?}: pages read back");
@@ -246,10 +236,9 @@ proptest! {
             format!("host {} or (udp and after {}.{:09} and before {}.{:09})", IpAddr::from(host6(host)), lo / 1_000_000_000, lo % 1_000_000_000, hi / 1_000_000_000, hi % 1_000_000_000),
             format!("inner host {}", IpAddr::from(host4(host + 7000))),
         ];
-        let all = ix.all_pages().unwrap();
         for q in &qs {
             let e = parse(q, 0).unwrap();
-            let pages = e.pages(&ix, &all).unwrap();
+            let pages = e.pages(&ix).unwrap();
             let mut m = Matcher::new(&e, None).unwrap();
             for (rec, ts, f) in &pk {
                 if m.matches(*ts, f.len() as u32, f).unwrap() {
@@ -301,7 +290,7 @@ fn inner_host_matches_tunnel_payloads_only() {
                 assert_eq!(got, want, "{q}");
                 hits += got.len();
             }
-            let pages = e.pages(&ix, &ix.all_pages().unwrap()).unwrap();
+            let pages = e.pages(&ix).unwrap();
             for r in &got {
                 assert!(pages.contains((r >> 12) as u32));
             }

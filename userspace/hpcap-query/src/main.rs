@@ -113,6 +113,20 @@ struct Stats {
     matched: u64,
 }
 
+impl Stats {
+    /// Adds the planning counters of `o`.
+    fn add(&mut self, o: &Stats) {
+        self.files += o.files;
+        self.pruned_name += o.pruned_name;
+        self.pruned_time += o.pruned_time;
+        self.pruned_index += o.pruned_index;
+        self.pruned_flows += o.pruned_flows;
+        self.scanned += o.scanned;
+        self.indexed += o.indexed;
+        self.pages += o.pages;
+    }
+}
+
 /// What to read from one file.
 enum Plan {
     /// Read these page runs with the index (then the tail past `covered`).
@@ -131,9 +145,6 @@ struct PagePlan {
     /// (read-ahead requested).
     announced: usize,
     index: Index,
-    /// The index's page directory and read states (decoded once).
-    dir: Vec<u16>,
-    ctx: Vec<(u64, hpcap::core::capfile::ReadState)>,
     /// Bytes of the data file the index covers.
     covered: u64,
 }
@@ -296,42 +307,93 @@ fn read_candidates(p: &Path) -> Result<Candidates> {
 
 struct Query {
     matcher: Matcher,
+    stats: Stats,
+}
+
+/// What decides which files and pages to read (shared by the planning
+/// threads).
+struct Planner {
     expr: Expr,
     lo: u64,
     hi: u64,
-    stats: Stats,
     merge_gap: u32,
 }
 
-impl Query {
+/// One file to plan: its path, whether to use its index, the page ranges
+/// a flow-table answer allows.
+struct Job {
+    path: PathBuf,
+    use_index: bool,
+    allowed: Option<Vec<(u32, u32)>>,
+    iface_name: String,
+}
+
+/// Files planned at once: opening an index and reading what the query
+/// needs from it is a chain of small dependent reads, which overlap across
+/// files when cold.
+const PLAN_THREADS: usize = 8;
+
+impl Planner {
+    /// Plans every job, in parallel, returning the plans in job order.
+    fn plan_all(&self, jobs: &[Job], stats: &mut Stats) -> Result<Vec<Option<(Plan, u64)>>> {
+        type Slot = std::sync::Mutex<Option<(Result<Option<(Plan, u64)>>, Stats)>>;
+        let slots: Vec<Slot> = jobs.iter().map(|_| Default::default()).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..PLAN_THREADS.min(jobs.len()) {
+                sc.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(j) = jobs.get(i) else {
+                        break;
+                    };
+                    let mut st = Stats::default();
+                    let r = self.plan(&j.path, j.use_index, j.allowed.as_deref(), &mut st);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some((r, st));
+                });
+            }
+        });
+        let mut out = Vec::with_capacity(jobs.len());
+        for s in slots {
+            let (r, st) = s
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .ok_or_else(|| anyhow!("a planning thread failed"))?;
+            stats.add(&st);
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
     /// Decides what to read of `path`.
     fn plan(
-        &mut self,
+        &self,
         path: &Path,
         use_index: bool,
         allowed: Option<&[(u32, u32)]>,
+        stats: &mut Stats,
     ) -> Result<Option<(Plan, u64)>> {
-        self.stats.files += 1;
+        stats.files += 1;
         if name_ts(path).is_some_and(|t| t >= self.hi) {
-            self.stats.pruned_name += 1;
+            stats.pruned_name += 1;
             return Ok(None);
         }
         let ipath = index_path(path);
         if use_index && ipath.exists() {
-            match self.plan_indexed(path, &ipath, allowed) {
+            match self.plan_indexed(path, &ipath, allowed, stats) {
                 Ok(p) => return Ok(p),
                 Err(e) => eprintln!("hpcap-query: warning: {e:#}; scanning {}", path.display()),
             }
         }
-        self.stats.scanned += 1;
+        stats.scanned += 1;
         Ok(Some((Plan::Scan, self.lo)))
     }
 
     fn plan_indexed(
-        &mut self,
+        &self,
         path: &Path,
         ipath: &Path,
         allowed: Option<&[(u32, u32)]>,
+        stats: &mut Stats,
     ) -> Result<Option<(Plan, u64)>> {
         let ix = Index::open(ipath)?;
         let f = File::open(path).with_context(|| path.display().to_string())?;
@@ -345,11 +407,10 @@ impl Query {
         let complete = len == ix.header.data_len;
         let h = &ix.header;
         if complete && (h.packets == 0 || h.max_ts < self.lo || h.min_ts >= self.hi) {
-            self.stats.pruned_time += 1;
+            stats.pruned_time += 1;
             return Ok(None);
         }
-        let all = ix.all_pages()?;
-        let mut pages = self.expr.pages(&ix, &all)?;
+        let mut pages = self.expr.pages(&ix)?;
         if let Some(r) = allowed {
             let mut a = RoaringBitmap::new();
             for (x, y) in r {
@@ -358,15 +419,13 @@ impl Query {
             pages &= a;
         }
         if pages.is_empty() && complete {
-            self.stats.pruned_index += 1;
+            stats.pruned_index += 1;
             return Ok(None);
         }
         ix.check_data(&f)?;
-        self.stats.indexed += 1;
-        self.stats.pages += pages.len();
+        stats.indexed += 1;
+        stats.pages += pages.len();
         let runs: VecDeque<(u32, u32)> = runs(&pages, self.merge_gap).into();
-        let dir = ix.pagedir()?;
-        let ctx = ix.contexts()?;
         // No match is older than the window's start, nor than the file's
         // oldest packet (when the index covers the whole file).
         let lower = if complete {
@@ -382,14 +441,14 @@ impl Query {
             runs,
             announced: 0,
             index: ix,
-            dir,
-            ctx,
             covered,
         };
         pp.announce();
         Ok(Some((Plan::Pages(Box::new(pp)), lower)))
     }
+}
 
+impl Query {
     /// Reads more matching packets of `c` into its buffer (until at least
     /// one or the end).
     fn refill(&mut self, c: &mut Cursor) -> Result<()> {
@@ -415,10 +474,7 @@ impl Query {
                         let mut err = None;
                         read_run(
                             &pp.file,
-                            pp.covered,
-                            pp.index.header.page_shift,
-                            &pp.dir,
-                            &pp.ctx,
+                            &pp.index,
                             a,
                             b,
                             &mut self.stats.io,
@@ -444,7 +500,7 @@ impl Query {
                         // The tail the index does not cover (appended later).
                         let len = pp.file.metadata()?.len();
                         if len > pp.covered {
-                            let st = pp.ctx.last().map(|x| x.1);
+                            let st = pp.index.contexts()?.last().map(|x| x.1);
                             let (path, from) = (c.path.clone(), pp.covered);
                             let mut out = Vec::new();
                             self.scan_file(&path, from, st, &mut out)?;
@@ -578,15 +634,16 @@ fn run(args: &Args) -> Result<()> {
     let cands = args.flows_csv.as_deref().map(read_candidates).transpose()?;
     let mut q = Query {
         matcher,
+        stats: Stats::default(),
+    };
+    let planner = Planner {
         expr,
         lo,
         hi,
-        stats: Stats::default(),
         merge_gap: args.merge_gap,
     };
     let t0 = Instant::now();
-    let mut ifaces: Vec<String> = Vec::new();
-    let mut cursors: Vec<Cursor> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for dir in &args.dirs {
         let probe = probe_of(dir);
         let label = dir
@@ -609,7 +666,7 @@ fn run(args: &Args) -> Result<()> {
                         .get(&(Some(probe.clone()), rel.clone()))
                         .or_else(|| c.get(&(None, rel)));
                     match hit {
-                        Some(r) => Some(r.as_slice()),
+                        Some(r) => Some(r.clone()),
                         None => {
                             q.stats.files += 1;
                             q.stats.pruned_flows += 1;
@@ -618,26 +675,36 @@ fn run(args: &Args) -> Result<()> {
                     }
                 }
             };
-            let Some((plan, lower)) = q.plan(&path, !args.no_index && !hidden, allowed)? else {
-                continue;
-            };
-            let name = format!("{label}:{}", iface_name(&path));
-            let iface = match ifaces.iter().position(|n| *n == name) {
-                Some(i) => i,
-                None => {
-                    ifaces.push(name);
-                    ifaces.len() - 1
-                }
-            } as u32;
-            cursors.push(Cursor {
+            jobs.push(Job {
+                iface_name: format!("{label}:{}", iface_name(&path)),
                 path,
-                iface,
-                plan: Some(plan),
-                lower_ts: lower,
-                buf: VecDeque::new(),
-                done: false,
+                use_index: !args.no_index && !hidden,
+                allowed,
             });
         }
+    }
+    let plans = planner.plan_all(&jobs, &mut q.stats)?;
+    let mut ifaces: Vec<String> = Vec::new();
+    let mut cursors: Vec<Cursor> = Vec::new();
+    for (job, plan) in jobs.into_iter().zip(plans) {
+        let Some((plan, lower)) = plan else {
+            continue;
+        };
+        let iface = match ifaces.iter().position(|n| *n == job.iface_name) {
+            Some(i) => i,
+            None => {
+                ifaces.push(job.iface_name);
+                ifaces.len() - 1
+            }
+        } as u32;
+        cursors.push(Cursor {
+            path: job.path,
+            iface,
+            plan: Some(plan),
+            lower_ts: lower,
+            buf: VecDeque::new(),
+            done: false,
+        });
     }
     let sink: Box<dyn Write> = match &args.write {
         Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
