@@ -3,7 +3,8 @@
 //! (pcap and pcapng, with indexes, plus one file without), the packets
 //! `hpcap-query` writes are exactly those `tcpdump -r FILE 'EXPR'` returns
 //! from every file, cut to the query's time window and merged in time order
-//! (ties in file order). Fixed queries and random ones (proptest).
+//! (ties in file order). Fixed queries and random ones (proptest), and
+//! `--flows-csv` restricting the search to a flow-table answer.
 
 #[path = "../../testutil/mod.rs"]
 mod testutil;
@@ -170,6 +171,28 @@ fn expected(dirs: &[PathBuf], expr: &str, lo: u64, hi: u64) -> Vec<Pkt> {
     out
 }
 
+/// What `tcpdump -r FILE EXPR` returns.
+fn tcpdump_file(f: &Path, expr: &str) -> Vec<Pkt> {
+    let out = corpus().dir.path().join(format!(
+        "tcpdump1-{}-{:?}.pcap",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let o = Command::new("tcpdump")
+        .arg("--time-stamp-precision=nano")
+        .arg("-r")
+        .arg(f)
+        .arg("-w")
+        .arg(&out)
+        .arg(expr)
+        .output()
+        .expect("tcpdump");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = read_pkts(&out);
+    std::fs::remove_file(&out).unwrap();
+    v
+}
+
 fn query(dirs: &[PathBuf], q: &str, extra: &[&str]) -> Vec<Pkt> {
     let out = corpus().dir.path().join(format!(
         "q-{}-{:?}.pcapng",
@@ -268,6 +291,91 @@ fn extra_bpf_is_applied_on_top() {
     let want: Vec<Pkt> = all.into_iter().filter(|p| bpf.contains(p)).collect();
     assert!(!want.is_empty());
     assert!(got == want);
+}
+
+/// `--flows-csv`: the answer of a flow-table query (here computed from the
+/// flow tables hpcap-index builds) restricts hpcap-query to the listed
+/// files and page ranges, and what it returns is still exactly tcpdump's
+/// answer for those files; files not listed are pruned and counted.
+#[test]
+fn flows_csv_restricts_files_and_pages() {
+    let c = corpus();
+    let dir = c.dir.path().join("a");
+    let files = hpcap_index::files::data_files(&dir, false).unwrap();
+    assert_eq!(files.len(), 3);
+    let host: IpAddr = IpAddr::from(host4(3));
+    let expr = format!("ip host {host}");
+    // probe = the directory's name (it has no flows/probe=NAME inside).
+    let mut csv = String::from("probe,file,first_page,last_page\n");
+    let mut ranges = 0;
+    for f in &files {
+        let fi = index_file(f, 12, true).unwrap();
+        let rel = f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        for fl in fi.built.flows.unwrap().rows() {
+            if fl.src.ip() == host || fl.dst.ip() == host {
+                csv.push_str(&format!("a,{rel},{},{}\n", fl.first_page, fl.last_page));
+                ranges += 1;
+            }
+        }
+    }
+    assert!(ranges > 3, "the host has flows");
+    let path = c
+        .dir
+        .path()
+        .join(format!("hits-{}.csv", std::process::id()));
+    std::fs::write(&path, &csv).unwrap();
+    let csv_arg = path.to_string_lossy().into_owned();
+    let got = query(
+        std::slice::from_ref(&dir),
+        &expr,
+        &["--flows-csv", &csv_arg],
+    );
+    let want = expected(std::slice::from_ref(&dir), &expr, 0, u64::MAX);
+    assert!(!want.is_empty());
+    assert_eq!(got.len(), want.len(), "--flows-csv: packet count");
+    assert!(got == want, "--flows-csv: packets differ");
+
+    // Only `file` (whole files), one of three: the others are pruned.
+    let rel = files[1]
+        .strip_prefix(&dir)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::write(&path, format!("file\n\"{rel}\"\n")).unwrap();
+    let o = Command::new(bin("hpcap-query"))
+        .args(["--stats", "--flows-csv", &csv_arg, "-w"])
+        .arg(
+            c.dir
+                .path()
+                .join(format!("one-{}.pcapng", std::process::id())),
+        )
+        .arg(&expr)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2 by flows"), "{err}");
+    let got = read_pkts(
+        &c.dir
+            .path()
+            .join(format!("one-{}.pcapng", std::process::id())),
+    );
+    assert!(
+        got == tcpdump_file(&files[1], &expr),
+        "--flows-csv, one file"
+    );
+
+    // A CSV without a `file` column is refused with a clear message.
+    std::fs::write(&path, "probe,first_page\na,1\n").unwrap();
+    let o = Command::new(bin("hpcap-query"))
+        .args(["--flows-csv", &csv_arg, "-w", "/dev/null", &expr])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no 'file' column"));
+    std::fs::remove_file(&path).unwrap();
 }
 
 fn prim() -> impl Strategy<Value = String> {
