@@ -300,13 +300,22 @@ pub struct OwnedPacket {
     pub record: u64,
 }
 
+/// Pages one read covers at most (a run is split beyond this, so a broad
+/// query never holds more than this much of a file in memory).
+pub const MAX_RUN_PAGES: u32 = 2048;
+
 /// Consecutive page ranges covering `pages`, joining ranges less than
-/// `gap` pages apart (one read instead of two seeks).
+/// `gap` pages apart (one read instead of two seeks), each at most
+/// [`MAX_RUN_PAGES`] long.
 pub fn runs(pages: &RoaringBitmap, gap: u32) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
     for p in pages {
         match out.last_mut() {
-            Some((_, last)) if p <= last.saturating_add(gap.max(1)) => *last = p,
+            Some((first, last))
+                if p <= last.saturating_add(gap.max(1)) && p - *first < MAX_RUN_PAGES =>
+            {
+                *last = p
+            }
             _ => out.push((p, p)),
         }
     }
@@ -406,5 +415,20 @@ pub fn read_run(
                 Some(Err(e)) => bail!("malformed record at {}: {e:?}", start + pos as u64),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_join_close_pages_and_split_long_ones() {
+        let b: RoaringBitmap = [1u32, 2, 5, 20, 21].into_iter().collect();
+        assert_eq!(runs(&b, 4), vec![(1, 5), (20, 21)]);
+        assert_eq!(runs(&b, 1), vec![(1, 2), (5, 5), (20, 21)]);
+        let mut long = RoaringBitmap::new();
+        long.insert_range(0..5000);
+        assert_eq!(runs(&long, 8), vec![(0, 2047), (2048, 4095), (4096, 4999)]);
     }
 }

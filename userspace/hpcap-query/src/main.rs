@@ -7,6 +7,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -137,8 +138,10 @@ enum Plan {
 
 /// Page runs to read from one indexed file.
 struct PagePlan {
-    /// The data file, open.
-    file: File,
+    /// The data file, opened when the merge first reads from it (and closed
+    /// with the plan), so that only the files being merged hold a
+    /// descriptor however many match.
+    file: Option<File>,
     /// Runs of pages still to read, in file order.
     runs: VecDeque<(u32, u32)>,
     /// Of `runs`, how many from the front have been announced to the kernel
@@ -149,10 +152,15 @@ struct PagePlan {
     covered: u64,
 }
 
-/// Read-ahead window per file: page runs are announced to the kernel
-/// (`POSIX_FADV_WILLNEED`) this many bytes ahead of the reader, so that
-/// the disk sees many requests at once instead of one read at a time.
+/// Read-ahead window of the file being read: its page runs are announced
+/// to the kernel (`POSIX_FADV_WILLNEED`) this many bytes ahead of the
+/// reader, so that the disk sees many requests at once instead of one read
+/// at a time.
 const WINDOW: u64 = 32 << 20;
+
+/// Read-ahead announced while planning, over all files together: enough for
+/// every page of a selective query, bounded for broad ones.
+const PLAN_WINDOW: u64 = 256 << 20;
 
 impl PagePlan {
     /// Byte range of run `(a, b)` as read by `read_run`.
@@ -165,17 +173,28 @@ impl PagePlan {
         (start, end.max(start))
     }
 
-    /// Announces the runs within [`WINDOW`] bytes of the next one.
-    fn announce(&mut self) {
+    /// Announces the runs of `file` that start within `window` bytes of the
+    /// next one to read, taking what it announces from `budget` (when
+    /// given) and stopping when that is spent.
+    fn announce(&mut self, file: &File, window: u64, budget: Option<&AtomicU64>) {
         let mut ahead = 0u64;
-        for (i, r) in self.runs.iter().enumerate() {
-            let (s, e) = self.range(*r);
+        for i in 0..self.runs.len() {
+            let (s, e) = self.range(self.runs[i]);
             ahead += e - s;
             if i >= self.announced {
-                advise(&self.file, s, e - s, libc::POSIX_FADV_WILLNEED);
+                if let Some(b) = budget {
+                    if b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        v.checked_sub(e - s)
+                    })
+                    .is_err()
+                    {
+                        break;
+                    }
+                }
+                advise(file, s, e - s, libc::POSIX_FADV_WILLNEED);
                 self.announced = i + 1;
             }
-            if ahead >= WINDOW {
+            if ahead >= window {
                 break;
             }
         }
@@ -317,6 +336,8 @@ struct Planner {
     lo: u64,
     hi: u64,
     merge_gap: u32,
+    /// What is left of [`PLAN_WINDOW`].
+    budget: AtomicU64,
 }
 
 /// One file to plan: its path, whether to use its index, the page ranges
@@ -434,16 +455,14 @@ impl Planner {
             self.lo
         };
         let covered = h.data_len;
-        // Scattered reads: no read-ahead beyond what is announced.
-        advise(&f, 0, 0, libc::POSIX_FADV_RANDOM);
         let mut pp = PagePlan {
-            file: f,
+            file: None,
             runs,
             announced: 0,
             index: ix,
             covered,
         };
-        pp.announce();
+        pp.announce(&f, WINDOW, Some(&self.budget));
         Ok(Some((Plan::Pages(Box::new(pp)), lower)))
     }
 }
@@ -467,38 +486,43 @@ impl Query {
                 }
                 Plan::Pages(pp) => match pp.runs.pop_front() {
                     Some((a, b)) => {
+                        if pp.file.is_none() {
+                            let f = File::open(&c.path)
+                                .with_context(|| c.path.display().to_string())?;
+                            // Scattered reads: no read-ahead beyond what
+                            // is announced.
+                            advise(&f, 0, 0, libc::POSIX_FADV_RANDOM);
+                            pp.file = Some(f);
+                        }
+                        let file = pp.file.take().expect("opened above");
                         pp.announced = pp.announced.saturating_sub(1);
-                        pp.announce();
+                        pp.announce(&file, WINDOW, None);
                         let mut out = Vec::new();
                         let m = &mut self.matcher;
                         let mut err = None;
-                        read_run(
-                            &pp.file,
-                            &pp.index,
-                            a,
-                            b,
-                            &mut self.stats.io,
-                            &mut |p| match m.matches(p.ts_ns, p.orig_len, &p.data) {
-                                Ok(true) => {
-                                    out.push(p);
-                                    true
-                                }
-                                Ok(false) => true,
-                                Err(e) => {
-                                    err = Some(e);
-                                    false
-                                }
-                            },
-                        )
+                        read_run(&file, &pp.index, a, b, &mut self.stats.io, &mut |p| match m
+                            .matches(p.ts_ns, p.orig_len, &p.data)
+                        {
+                            Ok(true) => {
+                                out.push(p);
+                                true
+                            }
+                            Ok(false) => true,
+                            Err(e) => {
+                                err = Some(e);
+                                false
+                            }
+                        })
                         .with_context(|| c.path.display().to_string())?;
                         if let Some(e) = err {
                             return Err(e);
                         }
+                        pp.file = Some(file);
                         c.buf.extend(out);
                     }
                     None => {
                         // The tail the index does not cover (appended later).
-                        let len = pp.file.metadata()?.len();
+                        let len = std::fs::metadata(&c.path)?.len();
                         if len > pp.covered {
                             let st = pp.index.contexts()?.last().map(|x| x.1);
                             let (path, from) = (c.path.clone(), pp.covered);
@@ -641,6 +665,7 @@ fn run(args: &Args) -> Result<()> {
         lo,
         hi,
         merge_gap: args.merge_gap,
+        budget: AtomicU64::new(PLAN_WINDOW),
     };
     let t0 = Instant::now();
     let mut jobs: Vec<Job> = Vec::new();
