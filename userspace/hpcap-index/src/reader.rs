@@ -134,6 +134,21 @@ impl Index {
         }
     }
 
+    /// Asks the kernel to read the page directory and the read states in
+    /// the background (before the pages of a query are read, so that their
+    /// directory entries do not cost one synchronous read each).
+    pub fn prefetch_pagedir(&self) {
+        for id in [section::PAGEDIR, section::CONTEXTS] {
+            if let Some(s) = self.header.section(id) {
+                let _ = self.map.advise_range(
+                    memmap2::Advice::WillNeed,
+                    s.offset as usize,
+                    s.len as usize,
+                );
+            }
+        }
+    }
+
     /// Read states and where they start.
     pub fn contexts(&self) -> Result<Vec<(u64, ReadState)>> {
         Ok(self.contexts_ref()?.to_vec())

@@ -443,6 +443,7 @@ impl Planner {
             stats.pruned_index += 1;
             return Ok(None);
         }
+        ix.prefetch_pagedir();
         ix.check_data(&f)?;
         stats.indexed += 1;
         stats.pages += pages.len();
