@@ -466,6 +466,16 @@ pub fn encode_pages(pages: &[u32], out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> 
     Ok(())
 }
 
+/// The number of pages of a varint posting (tag 0) at the start of `b`;
+/// `None` for a bitmap (tag 1: a dense key) or damage.
+pub fn posting_len(b: &[u8]) -> Option<u64> {
+    let (&tag, rest) = b.split_first()?;
+    if tag != 0 {
+        return None;
+    }
+    get_varint(rest, &mut 0)
+}
+
 /// Decodes a posting written by [`encode_pages`] at the start of `b`.
 pub fn decode_posting(b: &[u8]) -> Option<RoaringBitmap> {
     let (&tag, rest) = b.split_first()?;

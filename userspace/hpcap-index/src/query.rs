@@ -568,6 +568,17 @@ impl Expr {
         }
     }
 
+    /// The operands of a chain of `and`s.
+    fn conjuncts<'a>(&'a self, out: &mut Vec<&'a Expr>) {
+        match self {
+            Expr::And(a, b) => {
+                a.conjuncts(out);
+                b.conjuncts(out);
+            }
+            e => out.push(e),
+        }
+    }
+
     /// A superset of the pages of `ix` holding packets that match.
     pub fn pages(&self, ix: &Index) -> Result<RoaringBitmap> {
         // Every page with a record: only needed by negations and constants.
@@ -588,7 +599,46 @@ impl Expr {
             Ok(all.get().expect("set above"))
         };
         Ok(match (self, neg) {
-            (Expr::And(a, b), false) | (Expr::Or(a, b), true) => {
+            (Expr::And(..), false) => {
+                // The conjuncts, most selective first (by the page counts
+                // of their keys, which cost a key-map look-up, not a
+                // posting). Once the pages found are few, a conjunct whose
+                // key is on many more pages is not intersected: the result
+                // stays a superset (the exact test decides), and the large
+                // posting is neither read nor decoded.
+                let mut parts = Vec::new();
+                self.conjuncts(&mut parts);
+                let mut est: Vec<(u64, &Expr)> = Vec::with_capacity(parts.len());
+                for e in parts {
+                    let n = match e {
+                        Expr::P(p) => match prim_key(p) {
+                            Some(k) => ix.key_pages(&k)?,
+                            None => u64::MAX,
+                        },
+                        _ => u64::MAX,
+                    };
+                    est.push((n, e));
+                }
+                est.sort_by_key(|x| x.0);
+                let mut acc: Option<RoaringBitmap> = None;
+                for (n, e) in est {
+                    if let Some(a) = &acc {
+                        if a.is_empty() {
+                            break;
+                        }
+                        if a.len() <= FEW_PAGES && n > a.len().saturating_mul(SKIP_RATIO) {
+                            continue;
+                        }
+                    }
+                    let x = e.pages_neg(ix, all, false)?;
+                    acc = Some(match acc {
+                        None => x,
+                        Some(a) => a & x,
+                    });
+                }
+                acc.unwrap_or_default()
+            }
+            (Expr::Or(a, b), true) => {
                 let x = a.pages_neg(ix, all, neg)?;
                 if x.is_empty() {
                     return Ok(x);
@@ -618,28 +668,47 @@ impl Expr {
     }
 }
 
+/// The one index key a primitive looks up, if it is that simple.
+fn prim_key(p: &Prim) -> Option<Key> {
+    Some(match p {
+        Prim::Host { addr, .. } => host_key(*addr, false),
+        Prim::InnerHost(addr) => host_key(*addr, true),
+        Prim::Net { addr, bits, .. } | Prim::InnerNet(addr, bits) => {
+            let inner = matches!(p, Prim::InnerNet(..));
+            let (lo, hi) = range_of(*addr, *bits);
+            if lo != hi {
+                return None;
+            }
+            host_key(lo, inner)
+        }
+        Prim::Port { port, .. } => Key::Port(*port),
+        Prim::Proto { proto, .. } => Key::Proto(*proto),
+        Prim::Named(n) => match *n {
+            "tcp" => Key::Proto(6),
+            "udp" => Key::Proto(17),
+            "sctp" => Key::Proto(132),
+            "icmp" => Key::Proto(1),
+            "icmp6" => Key::Proto(58),
+            "ip" => Key::EtherType(0x0800),
+            "ip6" => Key::EtherType(0x86DD),
+            "arp" => Key::EtherType(0x0806),
+            _ => return None,
+        },
+        Prim::Vlan(Some(v)) => Key::Vlan(*v),
+        Prim::Vlan(None) => Key::VlanAny,
+        Prim::Before(_) | Prim::After(_) => return None,
+    })
+}
+
 fn prim_pages(p: &Prim, ix: &Index) -> Result<RoaringBitmap> {
+    if let Some(k) = prim_key(p) {
+        return ix.lookup(&k);
+    }
     match p {
-        Prim::Host { addr, .. } => ix.lookup(&host_key(*addr, false)),
-        Prim::InnerHost(addr) => ix.lookup(&host_key(*addr, true)),
         Prim::Net { addr, bits, .. } => net_pages(ix, *addr, *bits, false),
         Prim::InnerNet(addr, bits) => net_pages(ix, *addr, *bits, true),
-        Prim::Port { port, .. } => ix.lookup(&Key::Port(*port)),
-        Prim::Proto { proto, .. } => ix.lookup(&Key::Proto(*proto)),
-        Prim::Named(n) => match *n {
-            "tcp" => ix.lookup(&Key::Proto(6)),
-            "udp" => ix.lookup(&Key::Proto(17)),
-            "sctp" => ix.lookup(&Key::Proto(132)),
-            "icmp" => ix.lookup(&Key::Proto(1)),
-            "icmp6" => ix.lookup(&Key::Proto(58)),
-            "ip" => ix.lookup(&Key::EtherType(0x0800)),
-            "ip6" => ix.lookup(&Key::EtherType(0x86DD)),
-            "arp" => ix.lookup(&Key::EtherType(0x0806)),
-            o => bail!("no index key for {o}"),
-        },
-        Prim::Vlan(Some(v)) => ix.lookup(&Key::Vlan(*v)),
-        Prim::Vlan(None) => ix.lookup(&Key::VlanAny),
-        Prim::Before(_) | Prim::After(_) => unreachable!("handled by pages_neg"),
+        Prim::Named(o) => bail!("no index key for {o}"),
+        _ => unreachable!("single-key primitives and time are handled before"),
     }
 }
 
@@ -653,6 +722,12 @@ fn net_pages(ix: &Index, addr: IpAddr, bits: u8, inner: bool) -> Result<RoaringB
         &host_key(hi, inner).to_bytes(),
     )
 }
+
+/// Page sets at most this large are not intersected with conjuncts whose
+/// keys are on [`SKIP_RATIO`] times as many pages or more.
+const FEW_PAGES: u64 = 256;
+/// See [`FEW_PAGES`].
+const SKIP_RATIO: u64 = 16;
 
 /// Compiles a tcpdump expression to classic BPF.
 pub type Compiler = Box<dyn Fn(&str) -> Result<Vec<SockFilter>>>;

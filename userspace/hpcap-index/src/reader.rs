@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use roaring::RoaringBitmap;
 use xorf::Filter;
 
-use crate::builder::{decode_contexts, decode_filter, decode_posting, key_hash};
+use crate::builder::{decode_contexts, decode_filter, decode_posting, key_hash, posting_len};
 use crate::dissect::Key;
 use crate::format::{codec, section, BlockEntry, Header, BLOCK_ENTRY_LEN, NO_RECORD, SINGLE_PAGE};
 
@@ -215,6 +215,31 @@ impl Index {
             Some(f) => f.contains(&key_hash(&key.to_bytes())),
             None => false,
         }
+    }
+
+    /// On how many pages `key` occurs, from the key map and the first bytes
+    /// of its posting (a dense key stored as a bitmap counts as every page).
+    pub fn key_pages(&self, key: &Key) -> Result<u64> {
+        if !self.may_contain(key) {
+            return Ok(0);
+        }
+        let Some(v) = self.keys()?.get(key.to_bytes()) else {
+            return Ok(0);
+        };
+        if v & SINGLE_PAGE != 0 {
+            return Ok(1);
+        }
+        let s = self
+            .header
+            .section(section::POSTINGS)
+            .ok_or_else(|| anyhow!("no postings"))?;
+        let off = v >> 1;
+        if off >= s.len {
+            bail!("{}: posting out of range", self.path.display());
+        }
+        let at = (s.offset + off) as usize;
+        let end = ((s.offset + s.len) as usize).min(at + 16);
+        Ok(posting_len(&self.map[at..end]).unwrap_or(u64::from(self.header.pages)))
     }
 
     /// Pages where a packet record with `key` starts.

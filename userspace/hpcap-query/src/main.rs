@@ -443,8 +443,8 @@ impl Planner {
             stats.pruned_index += 1;
             return Ok(None);
         }
-        ix.prefetch_pagedir();
         ix.check_data(&f)?;
+        ix.prefetch_pagedir();
         stats.indexed += 1;
         stats.pages += pages.len();
         let runs: VecDeque<(u32, u32)> = runs(&pages, self.merge_gap).into();
@@ -710,6 +710,7 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     let plans = planner.plan_all(&jobs, &mut q.stats)?;
+    let planned = t0.elapsed().as_secs_f64();
     let mut ifaces: Vec<String> = Vec::new();
     let mut cursors: Vec<Cursor> = Vec::new();
     for (job, plan) in jobs.into_iter().zip(plans) {
@@ -768,7 +769,7 @@ fn run(args: &Args) -> Result<()> {
         eprintln!(
             "hpcap-query: {} packets from {} files ({} pruned by name, {} by time, {} by index, \
              {} by flows, {} via index, {} scanned); {} candidate pages; {} reads, {} bytes read, \
-             {} packets tested; {:.3} s",
+             {} packets tested; {:.3} s ({:.3} s planning)",
             s.matched,
             s.files,
             s.pruned_name,
@@ -781,7 +782,8 @@ fn run(args: &Args) -> Result<()> {
             s.io.reads,
             s.io.bytes,
             s.io.parsed,
-            t0.elapsed().as_secs_f64()
+            t0.elapsed().as_secs_f64(),
+            planned
         );
     }
     if !hidden_only {
