@@ -86,7 +86,7 @@ impl StreamBuffer {
     /// The range must be exclusively reserved for the caller by the
     /// publication protocol (no other writer touches it and no reader relies
     /// on it until it is published) for as long as the slice lives.
-    #[expect(clippy::mut_from_ref)]
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn span_mut(&self, pos: usize, len: usize) -> Option<&mut [u8]> {
         let end = pos.checked_add(len)?;
         if end > self.len {

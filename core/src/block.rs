@@ -236,7 +236,10 @@ impl Layout {
     /// Where a record of `len` bytes goes when the stream ends at `pos`.
     pub const fn place(&self, pos: u64, len: u64) -> Result<Placement, ReserveError> {
         let align = self.format.align();
-        if len == 0 || !len.is_multiple_of(align) || !pos.is_multiple_of(align) {
+        if len == 0
+            || super::arith::rem_u64(len, align) != 0
+            || super::arith::rem_u64(pos, align) != 0
+        {
             return Err(ReserveError::BadLength);
         }
         if !self.fits_fresh_block(len) {
@@ -1024,7 +1027,7 @@ mod tests {
                     let len = record_len(fmt, f) as u64;
                     for gap in [0u64, 4, 8, 12, 16, 20, 24, len - 4, len, len + 4, len + 12] {
                         let filler = b - fmt.header_len() - len - gap;
-                        if !l.fits_fresh_block(filler) || !filler.is_multiple_of(fmt.align()) {
+                        if !l.fits_fresh_block(filler) || filler % fmt.align() != 0 {
                             continue;
                         }
                         let mut buf = Sparse::default();

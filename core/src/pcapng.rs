@@ -352,7 +352,7 @@ pub fn write_pad(buf: &mut [u8]) -> Result<(), WriteError> {
 /// zeroed: readers skip it, but stale bytes from an earlier lap of the ring
 /// would otherwise end up in files (and make them non-reproducible).
 pub fn write_pad_at(buf: &mut [u8], at: usize, len: usize) -> Result<usize, WriteError> {
-    if len < MIN_BLOCK_LEN || !len.is_multiple_of(4) {
+    if len < MIN_BLOCK_LEN || len % 4 != 0 {
         return Err(WriteError::BadValue);
     }
     let len32 = len32(len)?;
@@ -1030,7 +1030,7 @@ pub fn parse_block(
     };
     let btype = e.u32(data, at).ok_or(trunc)?;
     let len = e.u32(data, at.saturating_add(4)).ok_or(trunc)? as usize;
-    if len < MIN_BLOCK_LEN || !len.is_multiple_of(4) {
+    if len < MIN_BLOCK_LEN || len % 4 != 0 {
         return Err(bad);
     }
     let block = at

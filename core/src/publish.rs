@@ -95,7 +95,7 @@ impl Geometry {
         if !block_size.is_power_of_two() {
             return Err(GeometryError::BlockSize);
         }
-        if buffer_size == 0 || !buffer_size.is_multiple_of(block_size) {
+        if buffer_size == 0 || rem_u64(buffer_size, block_size) != 0 {
             return Err(GeometryError::BufferSize);
         }
         match header_len.checked_add(min_pad) {

@@ -85,8 +85,8 @@ impl RingLayout {
             return Err(LayoutError::BadAlign);
         }
         if ring_size == 0
-            || !ring_size.is_multiple_of(8)
-            || !ring_size.is_multiple_of(align)
+            || ring_size % 8 != 0
+            || rem_u32(ring_size, align) != 0
             || ring_size > u32::MAX / 2
         {
             return Err(LayoutError::BadRingSize);
@@ -95,7 +95,7 @@ impl RingLayout {
         if consumers == 0 || consumers > MAX_CONSUMERS || consumers > units {
             return Err(LayoutError::BadConsumers);
         }
-        if batch == 0 || !batch.is_multiple_of(align) || batch > ring_size {
+        if batch == 0 || rem_u32(batch, align) != 0 || batch > ring_size {
             return Err(LayoutError::BadBatch);
         }
         Ok(Self {
