@@ -329,6 +329,35 @@ pub fn verify(insns: &[SockFilter]) -> Result<Program<'_>, VerifyError> {
     Ok(Program { insns })
 }
 
+/// A program verified once, when it was installed, and owned by whoever
+/// installed it (`S` is the storage: a `Vec`, a kernel `KVec`, an array).
+/// The only way to build one is [`Verified::new`], so holding one proves
+/// the instructions passed [`verify`]; running it never verifies again.
+#[derive(Debug, Clone)]
+pub struct Verified<S> {
+    insns: S,
+}
+
+impl<S: AsRef<[SockFilter]>> Verified<S> {
+    /// Verifies `insns` and takes them.
+    pub fn new(insns: S) -> Result<Self, VerifyError> {
+        verify(insns.as_ref())?;
+        Ok(Self { insns })
+    }
+
+    /// The program, ready to run.
+    pub fn program(&self) -> Program<'_> {
+        Program {
+            insns: self.insns.as_ref(),
+        }
+    }
+
+    /// The instructions.
+    pub fn insns(&self) -> &[SockFilter] {
+        self.insns.as_ref()
+    }
+}
+
 fn load(pkt: &WireFrame<'_>, off: u32, size: usize) -> Option<u32> {
     let start = usize::try_from(off).ok()?;
     if let Some(bytes) = pkt.as_plain() {

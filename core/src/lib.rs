@@ -13,7 +13,10 @@ pub mod arith;
 pub mod block;
 pub mod bpf;
 pub mod capfile;
+pub mod config;
 pub mod desc;
+pub mod engine;
+pub mod format;
 pub mod frame;
 pub mod gate;
 pub mod listener;
@@ -22,5 +25,9 @@ pub mod publish;
 pub mod raw;
 pub mod segment;
 pub mod selftest;
+pub mod session;
+// Not under loom: its atomics are std's, and the models do not use it.
+#[cfg(all(any(test, feature = "std"), not(all(loom, test))))]
+pub mod softnic;
 pub mod stats;
 mod sync;
