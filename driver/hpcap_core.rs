@@ -26,6 +26,14 @@ pub mod frame;
 pub mod gate;
 #[path = "../core/src/capfile.rs"]
 pub mod capfile;
+#[path = "../core/src/config.rs"]
+pub mod config;
+#[path = "../core/src/engine.rs"]
+pub mod engine;
+#[path = "../core/src/format.rs"]
+pub mod format;
+#[path = "../core/src/session.rs"]
+pub mod session;
 #[path = "../core/src/pcapng.rs"]
 pub mod pcapng;
 #[path = "../core/src/raw.rs"]

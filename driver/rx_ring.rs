@@ -8,9 +8,18 @@
 //! chunks of at most [`CHUNK_BYTES`], because without an IOMMU a single
 //! coherent allocation is limited to 4 MiB.
 
-use crate::hpcap_core::desc::{
-    RxDone,
-    RxFormat, //
+use crate::hpcap_core::{
+    desc::{
+        RxDone,
+        RxFormat, //
+    },
+    engine::Port,
+};
+use crate::kthread;
+use crate::nic::{
+    Caps,
+    Nic,
+    RingConfig, //
 };
 use core::marker::PhantomData;
 use kernel::{
@@ -160,5 +169,93 @@ impl<F: RxFormat> RxRing<F> {
         // SAFETY: `off + len` is within the chunk (type invariant: each chunk
         // holds whole buffers); the caller guarantees the NIC is not writing.
         unsafe { core::slice::from_raw_parts(chunk.as_ptr().cast::<u8>().add(off), len) }
+    }
+}
+
+/// A running receive queue: the NIC and the ring its DMA writes into.
+///
+/// Owning both is what makes teardown safe on every path: dropping the
+/// queue stops the NIC and waits until its DMA has quiesced
+/// ([`Nic::stop_rx`]) before the ring and its buffers are freed (the fields
+/// drop after `drop` returns), and then the backend releases the device
+/// (its own `Drop`). Probe failure at any step after `start_rx`, a failed
+/// thread spawn, unbind, rmmod and surprise removal all end here.
+pub(crate) struct RxQueue<N: Nic> {
+    nic: N,
+    ring: RxRing<N::Format>,
+    caps: Caps,
+}
+
+impl<N: Nic> RxQueue<N> {
+    /// Allocates a ring of `count` armed descriptors with `buf_size`-byte
+    /// buffers for `nic` and enables reception; the tail is still 0.
+    pub(crate) fn start(
+        dev: &Device<Bound>,
+        nic: N,
+        caps: Caps,
+        count: u32,
+        buf_size: u32,
+    ) -> Result<Self> {
+        let ring = RxRing::<N::Format>::new(dev, count, buf_size)?;
+        let q = Self { nic, ring, caps };
+        // On failure `q` drops here, which stops whatever part of the
+        // queue `start_rx` enabled.
+        q.nic.start_rx(&RingConfig {
+            dma: q.ring.dma(),
+            count: q.ring.count(),
+            buf_size: q.ring.buf_size(),
+            max_frame: q.ring.buf_size().min(caps.max_frame),
+        })?;
+        Ok(q)
+    }
+
+    /// The backend.
+    pub(crate) fn nic(&self) -> &N {
+        &self.nic
+    }
+
+    /// What the backend negotiated.
+    pub(crate) fn caps(&self) -> &Caps {
+        &self.caps
+    }
+}
+
+impl<N: Nic> Drop for RxQueue<N> {
+    fn drop(&mut self) {
+        self.nic.stop_rx();
+    }
+}
+
+impl<N: Nic> Port for RxQueue<N> {
+    #[inline]
+    fn poll(&self, i: u32) -> Option<RxDone> {
+        self.ring.poll(i)
+    }
+
+    #[inline]
+    unsafe fn frame(&self, i: u32, len: u32) -> &[u8] {
+        // SAFETY: the caller owns descriptor `i` (the trait's contract is
+        // the ring's).
+        unsafe { self.ring.frame(i, len) }
+    }
+
+    #[inline]
+    fn arm(&self, i: u32) {
+        self.ring.arm(i);
+    }
+
+    #[inline]
+    fn write_tail(&self, tail: u32) {
+        self.nic.write_tail(tail);
+    }
+
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        kthread::now_ns()
+    }
+
+    #[inline]
+    fn vlan_stripped(&self) -> bool {
+        self.caps.vlan_stripped
     }
 }

@@ -338,23 +338,21 @@ pub struct Verified<S> {
     insns: S,
 }
 
-impl<S: AsRef<[SockFilter]>> Verified<S> {
+impl<S: core::ops::Deref<Target = [SockFilter]>> Verified<S> {
     /// Verifies `insns` and takes them.
     pub fn new(insns: S) -> Result<Self, VerifyError> {
-        verify(insns.as_ref())?;
+        verify(&insns)?;
         Ok(Self { insns })
     }
 
     /// The program, ready to run.
     pub fn program(&self) -> Program<'_> {
-        Program {
-            insns: self.insns.as_ref(),
-        }
+        Program { insns: &self.insns }
     }
 
     /// The instructions.
     pub fn insns(&self) -> &[SockFilter] {
-        self.insns.as_ref()
+        &self.insns
     }
 }
 

@@ -114,7 +114,7 @@ pub trait Filter {
     fn program(&self) -> Program<'_>;
 }
 
-impl<S: AsRef<[SockFilter]>> Filter for Verified<S> {
+impl<S: core::ops::Deref<Target = [SockFilter]>> Filter for Verified<S> {
     fn program(&self) -> Program<'_> {
         Verified::program(self)
     }
@@ -270,7 +270,7 @@ pub struct Writer<R> {
     recs: R,
 }
 
-impl<R: AsMut<[Rec]> + AsRef<[Rec]>> Writer<R> {
+impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
     /// Writer `id` of `ring` (it owns segment `id`), with batch storage
     /// `recs`.
     pub fn new(id: u32, ring: &RingLayout, recs: R) -> Self {
@@ -322,7 +322,7 @@ impl<R: AsMut<[Rec]> + AsRef<[Rec]>> Writer<R> {
         let prog = filter.map(|f| f.program());
         // 3. Gather.
         let mut stats = CaptureStats::ZERO;
-        let recs = self.recs.as_mut();
+        let recs = &mut *self.recs;
         let room = recs.len().min(MAX_BATCH);
         let mut n = 0;
         let mut seg_done = false;
