@@ -6,9 +6,10 @@
 //! single RX ring, timestamps every frame and stores it once into a large
 //! buffer that userspace maps read-only through `/dev/hpcapN`.
 //!
-//! This file holds only the module glue: the shared core self-test run at
-//! load and the PCI driver registration. The PCI side is in `pci_driver.rs`,
-//! the code shared with userspace in `hpcap_core.rs`.
+//! This file holds only the module glue: the module parameters, the shared
+//! core's self-test run at load and the PCI driver registration. The PCI
+//! side is in `pci_driver.rs`; the code shared with userspace is the core,
+//! included below from `core/src/lib.rs`.
 
 use kernel::{
     driver::Registration,
@@ -20,7 +21,12 @@ use kernel::{
 mod buffer;
 mod capture;
 mod chardev;
-pub mod hpcap_core;
+// The shared core, its kernel subset (`--cfg hpcap_kernel`, see
+// `core/src/lib.rs`): private to the module, so anything it does not use is
+// reported as dead code rather than exported.
+#[allow(unreachable_pub)]
+#[path = "../core/src/lib.rs"]
+mod hpcap_core;
 mod kthread;
 mod nic;
 mod pci_driver;

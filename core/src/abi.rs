@@ -27,10 +27,16 @@ pub const NIC_IGB: u32 = 0;
 /// NIC backend: Intel 82576 VF.
 pub const NIC_IGBVF: u32 = 1;
 /// NIC backend: Intel XL710 PF.
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_I40E: u32 = 2;
 /// NIC backend: Intel XL710/E810 VF.
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IAVF: u32 = 3;
 /// Software source (`hpcap-sim`), no NIC.
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_SOFT: u32 = 15;
 
 /// Listener mode: holds the producer back, never loses data.

@@ -46,6 +46,8 @@ pub const MAX_INSNS: usize = 4096;
 pub const MEM_WORDS: usize = 16;
 
 /// Opcode fields.
+// The kernel's interpreter needs only some of the names.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub mod op {
     /// Instruction class mask.
     pub const CLASS: u16 = 0x07;
@@ -351,6 +353,7 @@ impl<S: core::ops::Deref<Target = [SockFilter]>> Verified<S> {
     }
 
     /// The instructions.
+    #[cfg(not(hpcap_kernel))]
     pub fn insns(&self) -> &[SockFilter] {
         &self.insns
     }
@@ -377,6 +380,7 @@ fn load(pkt: &WireFrame<'_>, off: u32, size: usize) -> Option<u32> {
 
 impl<'a> Program<'a> {
     /// The instructions.
+    #[cfg(not(hpcap_kernel))]
     pub fn insns(&self) -> &'a [SockFilter] {
         self.insns
     }
@@ -384,6 +388,7 @@ impl<'a> Program<'a> {
     /// Runs the filter over the captured bytes `pkt` of a frame of `wirelen`
     /// bytes on the wire; returns the filter's verdict: 0 to drop, otherwise
     /// the number of bytes to keep (tcpdump returns its snaplen).
+    #[cfg(not(hpcap_kernel))]
     pub fn run(&self, pkt: &[u8], wirelen: u32) -> u32 {
         self.run_frame(&WireFrame::plain(pkt), wirelen)
     }
@@ -394,6 +399,7 @@ impl<'a> Program<'a> {
     }
 
     /// Whether the filter accepts the frame.
+    #[cfg(not(hpcap_kernel))]
     pub fn matches(&self, pkt: &[u8], wirelen: u32) -> bool {
         self.run(pkt, wirelen) != 0
     }

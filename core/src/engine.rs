@@ -283,11 +283,6 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         }
     }
 
-    /// The writer's index (= its segment).
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
     /// One poll. `settings` is called only if this writer holds the token
     /// (only the token holder looks at descriptors).
     pub fn poll<P, M, F>(

@@ -45,9 +45,12 @@
 //!   reservation that caused it (seqlock pattern).
 
 use super::arith::rem_u64;
-use super::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(hpcap_kernel))]
+use super::sync::spin_hint;
+use super::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Largest number of writers sharing one ring.
+#[cfg(not(hpcap_kernel))]
 pub const MAX_WRITERS: u32 = super::segment::MAX_CONSUMERS;
 
 /// Default number of completion records: how many finished-but-unpublished
@@ -277,11 +280,14 @@ const NO_POS: u64 = u64::MAX;
 #[must_use = "an uncompleted ticket blocks publication"]
 pub struct Ticket {
     seq: u64,
+    // Read by tests and tools only.
+    #[cfg_attr(hpcap_kernel, allow(dead_code))]
     start: u64,
     end: u64,
     desc_end: u64,
 }
 
+#[cfg(not(hpcap_kernel))]
 impl Ticket {
     /// Stream offset of the batch's first byte.
     pub fn start(&self) -> u64 {
@@ -307,11 +313,13 @@ pub struct Published {
 
 impl Batch {
     /// Stream offset where the batch starts.
+    #[cfg(not(hpcap_kernel))]
     pub fn start(&self) -> u64 {
         self.start
     }
 
     /// Stream offset of the next byte to reserve.
+    #[cfg(not(hpcap_kernel))]
     pub fn end(&self) -> u64 {
         self.pos
     }
@@ -403,6 +411,7 @@ impl Batch {
 }
 
 /// Spins briefly (one CPU relax, or a yield under loom) before a retry.
+#[cfg(not(hpcap_kernel))]
 pub fn spin_wait() {
     spin_hint();
 }
@@ -471,7 +480,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
     /// A state whose stream starts at stream offset `offset` (a block
     /// boundary): for tests and tools that exercise offsets past 2^32
     /// without producing 4 GiB first.
-    #[cfg(not(all(loom, test)))]
+    #[cfg(all(not(all(loom, test)), not(hpcap_kernel)))]
     pub fn starting_at(offset: u64) -> Self {
         let s = Self::new();
         s.holder.reserve.store(offset, Ordering::Relaxed);

@@ -39,14 +39,14 @@ pub const MAX_CONSUMERS: u32 = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayoutError {
     /// `align` is zero or not a power of two.
-    BadAlign,
+    Align,
     /// `ring_size` is zero or not a multiple of `align` and of 8.
-    BadRingSize,
+    RingSize,
     /// `consumers` is 0, above [`MAX_CONSUMERS`], or leaves a segment with
     /// fewer than `align` descriptors.
-    BadConsumers,
+    Consumers,
     /// `batch` is zero, not a multiple of `align`, or larger than the ring.
-    BadBatch,
+    Batch,
 }
 
 /// Geometry of one RX ring split into writer segments.
@@ -82,21 +82,21 @@ impl RingLayout {
         align: u32,
     ) -> Result<Self, LayoutError> {
         if align == 0 || !align.is_power_of_two() {
-            return Err(LayoutError::BadAlign);
+            return Err(LayoutError::Align);
         }
         if ring_size == 0
             || ring_size % 8 != 0
             || rem_u32(ring_size, align) != 0
             || ring_size > u32::MAX / 2
         {
-            return Err(LayoutError::BadRingSize);
+            return Err(LayoutError::RingSize);
         }
         let units = div_u32(ring_size, align);
         if consumers == 0 || consumers > MAX_CONSUMERS || consumers > units {
-            return Err(LayoutError::BadConsumers);
+            return Err(LayoutError::Consumers);
         }
         if batch == 0 || rem_u32(batch, align) != 0 || batch > ring_size {
-            return Err(LayoutError::BadBatch);
+            return Err(LayoutError::Batch);
         }
         Ok(Self {
             ring_size,
@@ -108,6 +108,7 @@ impl RingLayout {
         })
     }
 
+    #[cfg(not(hpcap_kernel))]
     /// Number of descriptors in the ring.
     pub const fn ring_size(&self) -> u32 {
         self.ring_size
@@ -118,6 +119,7 @@ impl RingLayout {
         self.consumers
     }
 
+    #[cfg(not(hpcap_kernel))]
     /// Tail granularity.
     pub const fn align(&self) -> u32 {
         self.align
@@ -158,6 +160,7 @@ impl RingLayout {
         }
     }
 
+    #[cfg(not(hpcap_kernel))]
     /// Ring slot after `i`, wrapping at the ring's end.
     pub const fn next(&self, i: u32) -> u32 {
         let n = rem_u32(i, self.ring_size) + 1;
@@ -246,21 +249,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_layouts() {
-        assert_eq!(RingLayout::new(4096, 4, 32, 3), Err(LayoutError::BadAlign));
-        assert_eq!(
-            RingLayout::new(4100, 4, 32, 1),
-            Err(LayoutError::BadRingSize)
-        );
-        assert_eq!(
-            RingLayout::new(4096, 0, 32, 8),
-            Err(LayoutError::BadConsumers)
-        );
+        assert_eq!(RingLayout::new(4096, 4, 32, 3), Err(LayoutError::Align));
+        assert_eq!(RingLayout::new(4100, 4, 32, 1), Err(LayoutError::RingSize));
+        assert_eq!(RingLayout::new(4096, 0, 32, 8), Err(LayoutError::Consumers));
         assert_eq!(
             RingLayout::new(4096, 33, 32, 8),
-            Err(LayoutError::BadConsumers)
+            Err(LayoutError::Consumers)
         );
-        assert_eq!(RingLayout::new(16, 3, 8, 8), Err(LayoutError::BadConsumers));
-        assert_eq!(RingLayout::new(4096, 4, 12, 8), Err(LayoutError::BadBatch));
+        assert_eq!(RingLayout::new(16, 3, 8, 8), Err(LayoutError::Consumers));
+        assert_eq!(RingLayout::new(4096, 4, 12, 8), Err(LayoutError::Batch));
         assert!(RingLayout::new(4096, 32, 32, 8).is_ok());
     }
 

@@ -21,6 +21,7 @@
 //! needs no atomics.
 
 /// What a counter counts.
+#[cfg(not(hpcap_kernel))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     /// Frames.
@@ -30,6 +31,7 @@ pub enum Unit {
 }
 
 /// Where a counter comes from.
+#[cfg(not(hpcap_kernel))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Counted by the capture threads (always available).
@@ -40,6 +42,7 @@ pub enum Source {
 }
 
 /// One counter of [`CaptureStats`]: its name and how to export it.
+#[cfg(not(hpcap_kernel))]
 #[derive(Debug, Clone, Copy)]
 pub struct Counter {
     /// Field name: the key in JSON output and in `include/hpcap.h`.
@@ -77,6 +80,7 @@ macro_rules! counters {
         }
 
         /// Every field of [`CaptureStats`], in layout order.
+        #[cfg(not(hpcap_kernel))]
         pub const COUNTERS: &[Counter] = &[$(
             Counter {
                 name: stringify!($name),
@@ -101,7 +105,7 @@ macro_rules! counters {
 
             /// The counters in layout order (for storing them in an array
             /// of atomics).
-            pub fn to_array(&self) -> [u64; NCOUNTERS] {
+            pub fn to_array(self) -> [u64; NCOUNTERS] {
                 [$( self.$name, )+]
             }
 
@@ -153,6 +157,7 @@ pub const NCOUNTERS: usize = 15;
 /// Size of [`CaptureStats`] in bytes.
 pub const CAPTURE_STATS_LEN: usize = NCOUNTERS * 8;
 const _: () = assert!(core::mem::size_of::<CaptureStats>() == CAPTURE_STATS_LEN);
+#[cfg(not(hpcap_kernel))]
 const _: () = assert!(COUNTERS.len() == NCOUNTERS);
 
 /// The NIC's own counters, as its backend reads them.
@@ -239,6 +244,7 @@ impl CaptureStats {
     }
 
     /// Every frame the driver saw has exactly one fate.
+    #[cfg(not(hpcap_kernel))]
     pub fn fates_add_up(&self) -> bool {
         self.frames_seen
             == self
@@ -258,6 +264,7 @@ impl CaptureStats {
     /// filteraccept)`. `ifrecv` and `ifdrop` need the NIC's missed counter
     /// (`nic_valid` has [`NIC_MISSED`]); without it they are `None`, as an
     /// unknown count must not be written as 0.
+    #[cfg(not(hpcap_kernel))]
     pub fn isb_counters(&self, nic_valid: u32) -> (Option<u64>, Option<u64>, u64, u64) {
         let missed = (nic_valid & NIC_MISSED != 0).then_some(self.nic_missed);
         (
