@@ -7,9 +7,15 @@
 //! `hpcap-abi-probe --poll DEVICE`: blocks in poll(POLLIN) (at most 60 s)
 //! until a block is published for this listener, then checks with
 //! HPCAP_IOC_WAIT that a whole block is indeed available.
+//!
+//! `hpcap-abi-probe --security DEVICE [ROUNDS PER READY_FILE]`: what one
+//! process with access to the device can do to others (see `security.rs`);
+//! it creates READY_FILE when it needs traffic.
 
 use hpcap_core::abi;
 use std::ffi::CString;
+
+mod security;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -81,6 +87,13 @@ fn main() {
     let first = args.next();
     if first.as_deref() == Some("--poll") {
         poll_mode(&args.next().unwrap_or_else(|| "/dev/hpcap0".into()));
+    }
+    if first.as_deref() == Some("--security") {
+        let dev = args.next().unwrap_or_else(|| "/dev/hpcap0".into());
+        let rounds = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
+        let per = args.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+        let ready = args.next();
+        security::run(&dev, rounds, per, ready.as_deref());
     }
     let dev = first.unwrap_or_else(|| "/dev/hpcap0".into());
     let path = CString::new(dev.clone()).expect("device path");
