@@ -110,6 +110,10 @@ pub(crate) struct Params {
     pub(crate) flush_ms: u32,
 }
 
+/// Most consumer threads per device.
+// CAST: 32 fits any usize.
+const MAX_CONSUMERS: usize = crate::hpcap_core::config::MAX_CONSUMERS as usize;
+
 /// Counters of one consumer, written only by it, read by anyone.
 struct ThreadCounters([AtomicU64; NCOUNTERS]);
 
@@ -188,7 +192,7 @@ pub(crate) struct Shared {
     pub(crate) filter: SpinLock<Option<Arc<Filter>>>,
     /// The device was unbound: no more data will come.
     pub(crate) gone: AtomicBool,
-    counters: [ThreadCounters; crate::hpcap_core::config::MAX_CONSUMERS as usize],
+    counters: [ThreadCounters; MAX_CONSUMERS],
     nic: NicState,
     /// Static description for `HPCAP_IOC_INFO`.
     pub(crate) info: abi::Info,
@@ -419,7 +423,7 @@ pub(crate) fn start<N: Nic>(
     let mut cap = KBox::new(
         Capture {
             service: None,
-            consumers: KVec::with_capacity(ring.consumers as usize, GFP_KERNEL)?,
+            consumers: KVec::with_capacity(usize::try_from(ring.consumers)?, GFP_KERNEL)?,
             rx: Some(rx.clone()),
         },
         GFP_KERNEL,
@@ -437,19 +441,8 @@ pub(crate) fn start<N: Nic>(
     service.refresh();
     cap.service = Some(KThread::spawn(service, &sname, None)?);
     fail_at(pdev, Step::Service)?;
-    let (up, mbps) = shared.link();
-    dev_info!(
-        pdev,
-        "capturing as {}: {} MiB buffer, {} KiB blocks, {} descriptors, {} consumer(s), link {} {} Mb/s\n",
-        name,
-        p.buffer_size >> 20,
-        p.block_size >> 10,
-        ring.size,
-        ring.consumers,
-        if up { "up" } else { "down" },
-        mbps
-    );
-    Ok(cap as KBox<dyn Running>)
+    let cap: KBox<dyn Running> = cap;
+    Ok(cap)
 }
 
 /// Starts one consumer thread per ring segment into `threads`.
@@ -556,7 +549,7 @@ impl<N: Nic> Consumer<N> {
             sh.wake_all();
         }
         if p.handled != 0 {
-            if let Some(c) = sh.counters.get(self.id as usize) {
+            if let Some(c) = usize::try_from(self.id).ok().and_then(|i| sh.counters.get(i)) {
                 c.add(&p.stats);
             }
         }

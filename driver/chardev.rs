@@ -126,6 +126,7 @@ unsafe impl FromBytes for abi::Filter {}
 /// Listener slots only `CAP_NET_ADMIN` files may take.
 const RESERVED_SLOTS: usize = 4;
 /// Longest accepted BPF program, as the core's verifier.
+// CAST: 4096 fits u32.
 const MAX_FILTER_INSNS: u32 = crate::hpcap_core::bpf::MAX_INSNS as u32;
 
 /// A registered character device node for one captured port.
@@ -162,6 +163,7 @@ impl CharDev {
                 // and its heap buffer does not move.
                 let name_ptr = unsafe { (*this.as_ptr()).name.as_char_ptr() };
                 let mut m: bindings::miscdevice = pin_init::zeroed();
+                // CAST: the C constant is 255, an `int` field.
                 m.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
                 m.name = name_ptr;
                 m.fops = &FOPS.0;
@@ -231,6 +233,7 @@ fn listener_err(e: ListenerError) -> Error {
 
 fn capable_net_admin() -> bool {
     // SAFETY: `capable` only inspects the current task's credentials.
+    // CAST: the capability number (12) is an `int` in C.
     unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) }
 }
 
@@ -367,11 +370,12 @@ impl OpenFile {
             done = if sh.stream().format == StreamFormat::Pcapng {
                 0
             } else {
+                // CAST: 4096.
                 FILE_HEADER_LEN as u32
             };
             self.header_done.store(done, Ordering::Relaxed);
         }
-        let done = done as usize;
+        let done = usize::try_from(done)?;
         if done < FILE_HEADER_LEN {
             let mut hdr = KVec::from_elem(0u8, FILE_HEADER_LEN, GFP_KERNEL)?;
             sh.file_header(&mut hdr)?;
@@ -410,6 +414,7 @@ impl OpenFile {
                             return Err(EPIPE);
                         }
                     }
+                    // CAST: `n` is at most `available`, a u64.
                     sh.listeners.ack(id, n as u64, &sh.publish).map_err(listener_err)?;
                     return Ok(n);
                 }
@@ -554,12 +559,13 @@ impl OpenFile {
             *sh.filter.lock() = None;
             return Ok(());
         }
-        let bytes = f.len as usize * 8;
+        let count = usize::try_from(f.len)?;
+        let bytes = count * 8;
         let mut raw = KVec::from_elem(0u8, bytes, GFP_KERNEL)?;
-        UserSlice::new(UserPtr::from_addr(f.insns as usize), bytes)
+        UserSlice::new(UserPtr::from_addr(usize::try_from(f.insns).map_err(|_| EFAULT)?), bytes)
             .reader()
             .read_slice(&mut raw)?;
-        let mut insns = KVec::with_capacity(f.len as usize, GFP_KERNEL)?;
+        let mut insns = KVec::with_capacity(count, GFP_KERNEL)?;
         for c in raw.chunks_exact(8) {
             insns.push(
                 SockFilter {
@@ -755,6 +761,7 @@ unsafe extern "C" fn hpcap_read(
     match of.read(nonblock, UserPtr::from_ptr(buf.cast::<c_void>()), count) {
         // CAST: at most `count`, which the VFS caps at MAX_RW_COUNT.
         Ok(n) => n as isize,
+        // CAST: a small negative errno.
         Err(e) => e.to_errno() as isize,
     }
 }
@@ -780,7 +787,7 @@ unsafe extern "C" fn hpcap_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_
     // SAFETY: called between open and release.
     let of = unsafe { open_file(file) };
     match of.ioctl(cmd, arg) {
-        // CAST: small values (0).
+        // CAST: small values (0) and small negative errnos.
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }

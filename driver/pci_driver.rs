@@ -189,8 +189,21 @@ impl HpcapDriver {
         })?;
         fail_at(pdev, Step::Buffer)?;
 
-        dev_info!(pdev, "taking over this {} ({} backend) as {}\n", backend.model, backend.name, name.to_str().unwrap_or("hpcap"));
         let capture = (backend.start)(pdev, &p, &shared, &name)?;
+        let (up, mbps) = shared.link();
+        dev_info!(
+            pdev,
+            "{} capturing as {} ({} backend): {} MiB buffer, {} KiB blocks, {} descriptors, {} consumer(s), link {} {} Mb/s\n",
+            backend.model,
+            name.to_str().unwrap_or("hpcap"),
+            backend.name,
+            p.buffer_size >> 20,
+            p.block_size >> 10,
+            p.ring_size,
+            p.consumers,
+            if up { "up" } else { "down" },
+            mbps
+        );
         let nodes = register_nodes(pdev, name, &bus, &shared)?;
         let dev = HpcapDevice {
             pdev,

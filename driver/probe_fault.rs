@@ -40,12 +40,15 @@ pub(crate) enum Step {
 }
 
 /// Number of steps (the largest useful `fail_probe_at`).
+// CAST: a field-less `#[repr(u32)]` enum's discriminant.
 pub(crate) const STEPS: u32 = Step::Nodes as u32;
 
 /// Fails with `ECANCELED` if `fail_probe_at` names `step`.
 pub(crate) fn fail_at(pdev: &pci::Device<Core<'_>>, step: Step) -> Result {
-    if crate::module_parameters::fail_probe_at.value() == step as u32 {
-        dev_info!(pdev, "fail_probe_at={}: failing probe after step {:?}\n", step as u32, step);
+    // CAST: a field-less `#[repr(u32)]` enum's discriminant.
+    let n = step as u32;
+    if crate::module_parameters::fail_probe_at.value() == n {
+        dev_info!(pdev, "fail_probe_at={}: failing probe after step {:?}\n", n, step);
         return Err(ECANCELED);
     }
     Ok(())

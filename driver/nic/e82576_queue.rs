@@ -97,7 +97,8 @@ const DESCTYPE_ADV_ONEBUF: u32 = 1;
 /// stays 0: the caller hands descriptors over with [`write_tail`].
 pub(super) fn start<const SIZE: usize>(bar: &pci::DevresBar<SIZE>, ring: &RingConfig) -> Result {
     let len_bytes = ring.count.checked_mul(DESC_BYTES).ok_or(EINVAL)?;
-    // CAST: the low and high halves of the 64-bit bus address.
+    // CAST: the low and high halves of the 64-bit bus address (truncation
+    // intended).
     let (lo, hi) = (ring.dma as u32, (ring.dma >> 32) as u32);
     with_bar(bar, |b| -> Result {
         b.write(RXDCTL::at(QUEUE), RXDCTL::zeroed());

@@ -121,27 +121,6 @@ fn nic_name(n: u32) -> &'static str {
     }
 }
 
-/// `set_config`, retried for up to 2 s while a format or block-size change
-/// is refused with EBUSY: every `open()` of a device attaches a listener for
-/// a moment (monitoring that runs `hpcapctl stats` does), so a switch can
-/// collide with one. A listener that stays (hpcapdd) still fails it.
-fn set_config_retrying(s: &hpcap::Source, cfg: &abi::Config) -> hpcap::Result<()> {
-    let switching = cfg.set & (abi::CONFIG_FORMAT | abi::CONFIG_BLOCK_SIZE) != 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        match s.set_config(cfg) {
-            Err(hpcap::Error::Io { err, .. })
-                if switching
-                    && err.raw_os_error() == Some(libc::EBUSY)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            r => return r,
-        }
-    }
-}
-
 fn format_name(f: u32) -> &'static str {
     if f == abi::FORMAT_PCAPNG {
         "pcapng"
@@ -687,7 +666,10 @@ fn main() {
                 bail!("nothing to change: give --snaplen, --filter, --no-filter, --format or --block-size");
             }
             if cfg.set != 0 {
-                set_config_retrying(&s, &cfg).context("setting the configuration")?;
+                // Opening a device attaches nothing (the driver attaches a
+                // file at its first read), so only real listeners, such as a
+                // running hpcapdd, can make a format switch fail with EBUSY.
+                s.set_config(&cfg).context("setting the configuration")?;
             }
             let mut insns = None;
             if let Some(expr) = filter {
