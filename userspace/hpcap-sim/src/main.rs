@@ -36,7 +36,7 @@ use hpcap::util::{now_ns, parse_size};
 enum Format {
     /// Native pcapng blocks.
     Pcapng,
-    /// HPCAP RAW records (each block opened by a header-carrying padding record).
+    /// HPCAP RAW records (packet and padding records only, no block headers).
     Raw,
 }
 

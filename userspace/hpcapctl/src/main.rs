@@ -556,7 +556,9 @@ fn cmd_stats(
                 println!("{}  ({})", p.display(), s.name());
                 if let Some(m) = v["counters"].as_object() {
                     for (k, val) in m {
-                        println!("  {k:22} {val}");
+                        // A NIC counter this NIC does not have.
+                        let shown = if val.is_null() { "n/a".to_string() } else { val.to_string() };
+                        println!("  {k:22} {shown}");
                     }
                 }
                 println!("  {:22} {}", "commit", st.commit);
@@ -606,14 +608,21 @@ fn cmd_stats(
                            "occupancy_pct": occ, "counters": counters_json(&st)})
                 );
             } else {
+                let nic = if st.nic_valid & hpcap::core::stats::NIC_MISSED != 0 {
+                    c.nic_missed.to_string()
+                } else {
+                    "n/a".to_string()
+                };
                 println!(
-                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (ring {} no-space {} writer {}) | filtered {} | occupancy {:.1}%",
+                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
                     s.name(),
                     pps / 1e6,
                     bps / 1e9,
                     drops,
+                    nic,
                     c.dropped_ring,
                     c.dropped_no_space,
+                    c.dropped_no_listener,
                     c.dropped_writer,
                     c.filtered,
                     occ
