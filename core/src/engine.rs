@@ -34,7 +34,7 @@ use super::bpf::{Program, SockFilter, Verified};
 use super::config::Stream;
 use super::desc::RxDone;
 use super::format::StreamFormat;
-use super::frame::WireFrame;
+use super::frame::{WireFrame, TAG_LEN};
 use super::listener::ListenerTable;
 use super::pcapng::{self, BlockHeader};
 use super::publish::{Placement, PublishState, Span};
@@ -205,8 +205,8 @@ pub enum Fate {
     Dropped(DropStage),
     /// Rejected by the filter.
     Filtered,
-    /// Stored at the placement.
-    Stored(Placement),
+    /// Stored at the placement recorded in its [`Rec`].
+    Stored,
 }
 
 /// One frame of a batch, between reservation and copy.
@@ -264,6 +264,10 @@ impl Polled {
 /// [`Rec`]s; a heap allocation in the kernel, whose stacks are small).
 pub struct Writer<R> {
     id: u32,
+    /// This writer's segment, `[seg_start, seg_end)`: fixed, so the loop
+    /// steps through it without the ring layout's divisions.
+    seg_start: u32,
+    seg_end: u32,
     next: u32,
     in_frame: bool,
     idle_since_ns: u64,
@@ -276,6 +280,8 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
     pub fn new(id: u32, ring: &RingLayout, recs: R) -> Self {
         Self {
             id,
+            seg_start: ring.segment_start(id),
+            seg_end: ring.segment_end(id),
             next: ring.segment_start(id),
             in_frame: false,
             idle_since_ns: 0,
@@ -328,22 +334,30 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             let Some(done) = cx.port.poll(i) else {
                 break;
             };
-            let tci = if vlan_stripped { done.vlan } else { None };
-            // SAFETY: descriptor `i` is done and this writer owns it until
-            // it is re-armed in the copy phase.
-            let frame = WireFrame::new(unsafe { cx.port.frame(i, done.len) }, tci);
-            let wire = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-            let mut rec = Rec {
-                desc: i,
-                bytes: done.len,
-                len: cx.port.orig_len(i, wire),
-                caplen: 0,
-                ts_ns: cx.port.timestamp(i),
-                tci,
-                place: None,
+            // Filled in place: a record is too large to build and copy.
+            let Some(rec) = recs.get_mut(n) else {
+                break;
             };
+            let tci = if vlan_stripped { done.vlan } else { None };
+            // The frame as on the wire: what was delivered, plus the tag
+            // the NIC stripped (`WireFrame::len` without building one).
+            let wire = done.len.saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
+            rec.desc = i;
+            rec.bytes = done.len;
+            rec.len = cx.port.orig_len(i, wire);
+            rec.caplen = 0;
+            rec.ts_ns = cx.port.timestamp(i);
+            rec.tci = tci;
+            rec.place = None;
             let fate = multi_descriptor_fate(&mut self.in_frame, &done).unwrap_or_else(|| {
-                fate(&frame, &mut rec, copying, prog.as_ref(), &cfg, &mut batch)
+                // The filter reads the frame; the descriptor is done and
+                // this writer owns it until the copy phase re-arms it.
+                let filtered_out = prog.as_ref().is_some_and(|p| {
+                    // SAFETY: as just said.
+                    let frame = WireFrame::new(unsafe { cx.port.frame(i, done.len) }, tci);
+                    !p.matches_frame(&frame, rec.len)
+                });
+                fate(wire, rec, copying, filtered_out, &cfg, &mut batch)
             });
             match fate {
                 Fate::Dropped(DropStage::NoSpace) if cx.on_full == OnFull::Stall => {
@@ -360,19 +374,17 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                     stats.seen(rec.len);
                     stats.filter_rejected(rec.len);
                 }
-                Fate::Stored(p) => {
+                Fate::Stored => {
                     stats.seen(rec.len);
                     stats.stored(rec.len, rec.caplen);
-                    rec.place = Some(p);
                 }
             }
-            if let Some(slot) = recs.get_mut(n) {
-                *slot = rec;
-            }
             n += 1;
-            let last = cx.ring.is_segment_last(i);
-            i = cx.ring.next_in_segment(i);
-            if last {
+            i += 1;
+            if i == self.seg_end {
+                // Past the segment's last descriptor: the next lap starts
+                // at its beginning; the token moves on.
+                i = self.seg_start;
                 seg_done = true;
                 break;
             }
@@ -414,17 +426,13 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             }
             cx.publish.pass_token(j, cx.ring.next_segment(j));
         }
-        // 5. Copy, in parallel with the next token holder.
+        // 5. Copy, in parallel with the next token holder. One loop per
+        // format, so the format is a constant inside it.
         let format = cfg.stream.format;
-        for rec in recs.iter().take(n) {
-            if let Some(p) = &rec.place {
-                // SAFETY: the descriptor is still owned by this writer (it
-                // is re-armed just below).
-                let bytes = unsafe { cx.port.frame(rec.desc, rec.bytes) };
-                let frame = WireFrame::new(bytes, rec.tci);
-                store(cx, &cfg.stream, rec, p, &frame);
-            }
-            cx.port.arm(rec.desc);
+        let done = recs.get(..n).unwrap_or(&[]);
+        match format {
+            StreamFormat::Pcapng => copy(cx, &cfg.stream, StreamFormat::Pcapng, done),
+            StreamFormat::Raw => copy(cx, &cfg.stream, StreamFormat::Raw, done),
         }
         if let Some(span) = flush {
             write_pad(cx, format, &span);
@@ -460,56 +468,83 @@ fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
     None
 }
 
-/// The fate of a whole, error-free frame; reserves its record if it is
-/// stored (and sets `rec.caplen`).
+/// The fate of a whole, error-free frame of `delivered` bytes (as on the
+/// wire); reserves its record if it is stored (and sets `rec.caplen`).
+#[inline(always)]
 fn fate<F: Filter>(
-    frame: &WireFrame<'_>,
+    delivered: u32,
     rec: &mut Rec,
     copying: bool,
-    prog: Option<&Program<'_>>,
+    filtered_out: bool,
     cfg: &Settings<F>,
     batch: &mut super::publish::Batch,
 ) -> Fate {
     if !copying {
         return Fate::Dropped(DropStage::NoListener);
     }
-    if prog.is_some_and(|p| !p.matches_frame(frame, rec.len)) {
+    if filtered_out {
         return Fate::Filtered;
     }
     // The stored bytes never exceed what was delivered.
-    let delivered = u32::try_from(frame.len()).unwrap_or(u32::MAX);
     rec.caplen = stats::caplen(rec.len, cfg.snaplen).min(delivered);
     let geo = &cfg.stream.geo;
     let Some(len) = cfg.stream.format.record_len(rec.caplen) else {
         return Fate::Dropped(DropStage::Writer);
     };
-    if !geo.fits_fresh_block(len) {
-        return Fate::Dropped(DropStage::Writer);
-    }
-    match batch.place(geo, len) {
-        Some(p) => Fate::Stored(p),
-        // It fits a block, so only the limit refused it.
+    rec.place = batch.place(geo, len);
+    match rec.place {
+        Some(_) => Fate::Stored,
+        // Refused: no block can hold the record, or the limit.
+        None if !geo.fits_fresh_block(len) => Fate::Dropped(DropStage::Writer),
         None => Fate::Dropped(DropStage::NoSpace),
+    }
+}
+
+/// The copy phase: stores every placed record of the batch and re-arms
+/// every descriptor. `format` is `stream.format`, passed as a constant by
+/// the caller.
+#[inline(always)]
+fn copy<P, M>(cx: &Ctx<'_, P, M>, stream: &Stream, format: StreamFormat, recs: &[Rec])
+where
+    P: Port + ?Sized,
+    M: StreamMemory + ?Sized,
+{
+    for rec in recs {
+        if let Some(p) = &rec.place {
+            // SAFETY: the descriptor is still owned by this writer (it is
+            // re-armed just below).
+            let bytes = unsafe { cx.port.frame(rec.desc, rec.bytes) };
+            let frame = WireFrame::new(bytes, rec.tci);
+            store(cx, stream, format, rec, p, &frame);
+        }
+        cx.port.arm(rec.desc);
     }
 }
 
 /// Writes a record's padding, block header and record into its reserved
 /// spans.
-fn store<P, M>(cx: &Ctx<'_, P, M>, stream: &Stream, rec: &Rec, p: &Placement, frame: &WireFrame<'_>)
-where
+#[inline(always)]
+fn store<P, M>(
+    cx: &Ctx<'_, P, M>,
+    stream: &Stream,
+    format: StreamFormat,
+    rec: &Rec,
+    p: &Placement,
+    frame: &WireFrame<'_>,
+) where
     P: Port + ?Sized,
     M: StreamMemory + ?Sized,
 {
-    if let Some(pad) = &p.pad {
-        write_pad(cx, stream.format, pad);
+    if let Some(pad) = p.pad(&stream.geo) {
+        write_pad(cx, format, &pad);
     }
-    if let Some(h) = &p.header {
+    if let Some(h) = p.header(&stream.geo) {
         // Drops since the previous block header, all writers (approximate
         // with several writers). Relaxed: statistics.
         let total = cx.shared.drops.load(Ordering::Relaxed);
         let drops = total.saturating_sub(cx.shared.drops_at_header.swap(total, Ordering::Relaxed));
         let hdr = BlockHeader {
-            format: stream.format.block_header_code(),
+            format: format.block_header_code(),
             // CAST: block sizes are at most 256 MiB (config::MAX_BLOCK_SHIFT).
             block_len: stream.geo.block_size() as u32,
             records: 0,
@@ -529,9 +564,7 @@ where
     let r = &p.record;
     // SAFETY: as above.
     if let Some(buf) = unsafe { cx.memory.span_mut(r.pos, r.len) } {
-        let _ = stream
-            .format
-            .write_record(buf, rec.ts_ns, rec.caplen, rec.len, frame);
+        let _ = format.write_record(buf, rec.ts_ns, rec.caplen, rec.len, frame);
     }
 }
 

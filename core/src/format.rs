@@ -16,7 +16,7 @@
 
 use super::frame::WireFrame;
 use super::pcapng::{
-    self, EpbHeader, EpbOptions, WriteError, BH_FORMAT_PCAPNG, BH_FORMAT_RAW, BLOCK_HEADER_LEN,
+    self, EpbOptions, WriteError, BH_FORMAT_PCAPNG, BH_FORMAT_RAW, BLOCK_HEADER_LEN,
     EPB_DATA_OFFSET, MIN_BLOCK_LEN,
 };
 use super::raw::{self, RAW_HEADER_LEN, RAW_MAX_CAPLEN};
@@ -114,6 +114,7 @@ impl StreamFormat {
 
     /// Length of the record holding `caplen` captured bytes, or `None` when
     /// the format cannot express it (RAW lengths are 16 bits).
+    #[inline]
     pub const fn record_len(self, caplen: u32) -> Option<u64> {
         if caplen > self.max_caplen() {
             return None;
@@ -128,6 +129,7 @@ impl StreamFormat {
     /// [`Self::record_len`]`(caplen)` bytes: the record header, then the
     /// first `caplen` bytes of `frame` as on the wire. `orig_len` is the
     /// frame's length on the wire.
+    #[inline]
     pub fn write_record(
         self,
         rec: &mut [u8],
@@ -138,13 +140,7 @@ impl StreamFormat {
     ) -> Result<(), WriteError> {
         let data_at = match self {
             Self::Pcapng => {
-                let hdr = EpbHeader {
-                    interface: 0,
-                    ts_ns,
-                    caplen,
-                    orig_len,
-                };
-                pcapng::write_epb_frame(rec, 0, &hdr, &EpbOptions::NONE)?;
+                pcapng::write_epb_plain(rec, ts_ns, caplen, orig_len)?;
                 EPB_DATA_OFFSET
             }
             Self::Raw => {

@@ -8,7 +8,7 @@
 //!
 //! The writers are meant for the kernel's per-packet path: they write into a
 //! caller's `&mut [u8]` at an offset, never allocate, and report the number
-//! of bytes written. [`write_epb_frame`] writes everything of an Enhanced
+//! of bytes written. [`write_epb_plain`] writes everything of an Enhanced
 //! Packet Block except the frame, so the driver copies each frame exactly
 //! once, straight from the DMA buffer into the stream.
 
@@ -111,6 +111,7 @@ pub enum WriteError {
 }
 
 /// Rounds `n` up to a multiple of 4.
+#[inline]
 pub const fn pad4(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -150,6 +151,7 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    #[cfg(not(hpcap_kernel))]
     fn skip(&mut self, n: usize) -> Result<(), WriteError> {
         let end = self.pos.checked_add(n).ok_or(WriteError::NoSpace)?;
         if end > self.buf.len() {
@@ -404,6 +406,7 @@ impl EpbOptions {
     };
 
     /// Encoded size of these options, including the end-of-options marker.
+    #[inline]
     pub const fn len(&self) -> usize {
         let mut n = 0;
         if self.flags.is_some() {
@@ -423,12 +426,14 @@ impl EpbOptions {
     }
 
     /// Whether no option is present.
+    #[cfg(not(hpcap_kernel))]
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// Fixed fields of an Enhanced Packet Block.
+#[cfg(not(hpcap_kernel))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpbHeader {
     /// Interface id (index of the IDB in the section).
@@ -442,15 +447,64 @@ pub struct EpbHeader {
 }
 
 /// Exact total length of an EPB with `caplen` frame bytes and `opts`.
+#[inline]
 pub const fn epb_len(caplen: usize, opts: &EpbOptions) -> usize {
     32 + pad4(caplen) + opts.len()
 }
 
+/// The capture hot path's EPB: interface 0, no options, written at the
+/// start of `rec` except for the frame bytes, which the caller copies to
+/// `rec[EPB_DATA_OFFSET..][..caplen]` afterwards (not before: the frame's
+/// last word is zeroed here, whole, so that the padding after the frame is
+/// zero without a variable-length fill). One bounds check, whole words.
+/// Returns the block's length, `epb_len(caplen, &EpbOptions::NONE)`.
+#[inline]
+pub fn write_epb_plain(
+    rec: &mut [u8],
+    ts_ns: u64,
+    caplen: u32,
+    orig_len: u32,
+) -> Result<usize, WriteError> {
+    let data_end = EPB_DATA_OFFSET + pad4(caplen as usize);
+    let total = data_end + 4;
+    // The same length as `epb_len(caplen, &EpbOptions::NONE)`.
+    let total32 = len32(total)?;
+    if rec.len() < total {
+        return Err(WriteError::NoSpace);
+    }
+    let (head, _) = rec
+        .split_first_chunk_mut::<EPB_DATA_OFFSET>()
+        .ok_or(WriteError::NoSpace)?;
+    let words = [
+        EPB_TYPE,
+        total32,
+        0,
+        (ts_ns >> 32) as u32,
+        ts_ns as u32,
+        caplen,
+        orig_len,
+    ];
+    for (k, w) in words.into_iter().enumerate() {
+        head[k * 4..k * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    if caplen % 4 != 0 {
+        if let Some(w) = rec.get_mut(data_end - 4..data_end) {
+            w.copy_from_slice(&[0; 4]);
+        }
+    }
+    if let Some(t) = rec.get_mut(data_end..total) {
+        t.copy_from_slice(&total32.to_le_bytes());
+    }
+    Ok(total)
+}
+
 /// Writes an EPB at `buf[at..]` except for the frame bytes, which the caller
-/// copies to `buf[at + EPB_DATA_OFFSET ..][..hdr.caplen]` afterwards; the up
-/// to 3 padding bytes after the frame are zeroed here. Returns the block's
+/// copies to `buf[at + EPB_DATA_OFFSET ..][..hdr.caplen]` afterwards (not
+/// before: the up to 3 padding bytes after the frame are zeroed here, and
+/// without options that may clear the frame's last bytes too). Returns the block's
 /// total length, [`epb_len`]`(hdr.caplen, opts)`. Nothing is written when
-/// the block does not fit.
+/// the block does not fit. (The capture path uses [`write_epb_plain`].)
+#[cfg(not(hpcap_kernel))]
 pub fn write_epb_frame(
     buf: &mut [u8],
     at: usize,
@@ -462,10 +516,7 @@ pub fn write_epb_frame(
     let total32 = len32(total)?;
     let end = at.checked_add(total).ok_or(WriteError::NoSpace)?;
     let region = buf.get_mut(at..end).ok_or(WriteError::NoSpace)?;
-    // The common case (no options) is the per-packet hot path: the fixed
-    // header goes out as one 28-byte copy, then padding and trailer.
-    let mut head = [0u8; EPB_DATA_OFFSET];
-    for (i, v) in [
+    let words = [
         EPB_TYPE,
         total32,
         hdr.interface,
@@ -473,16 +524,27 @@ pub fn write_epb_frame(
         hdr.ts_ns as u32,
         hdr.caplen,
         hdr.orig_len,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        head[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    ];
+    for (d, w) in region.chunks_exact_mut(4).zip(words) {
+        d.copy_from_slice(&w.to_le_bytes());
     }
-    let (h, rest) = region
-        .split_at_mut_checked(EPB_DATA_OFFSET)
-        .ok_or(WriteError::NoSpace)?;
-    h.copy_from_slice(&head);
+    if opts.is_empty() {
+        // The per-packet hot path: one bounds check above, whole words
+        // below. The frame's last word is zeroed whole (one store instead
+        // of a variable-length fill): the frame bytes the caller copies
+        // afterwards overwrite its front, the padding stays zero.
+        let data_end = EPB_DATA_OFFSET + pad4(caplen);
+        if caplen % 4 != 0 {
+            if let Some(w) = region.get_mut(data_end - 4..data_end) {
+                w.copy_from_slice(&[0; 4]);
+            }
+        }
+        if let Some(t) = region.get_mut(data_end..) {
+            t.copy_from_slice(&total32.to_le_bytes());
+        }
+        return Ok(total);
+    }
+    let rest = region.get_mut(EPB_DATA_OFFSET..).ok_or(WriteError::NoSpace)?;
     let mut c = Cursor { buf: rest, pos: 0 };
     c.skip(caplen)?;
     c.zeros(pad4(caplen) - caplen)?;

@@ -173,16 +173,60 @@ pub struct Span {
 }
 
 /// Where one record goes, and what must be written before it.
+///
+/// Compact, because every captured frame carries one from reservation to
+/// copy: the record's span, plus the length of the padding that closes the
+/// previous block and whether the record opens a block. The rare spans
+/// (padding, block header) are derived from those by [`Self::pad`] and
+/// [`Self::header`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
-    /// Padding record closing the previous block, if the record did not fit
-    /// in it.
-    pub pad: Option<Span>,
-    /// Block header opening a new block (`len` = the geometry's header
-    /// length), if the record starts a block.
-    pub header: Option<Span>,
     /// The record itself.
     pub record: Span,
+    /// Bytes of padding before the block header (or the record), 0 if none.
+    pad_len: u32,
+    /// The record is the first of its block.
+    opens_block: bool,
+}
+
+impl Placement {
+    /// Padding record closing the previous block, if the record did not fit
+    /// in it.
+    pub fn pad(&self, geo: &Geometry) -> Option<Span> {
+        if self.pad_len == 0 {
+            return None;
+        }
+        let offset = self.block_start(geo) - u64::from(self.pad_len);
+        Some(Span {
+            offset,
+            pos: geo.position(offset),
+            len: u64::from(self.pad_len),
+        })
+    }
+
+    /// Block header opening a new block (`len` = the geometry's header
+    /// length), if the record starts a block of a format that has them.
+    pub fn header(&self, geo: &Geometry) -> Option<Span> {
+        if !self.opens_block || geo.header_len == 0 {
+            return None;
+        }
+        let offset = self.block_start(geo);
+        Some(Span {
+            offset,
+            pos: geo.position(offset),
+            len: geo.header_len,
+        })
+    }
+
+    /// Where the bytes written for this record start: its block header if
+    /// it opens a block, else the record.
+    fn block_start(&self, geo: &Geometry) -> u64 {
+        if self.opens_block {
+            self.record.offset - geo.header_len
+        } else {
+            self.record.offset
+        }
+    }
 }
 
 /// One completion record.
@@ -269,6 +313,12 @@ pub struct Batch {
     /// tracked incrementally to keep a 64-bit division off the per-record
     /// path.
     buf_pos: u64,
+    /// A record ending at or before this offset fits in the current block
+    /// with room for a padding record after it, and within `limit`: the
+    /// fast path of [`Batch::place`]. 0 (nothing fits) until `place_slow`
+    /// has set `buf_pos` and whenever the next record opens a block. A
+    /// batch uses one geometry throughout.
+    fast_end: u64,
 }
 
 const NO_POS: u64 = u64::MAX;
@@ -330,7 +380,43 @@ impl Batch {
     /// Returns `None`, changing nothing, when the record (with padding and
     /// header) would pass the batch's limit or is longer than
     /// [`Geometry::max_record`]: the caller drops and counts it.
+    #[inline]
     pub fn place(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
+        // The common case: the record fits in the current, already opened
+        // block with room for a padding record after it.
+        let end = self.pos.wrapping_add(len);
+        if end <= self.fast_end && end > self.pos {
+            let record = Span {
+                offset: self.pos,
+                pos: self.buf_pos,
+                len,
+            };
+            // Still inside the block, so inside the buffer.
+            self.buf_pos += len;
+            self.pos = end;
+            return Some(Placement {
+                record,
+                pad_len: 0,
+                opens_block: false,
+            });
+        }
+        self.place_slow(geo, len)
+    }
+
+    /// Sets [`Self::fast_end`] for the current position.
+    fn set_fast_end(&mut self, geo: &Geometry) {
+        let within = self.pos & (geo.block_size - 1);
+        self.fast_end = if within == 0 {
+            0
+        } else {
+            let block_end = self.pos - within + geo.block_size;
+            (block_end - geo.min_pad).min(self.limit)
+        };
+    }
+
+    /// [`Self::place`] when the record opens a block, ends one exactly, or
+    /// does not fit in the current one.
+    fn place_slow(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
         if self.buf_pos == NO_POS {
             self.buf_pos = geo.position(self.pos);
         }
@@ -345,28 +431,18 @@ impl Batch {
             p
         };
         let mut at = self.pos;
-        let mut pad = None;
-        let mut header = None;
+        let mut pad_len = 0;
         let within = at & (geo.block_size - 1);
         if within != 0 && !geo.fits(len, geo.block_size - within) {
             let rem = geo.block_size - within;
-            pad = Some(Span {
-                offset: at,
-                pos: pos_of(at),
-                len: rem,
-            });
+            // CAST: less than a block, at most 256 MiB.
+            pad_len = rem as u32;
             at += rem;
         }
-        if at & (geo.block_size - 1) == 0 {
+        let opens_block = at & (geo.block_size - 1) == 0;
+        if opens_block {
             if !geo.fits(len, geo.max_record()) {
                 return None;
-            }
-            if geo.header_len != 0 {
-                header = Some(Span {
-                    offset: at,
-                    pos: pos_of(at),
-                    len: geo.header_len,
-                });
             }
             at += geo.header_len;
         }
@@ -376,14 +452,15 @@ impl Batch {
         }
         self.pos = end;
         self.buf_pos = pos_of(end);
+        self.set_fast_end(geo);
         Some(Placement {
-            pad,
-            header,
             record: Span {
                 offset: at,
                 pos: pos_of(at),
                 len,
             },
+            pad_len,
+            opens_block,
         })
     }
 
@@ -406,6 +483,7 @@ impl Batch {
         };
         self.pos = end;
         self.buf_pos = NO_POS;
+        self.fast_end = 0;
         Some(span)
     }
 }
@@ -560,6 +638,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
             pos: start,
             limit,
             buf_pos: NO_POS,
+            fast_end: 0,
         })
     }
 
@@ -827,7 +906,7 @@ mod tests {
         let mut b = st.begin_batch(0, u64::MAX).unwrap();
         let p = b.place(&geo2, 60).unwrap();
         assert_eq!(
-            (p.pad, p.header, p.record.offset, p.record.pos),
+            (p.pad(&geo2), p.header(&geo2), p.record.offset, p.record.pos),
             (None, None, 2048, 2048)
         );
     }
@@ -837,24 +916,24 @@ mod tests {
         let st: PublishState<4> = PublishState::new();
         let mut b = st.begin_batch(0, u64::MAX).unwrap();
         let p = b.place(&GEO, 100).unwrap();
-        assert_eq!(p.pad, None);
-        assert_eq!(p.header.unwrap().offset, 0);
+        assert_eq!(p.pad(&GEO), None);
+        assert_eq!(p.header(&GEO).unwrap().offset, 0);
         assert_eq!(p.record.offset, 32);
         // 1024 - 132 = 892 left: 884 would leave 8 < 12, so it pads.
         let p = b.place(&GEO, 884).unwrap();
         assert_eq!(
-            p.pad.unwrap(),
+            p.pad(&GEO).unwrap(),
             Span {
                 offset: 132,
                 pos: 132,
                 len: 892
             }
         );
-        assert_eq!(p.header.unwrap().offset, 1024);
+        assert_eq!(p.header(&GEO).unwrap().offset, 1024);
         assert_eq!(p.record.offset, 1056);
         // Exact fit of the rest of the block.
         let p = b.place(&GEO, 1024 - 1056 % 1024 - 884).unwrap();
-        assert_eq!(p.pad, None);
+        assert_eq!(p.pad(&GEO), None);
         assert_eq!(b.end(), 2048);
         // Too big for any block.
         assert_eq!(b.place(&GEO, 1000), None);
@@ -955,7 +1034,7 @@ mod tests {
                         proptest::prop_assert!(len > g.max_record() - 12 && len != g.max_record());
                         continue;
                     };
-                    let spans = [p.pad, p.header, Some(p.record)];
+                    let spans = [p.pad(&g), p.header(&g), Some(p.record)];
                     let mut at = before;
                     for s in spans.iter().flatten() {
                         proptest::prop_assert_eq!(s.offset, at);
@@ -980,6 +1059,7 @@ mod tests {
             pos,
             limit: u64::MAX,
             buf_pos: NO_POS,
+            fast_end: 0,
         }
     }
 
@@ -991,14 +1071,14 @@ mod tests {
         assert!(gap == 0 || gap >= 12, "gap of {gap} after the record");
         assert_eq!(end, p.record.offset + len);
         let mut at = pos;
-        if let Some(pad) = p.pad {
+        if let Some(pad) = p.pad(g) {
             assert_eq!((pad.offset, pad.pos), (pos, g.position(pos)));
             assert!(pad.len >= 12);
             assert_eq!((pos + pad.len) % b, 0, "padding closes the block");
             at += pad.len;
         }
         if at % b == 0 {
-            match p.header {
+            match p.header(g) {
                 Some(h) => {
                     assert_eq!((h.offset, h.len), (at, g.header_len));
                     at += h.len;
@@ -1006,7 +1086,7 @@ mod tests {
                 None => assert_eq!(g.header_len, 0),
             }
         } else {
-            assert_eq!(p.header, None);
+            assert_eq!(p.header(g), None);
         }
         assert_eq!(p.record.offset, at);
         assert_eq!(p.record.pos, g.position(at));

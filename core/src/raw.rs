@@ -97,6 +97,7 @@ impl RawHeader {
 }
 
 /// Length of a RAW record holding `caplen` bytes.
+#[inline]
 pub const fn raw_len(caplen: usize) -> usize {
     RAW_HEADER_LEN + caplen
 }

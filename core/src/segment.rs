@@ -183,6 +183,8 @@ impl RingLayout {
 
     /// Ring slot after `i` for the writer that owns it: past its segment's
     /// last descriptor the writer starts its next lap at the segment start.
+    /// (The engine keeps each writer's bounds instead: no divisions.)
+    #[cfg(not(hpcap_kernel))]
     pub const fn next_in_segment(&self, i: u32) -> u32 {
         let seg = self.segment_of(i);
         let n = rem_u32(i, self.ring_size) + 1;
@@ -195,6 +197,7 @@ impl RingLayout {
 
     /// True if ring slot `i` is the last descriptor of its segment, where
     /// the writer passes the token on.
+    #[cfg(not(hpcap_kernel))]
     pub const fn is_segment_last(&self, i: u32) -> bool {
         let i = rem_u32(i, self.ring_size);
         i + 1 == self.segment_end(self.segment_of(i))
