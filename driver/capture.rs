@@ -402,7 +402,7 @@ pub(crate) fn start<N: Nic>(
         )
     });
     let ring = ring.map_err(|_| EINVAL)?;
-    let layout = RingLayout::new(ring.size, ring.consumers, TAIL_BATCH, caps.ring.tail_step).map_err(|_| EINVAL)?;
+    let layout = RingLayout::interleaved(ring.size, ring.consumers, TAIL_BATCH, caps.ring.tail_step).map_err(|_| EINVAL)?;
     let queue = RxQueue::start(pdev.as_ref(), nic, caps, ring.size, ring.buf)?;
     fail_at(pdev, Step::Queue)?;
     let tail = layout.initial_tail();
@@ -517,12 +517,13 @@ struct Consumer<N: Nic> {
 }
 
 impl<N: Nic> Consumer<N> {
-    /// One poll of the engine, inside the pause gate.
-    fn poll(&self, st: &mut ConsumerState) -> usize {
+    /// One poll of the engine, inside the pause gate: descriptors handled,
+    /// and whether another writer held the token.
+    fn poll(&self, st: &mut ConsumerState) -> (usize, bool) {
         let rx = &*self.rx;
         let sh = &*rx.shared;
         if !sh.gate.enter() {
-            return 0;
+            return (0, false);
         }
         let cx = Ctx {
             port: &rx.queue,
@@ -553,17 +554,17 @@ impl<N: Nic> Consumer<N> {
                 c.add(&p.stats);
             }
         }
-        p.handled
+        (p.handled, p.token_elsewhere)
     }
 }
 
 impl<N: Nic> ThreadBody for Consumer<N> {
     fn run_once(&self) {
-        let (worked, idle) = {
+        let (worked, waiting, idle) = {
             let mut st = self.state.lock();
-            let worked = self.poll(&mut st);
+            let (worked, waiting) = self.poll(&mut st);
             st.idle_polls = if worked > 0 { 0 } else { st.idle_polls.saturating_add(1) };
-            (worked, st.idle_polls)
+            (worked, waiting, st.idle_polls)
         };
         // Back off when idle: spin briefly, then sleep a little, then more,
         // so an idle device costs almost nothing and a busy one is polled.
@@ -576,6 +577,13 @@ impl<N: Nic> ThreadBody for Consumer<N> {
             }
             return;
         }
+        // Another writer holds the token: under traffic it comes back
+        // within a batch, much sooner than a sleep would end, so spin for a
+        // while (a sleeping writer would stall the segments after its own).
+        if waiting && idle < TOKEN_SPINS {
+            core::hint::spin_loop();
+            return;
+        }
         match idle {
             0..=63 => core::hint::spin_loop(),
             64..=20_000 => kthread::sleep_us(20, 50),
@@ -583,6 +591,10 @@ impl<N: Nic> ThreadBody for Consumer<N> {
         }
     }
 }
+
+/// Polls a writer spins while another writer holds the token, before it
+/// backs off like an idle one (tens of microseconds: several batches).
+const TOKEN_SPINS: u32 = 4096;
 
 /// The slow path of one device: link state and NIC counters every 100 ms,
 /// read by the backend ([`Nic::service`]) off the capture threads.

@@ -248,6 +248,10 @@ pub struct Polled {
     pub wake: bool,
     /// [`OnFull::Stall`] stopped the batch: wait for room, then poll again.
     pub stalled: bool,
+    /// Another writer holds the token: traffic may well be flowing and the
+    /// token may come back within a batch's time, so a caller with nothing
+    /// handled should wait briefly (spin) rather than sleep.
+    pub token_elsewhere: bool,
 }
 
 impl Polled {
@@ -256,6 +260,7 @@ impl Polled {
         stats: CaptureStats::ZERO,
         wake: false,
         stalled: false,
+        token_elsewhere: false,
     };
 }
 
@@ -264,8 +269,10 @@ impl Polled {
 /// [`Rec`]s; a heap allocation in the kernel, whose stacks are small).
 pub struct Writer<R> {
     id: u32,
-    /// This writer's segment, `[seg_start, seg_end)`: fixed, so the loop
-    /// steps through it without the ring layout's divisions.
+    /// The segment this writer works on, `[seg_start, seg_end)`: kept
+    /// here so the loop steps through it without the ring layout's
+    /// divisions.
+    seg: u32,
     seg_start: u32,
     seg_end: u32,
     next: u32,
@@ -280,6 +287,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
     pub fn new(id: u32, ring: &RingLayout, recs: R) -> Self {
         Self {
             id,
+            seg: id,
             seg_start: ring.segment_start(id),
             seg_end: ring.segment_end(id),
             next: ring.segment_start(id),
@@ -303,7 +311,10 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
     {
         let j = self.id;
         if !cx.publish.holds_token(j) {
-            return Polled::IDLE;
+            return Polled {
+                token_elsewhere: true,
+                ..Polled::IDLE
+            };
         }
         // 1. Tail.
         if let Some(t) = cx.publish.tail_update(j, cx.ring) {
@@ -382,8 +393,12 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             n += 1;
             i += 1;
             if i == self.seg_end {
-                // Past the segment's last descriptor: the next lap starts
-                // at its beginning; the token moves on.
+                // Past the segment's last descriptor: the token moves on to
+                // the next segment's writer, this one goes on with its own
+                // next segment.
+                self.seg = cx.ring.next_own_segment(self.seg);
+                self.seg_start = cx.ring.segment_start(self.seg);
+                self.seg_end = cx.ring.segment_end(self.seg);
                 i = self.seg_start;
                 seg_done = true;
                 break;
@@ -424,7 +439,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             if let Some(t) = cx.publish.tail_update(j, cx.ring) {
                 cx.port.write_tail(t);
             }
-            cx.publish.pass_token(j, cx.ring.next_segment(j));
+            cx.publish.pass_token(j, cx.ring.next_writer(j));
         }
         // 5. Copy, in parallel with the next token holder. One loop per
         // format, so the format is a constant inside it.
@@ -444,6 +459,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             stats,
             wake: published.wake,
             stalled,
+            token_elsewhere: false,
         }
     }
 }
@@ -998,11 +1014,16 @@ pub(crate) mod tests {
 
     /// Two writers on two threads share the ring and the stream; the stream
     /// holds every frame once, in ring order, and the iavf descriptor format
-    /// decodes the same.
+    /// decodes the same: with one segment per writer and with segments
+    /// interleaved (the writers take turns every 16 descriptors).
     #[test]
     fn two_writers_publish_in_order() {
+        two_writers(RingLayout::new(128, 2, 32, 8).unwrap());
+        two_writers(RingLayout::with_segments(128, 2, 8, 16, 8).unwrap());
+    }
+
+    fn two_writers(ring: RingLayout) {
         let s = Stream::new(StreamFormat::Pcapng, 4 << 16, 1 << 16).unwrap();
-        let ring = RingLayout::new(128, 2, 32, 8).unwrap();
         let nic: SoftNic<Iavf32> = SoftNic::new(128, 2048, false, clock);
         let publish = PublishState::new();
         publish.set_tail(ring.initial_tail());

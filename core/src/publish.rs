@@ -599,7 +599,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
     }
 
     /// Hands the token from `writer` to `next` (normally
-    /// [`super::segment::RingLayout::next_segment`] of it). Call after the
+    /// [`super::segment::RingLayout::next_writer`] of it). Call after the
     /// last batch of the segment is finished and the tail register written.
     pub fn pass_token(&self, writer: u32, next: u32) {
         // The caller's identity only documents intent: the token word
@@ -995,7 +995,7 @@ mod tests {
         st.complete(t);
         assert_eq!(st.tail_update(1, &l), None);
         assert_eq!(st.tail_update(0, &l), Some(24));
-        st.pass_token(0, l.next_segment(0));
+        st.pass_token(0, l.next_writer(0));
         assert!(st.holds_token(1));
     }
 

@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 //! RX ring segment arithmetic and in-order descriptor return (tail updates).
 //!
-//! One RX ring of `ring_size` descriptors is split into `consumers`
-//! contiguous segments, one per writer thread. The NIC fills descriptors in
-//! ring order, so the segments are visited in order too and the publication
-//! token (see [`super::publish`]) follows the NIC from one segment to the next.
+//! One RX ring of `ring_size` descriptors is split into `segments`
+//! contiguous segments, dealt round-robin to `consumers` writer threads:
+//! writer `j` owns segments `j`, `j + consumers`, `j + 2 * consumers`, ...
+//! The NIC fills descriptors in ring order, so the segments are visited in
+//! order too and the publication token (see [`super::publish`]) follows the
+//! NIC from one segment, and writer, to the next.
+//!
+//! With one segment per writer (HPCAP's split), a writer waits for the
+//! whole ring to come round before its segment fills again. Interleaved
+//! segments ([`RingLayout::interleaved`]) let the writers overlap: one
+//! copies the frames of its segment while the next one already reserves
+//! room for the following segment's frames, so the copies run in parallel
+//! and only the (short) reservation is serialised by the token.
 //!
 //! # Uneven splits
 //!
 //! The ring is cut in units of `align` descriptors (the granularity at which
 //! the NIC accepts tail bumps: 8 on XL710, 1 on 82576). With
-//! `units = ring_size / align`, every segment gets `units / consumers` units
-//! and the first `units % consumers` segments one unit more. Segment ends
+//! `units = ring_size / align`, every segment gets `units / segments` units
+//! and the first `units % segments` segments one unit more. Segment ends
 //! therefore always fall on an aligned descriptor, so the tail bump done at a
 //! segment end needs no rounding; segment lengths differ by at most `align`.
 //!
@@ -32,8 +41,16 @@
 
 use super::arith::{div_u32, rem_u32, rem_u64};
 
-/// Largest number of writer threads (segments) per ring.
+/// Largest number of writer threads per ring.
 pub const MAX_CONSUMERS: u32 = 32;
+
+/// Segment length [`RingLayout::interleaved`] aims at, in descriptors: one
+/// full batch of the engine (`engine::MAX_BATCH`), so a writer hands the
+/// token on after every batch it reserves and copies that batch while the
+/// next writer reserves the following one. (A writer holds the token for
+/// its whole segment; with longer segments its copies would run under the
+/// token, one after the other.)
+pub const SEGMENT_TARGET: u32 = 64;
 
 /// Why a [`RingLayout`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +62,9 @@ pub enum LayoutError {
     /// `consumers` is 0, above [`MAX_CONSUMERS`], or leaves a segment with
     /// fewer than `align` descriptors.
     Consumers,
+    /// `segments` is not a non-zero multiple of `consumers`, or leaves a
+    /// segment with fewer than `align` descriptors.
+    Segments,
     /// `batch` is zero, not a multiple of `align`, or larger than the ring.
     Batch,
 }
@@ -56,11 +76,13 @@ pub enum LayoutError {
 /// - `align` is a power of two, `ring_size` is a non-zero multiple of 8 and
 ///   of `align`, and `ring_size <= u32::MAX / 2`.
 /// - `1 <= consumers <= MAX_CONSUMERS` and `consumers <= ring_size / align`.
+/// - `segments` is a multiple of `consumers`, `segments <= ring_size / align`.
 /// - `batch` is a non-zero multiple of `align`, `batch <= ring_size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingLayout {
     ring_size: u32,
     consumers: u32,
+    segments: u32,
     align: u32,
     batch: u32,
     /// Units (of `align` descriptors) in every segment.
@@ -70,7 +92,8 @@ pub struct RingLayout {
 }
 
 impl RingLayout {
-    /// Validates and builds a layout.
+    /// Validates and builds a layout with one segment per writer.
+    #[cfg(not(hpcap_kernel))]
     ///
     /// `batch` is the number of released descriptors that justifies a tail
     /// register write (an MMIO write is expensive); `align` is the NIC's
@@ -78,6 +101,40 @@ impl RingLayout {
     pub const fn new(
         ring_size: u32,
         consumers: u32,
+        batch: u32,
+        align: u32,
+    ) -> Result<Self, LayoutError> {
+        Self::with_segments(ring_size, consumers, consumers, batch, align)
+    }
+
+    /// A layout whose writers take turns every [`SEGMENT_TARGET`]
+    /// descriptors or so (one segment per writer when there is one writer,
+    /// or when the ring is too small to interleave).
+    pub const fn interleaved(
+        ring_size: u32,
+        consumers: u32,
+        batch: u32,
+        align: u32,
+    ) -> Result<Self, LayoutError> {
+        let mut segments = consumers;
+        if consumers > 1 && align != 0 && consumers != 0 {
+            let want = div_u32(ring_size, SEGMENT_TARGET);
+            let most = div_u32(ring_size, align);
+            let mut n = if want < most { want } else { most };
+            n -= rem_u32(n, consumers);
+            if n > segments {
+                segments = n;
+            }
+        }
+        Self::with_segments(ring_size, consumers, segments, batch, align)
+    }
+
+    /// Validates and builds a layout of `segments` segments dealt
+    /// round-robin to `consumers` writers.
+    pub const fn with_segments(
+        ring_size: u32,
+        consumers: u32,
+        segments: u32,
         batch: u32,
         align: u32,
     ) -> Result<Self, LayoutError> {
@@ -95,16 +152,20 @@ impl RingLayout {
         if consumers == 0 || consumers > MAX_CONSUMERS || consumers > units {
             return Err(LayoutError::Consumers);
         }
+        if segments < consumers || rem_u32(segments, consumers) != 0 || segments > units {
+            return Err(LayoutError::Segments);
+        }
         if batch == 0 || rem_u32(batch, align) != 0 || batch > ring_size {
             return Err(LayoutError::Batch);
         }
         Ok(Self {
             ring_size,
             consumers,
+            segments,
             align,
             batch,
-            base_units: div_u32(units, consumers),
-            extra: rem_u32(units, consumers),
+            base_units: div_u32(units, segments),
+            extra: rem_u32(units, segments),
         })
     }
 
@@ -114,9 +175,38 @@ impl RingLayout {
         self.ring_size
     }
 
-    /// Number of segments (writer threads).
+    /// Number of writer threads.
     pub const fn consumers(&self) -> u32 {
         self.consumers
+    }
+
+    /// Number of segments (a multiple of the writers).
+    #[cfg(not(hpcap_kernel))]
+    pub const fn segments(&self) -> u32 {
+        self.segments
+    }
+
+    /// The writer that owns segment `seg`.
+    #[cfg(not(hpcap_kernel))]
+    pub const fn writer_of(&self, seg: u32) -> u32 {
+        rem_u32(seg, self.consumers)
+    }
+
+    /// The writer after `writer`, i.e. the owner of the segment after any
+    /// of `writer`'s: where the token goes next.
+    pub const fn next_writer(&self, writer: u32) -> u32 {
+        let n = rem_u32(writer, self.consumers) + 1;
+        if n == self.consumers {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// The segment its owner works on after `seg` (one lap of the writers
+    /// later).
+    pub const fn next_own_segment(&self, seg: u32) -> u32 {
+        rem_u32(rem_u32(seg, self.segments) + self.consumers, self.segments)
     }
 
     #[cfg(not(hpcap_kernel))]
@@ -125,23 +215,23 @@ impl RingLayout {
         self.align
     }
 
-    /// First descriptor of segment `seg` (taken modulo `consumers`).
+    /// First descriptor of segment `seg` (taken modulo `segments`).
     pub const fn segment_start(&self, seg: u32) -> u32 {
-        let seg = rem_u32(seg, self.consumers);
+        let seg = rem_u32(seg, self.segments);
         let extra_before = if seg < self.extra { seg } else { self.extra };
         (seg * self.base_units + extra_before) * self.align
     }
 
     /// One past the last descriptor of segment `seg` (taken modulo
-    /// `consumers`); `ring_size` for the last segment.
+    /// `segments`); `ring_size` for the last segment.
     pub const fn segment_end(&self, seg: u32) -> u32 {
-        let seg = rem_u32(seg, self.consumers);
+        let seg = rem_u32(seg, self.segments);
         self.segment_start(seg) + self.segment_len(seg)
     }
 
-    /// Number of descriptors in segment `seg` (taken modulo `consumers`).
+    /// Number of descriptors in segment `seg` (taken modulo `segments`).
     pub const fn segment_len(&self, seg: u32) -> u32 {
-        let seg = rem_u32(seg, self.consumers);
+        let seg = rem_u32(seg, self.segments);
         let units = self.base_units + if seg < self.extra { 1 } else { 0 };
         units * self.align
     }
@@ -155,7 +245,7 @@ impl RingLayout {
         if unit < long_span {
             div_u32(unit, long)
         } else {
-            // `base_units >= 1` by the invariant `consumers <= units`.
+            // `base_units >= 1` by the invariant `segments <= units`.
             self.extra + div_u32(unit - long_span, self.base_units)
         }
     }
@@ -171,10 +261,11 @@ impl RingLayout {
         }
     }
 
-    /// Segment after `seg`, i.e. where the token goes next.
+    /// Segment after `seg` in ring order.
+    #[cfg(not(hpcap_kernel))]
     pub const fn next_segment(&self, seg: u32) -> u32 {
-        let n = rem_u32(seg, self.consumers) + 1;
-        if n == self.consumers {
+        let n = rem_u32(seg, self.segments) + 1;
+        if n == self.segments {
             0
         } else {
             n
@@ -314,28 +405,62 @@ mod tests {
             1u32..=64,
             prop::sample::select(vec![1u32, 2, 8]),
             1u32..=32,
+            1u32..=4,
             1u32..=8,
         )
-            .prop_filter_map("valid layout", |(units8, align, consumers, batch_units)| {
-                RingLayout::new(units8 * 8 * 8, consumers, batch_units * align, align).ok()
-            })
+            .prop_filter_map(
+                "valid layout",
+                |(units8, align, consumers, laps, batch_units)| {
+                    RingLayout::with_segments(
+                        units8 * 8 * 8,
+                        consumers,
+                        consumers * laps,
+                        batch_units * align,
+                        align,
+                    )
+                    .ok()
+                },
+            )
+    }
+
+    #[test]
+    fn interleaved_segments_take_turns() {
+        let l = RingLayout::interleaved(4096, 2, 32, 8).unwrap();
+        assert_eq!((l.segments(), l.segment_len(0)), (64, 64));
+        assert_eq!((l.writer_of(0), l.writer_of(1), l.writer_of(63)), (0, 1, 1));
+        assert_eq!(l.next_own_segment(0), 2);
+        assert_eq!(l.next_own_segment(63), 1);
+        assert_eq!(l.next_writer(1), 0);
+        // One writer, or no room to interleave: one segment per writer.
+        assert_eq!(RingLayout::interleaved(4096, 1, 32, 8).unwrap().segments(), 1);
+        assert_eq!(RingLayout::interleaved(64, 4, 8, 8).unwrap().segments(), 4);
+        assert_eq!(
+            RingLayout::with_segments(4096, 2, 3, 32, 8),
+            Err(LayoutError::Segments)
+        );
     }
 
     proptest! {
         #[test]
         fn segments_partition_the_ring(l in layouts()) {
             let mut expected_start = 0;
-            for s in 0..l.consumers() {
+            for s in 0..l.segments() {
                 prop_assert_eq!(l.segment_start(s), expected_start);
                 prop_assert_eq!(l.segment_len(s) % l.align(), 0);
                 prop_assert!(l.segment_len(s) >= l.align());
                 expected_start = l.segment_end(s);
             }
             prop_assert_eq!(expected_start, l.ring_size());
-            let (min, max) = (0..l.consumers()).fold((u32::MAX, 0), |(a, b), s| {
+            let (min, max) = (0..l.segments()).fold((u32::MAX, 0), |(a, b), s| {
                 (a.min(l.segment_len(s)), b.max(l.segment_len(s)))
             });
             prop_assert!(max - min <= l.align());
+            for s in 0..l.segments() {
+                // Round-robin: the next segment in ring order is the next
+                // writer's, and each writer's own segments cycle.
+                prop_assert_eq!(l.writer_of(l.next_segment(s)), l.next_writer(l.writer_of(s)));
+                prop_assert_eq!(l.writer_of(l.next_own_segment(s)), l.writer_of(s));
+            }
             for i in 0..l.ring_size() {
                 let s = l.segment_of(i);
                 prop_assert!(l.segment_start(s) <= i && i < l.segment_end(s));
