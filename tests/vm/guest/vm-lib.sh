@@ -179,6 +179,19 @@ wait_drained() {
 	return 0
 }
 
+# Wait until the listener of process $2 on hpcap device $1 has consumed
+# everything published (lag 0), at most $3 s (default 60).
+wait_caught_up() {
+	local tries=0 lag
+	while :; do
+		lag=$(hpcapctl status --json "$1" | jq -e --argjson pid "$2" '[.listener[] | select(.pid == $pid) | .lag] | first') || lag=''
+		[ "$lag" = 0 ] && return 0
+		sleep 0.2
+		tries=$((tries + 1))
+		[ $tries -gt $((${3:-60} * 5)) ] && { echo "wait_caught_up: listener of pid $2 on $1 still lags ($lag)" >&2; return 1; }
+	done
+}
+
 # Wait until file $1 holds a value that stops changing for $2 checks 0.2 s
 # apart (default 5); prints the value.
 wait_stable() {
