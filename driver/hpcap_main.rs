@@ -140,7 +140,7 @@ module! {
         },
         consumers: u32 {
             default: 1,
-            description: "Capture threads, each owning a segment of the RX ring (1..32, at most ring_size/(2*tail step))",
+            description: "Capture threads, taking turns over segments of the RX ring (1..32, at most ring_size/(2*tail step))",
         },
         core_mask: u64 {
             default: 0,
