@@ -117,6 +117,44 @@ impl Drop for Index {
     }
 }
 
+/// Memory decoding and bus mastering of a device, enabled for as long as
+/// this lives: dropping it clears bus mastering and disables the device, so
+/// no failed probe or unbind leaves a function able to DMA. (The 7.3
+/// `pci::Device` can enable a device and set bus mastering, but has no
+/// counterpart: the one gap, filled here with the exported C functions.)
+///
+/// # Invariants
+///
+/// `pdev` was enabled with `pci_enable_device_mem` by [`PciEnable::new`],
+/// once, and is bound to this driver while the guard lives.
+struct PciEnable<'bound> {
+    pdev: &'bound pci::Device,
+}
+
+impl<'bound> PciEnable<'bound> {
+    fn new(pdev: &'bound pci::Device<Core<'_>>) -> Result<Self> {
+        pdev.enable_device_mem()?;
+        pdev.set_master();
+        // INVARIANT: enabled just above.
+        Ok(Self { pdev })
+    }
+}
+
+impl Drop for PciEnable<'_> {
+    fn drop(&mut self) {
+        // CAST: `pci::Device` is `#[repr(transparent)]` over
+        // `Opaque<bindings::pci_dev>` (its `as_raw()` is crate-private).
+        let raw = core::ptr::from_ref(self.pdev).cast::<bindings::pci_dev>().cast_mut();
+        // SAFETY: `raw` is a live, bound PCI device that we enabled (type
+        // invariant); both calls only update its command register and
+        // enable count.
+        unsafe {
+            bindings::pci_clear_master(raw);
+            bindings::pci_disable_device(raw);
+        }
+    }
+}
+
 /// Per-device state while hpcap is bound.
 pub(crate) struct HpcapDevice<'bound> {
     pdev: &'bound pci::Device,
@@ -126,6 +164,9 @@ pub(crate) struct HpcapDevice<'bound> {
     capture: KBox<dyn Running>,
     shared: Arc<Shared>,
     index: Index,
+    /// Dropped last: the device stops being a bus master only after the
+    /// capture (and with it the NIC's receive queue) has stopped.
+    _enabled: PciEnable<'bound>,
 }
 
 /// The hpcap PCI driver.
@@ -157,8 +198,8 @@ impl HpcapDriver {
         backend: &'static Backend,
     ) -> Result<HpcapDevice<'bound>> {
         let p = crate::params().inspect_err(|_| dev_err!(pdev, "invalid module parameters\n"))?;
-        pdev.enable_device_mem()?;
-        pdev.set_master();
+        // Declared first, so on a failed probe it is dropped last.
+        let enabled = PciEnable::new(pdev)?;
         // SAFETY: no DMA allocation of this device is in flight during probe.
         unsafe { kernel::dma::Device::dma_set_mask_and_coherent(pdev, kernel::dma::DmaMask::new::<64>())? };
         fail_at(pdev, Step::Enable)?;
@@ -212,6 +253,7 @@ impl HpcapDriver {
             capture,
             shared,
             index,
+            _enabled: enabled,
         };
         fail_at(pdev, Step::Nodes)?;
         Ok(dev)

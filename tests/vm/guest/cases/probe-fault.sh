@@ -13,27 +13,33 @@ STEPS=${STEPS:-9}
 
 # $1 = BDF, $2 = register offset in BAR0: prints the 32-bit value.
 bar0_read() {
-	local base
-	read -r base _ <"/sys/bus/pci/devices/$1/resource"
-	devmem $((base + $2)) 32
+	hpcap-abi-probe --bar32 "/sys/bus/pci/devices/$1/resource0" "$2"
 }
 
-# The device BDF ($1, a "$2" for messages) is quiet after a failed probe.
+# The device BDF ($1, "$2" in messages, kind $3 pf|vf) is quiet after a
+# probe that failed after step $4.
 check_quiet() {
 	local cmd rxdctl rctl
 	[ -z "$(pci_driver "$1")" ] || { echo "$2: still bound to $(pci_driver "$1")"; return 1; }
-	# PCI COMMAND (config offset 4): bit 2 is bus mastering.
+	# PCI COMMAND (config offset 4): bit 2 is bus mastering. Off, the
+	# function cannot DMA at all, whatever its queues say.
 	cmd=$(od -An -tu2 -j4 -N2 "/sys/bus/pci/devices/$1/config" | tr -d ' ')
 	[ $((cmd & 4)) -eq 0 ] || { echo "$2: bus mastering still on (COMMAND $cmd)"; return 1; }
-	# RXDCTL of queue 0 (0x2828 in both the PF's and the VF's register
-	# space): bit 25 enables the queue.
-	rxdctl=$(bar0_read "$1" $((0x2828)))
-	[ $((rxdctl & (1 << 25))) -eq 0 ] || { echo "$2: RXDCTL $rxdctl: queue 0 still enabled"; return 1; }
+	# Before step 4 (Backend) hpcap has not touched the NIC: its registers
+	# are as the previous driver left them.
+	[ "$4" -ge 4 ] || return 0
 	if [ "$3" = pf ]; then
-		# RCTL (0x0100): bit 1 enables the receiver.
+		# From step 4 hpcap has reset the PF: RCTL (0x0100) bit 1, the
+		# receiver enable, must be off. (Queue 0's RXDCTL.ENABLE is set by
+		# the reset itself, datasheet default; the receiver gates it.)
 		rctl=$(bar0_read "$1" $((0x0100)))
 		[ $((rctl & 2)) -eq 0 ] || { echo "$2: RCTL $rctl: receiver still enabled"; return 1; }
 	fi
+	# From step 5 (Queue) hpcap had started queue 0: RXDCTL (0x2828 in
+	# both the PF's and the VF's register space) bit 25 must be off again.
+	[ "$4" -ge 5 ] || return 0
+	rxdctl=$(bar0_read "$1" $((0x2828)))
+	[ $((rxdctl & (1 << 25))) -eq 0 ] || { echo "$2: RXDCTL $rxdctl: queue 0 still enabled"; return 1; }
 	return 0
 }
 
@@ -53,7 +59,7 @@ walk() {
 		after=$(dmesg | grep -c "fail_probe_at=$step: failing probe after step" || true)
 		[ "$after" -gt "$before" ] ||
 			{ echo "$2 step $step: no fault-injection message ($out)"; return 1; }
-		check_quiet "$1" "$2 step $step" "$2"
+		check_quiet "$1" "$2 step $step" "$2" $step
 		[ ! -e /dev/hpcap0 ] || { echo "$2 step $step: /dev/hpcap0 left behind"; return 1; }
 		rmmod hpcap
 		echo "$2 step $step: failed cleanly"
@@ -61,7 +67,8 @@ walk() {
 	done
 }
 
-# A normal probe of BDF ($1) captures the frames of one round.
+# A normal probe of BDF ($1, "$2" in messages) captures the frames of the
+# pending round, or with $3 = new of a round started now.
 captures() {
 	local seen pid
 	insmod "$HPCAP_KO" buffer_mb=4 block_kb=256
@@ -70,7 +77,8 @@ captures() {
 	hpcapdd --null "/dev/hpcap/by-pci/$1" 2>/dev/null &
 	pid=$!
 	wait_listeners "/dev/hpcap/by-pci/$1" 1
-	inject_round 0 600
+	[ "${3:-}" != new ] || inject_start 2000
+	inject_wait 600
 	wait_drained "/dev/hpcap/by-pci/$1"
 	seen=$(hpcap_counter "/dev/hpcap/by-pci/$1" frames_seen)
 	kill -INT $pid
@@ -82,13 +90,12 @@ captures() {
 }
 
 pf=$(pci_first igb)
-# Frames arrive during the walk: a receive queue left running would write
-# them into freed memory.
+# Frames are sent during the walk: a receive queue left running would write
+# them into freed memory. (While the port receives nothing QEMU holds them
+# back; they arrive when hpcap binds normally afterwards.)
 inject_start 2000
 walk "$pf" pf
-inject_wait 600
 captures "$pf" pf
-pci_release "$pf"
 
 # A VF of the (kernel igb) PF, as in capture.sh.
 dev=$(netdev_of igb)
@@ -98,7 +105,11 @@ echo 0 >"/sys/bus/pci/devices/$pf/sriov_drivers_autoprobe"
 echo 1 >"/sys/bus/pci/devices/$pf/sriov_numvfs"
 "$IP" link set "$dev" vf 0 mac 02:00:00:00:00:10
 vf=$(basename "$(readlink "/sys/bus/pci/devices/$pf/virtfn0")")
+# Frames for the VF during its walk: the PF (kernel igb) keeps the port
+# receiving, so the NIC model drops what finds the VF's queue off.
+inject_start 2000
 walk "$vf" vf
-captures "$vf" vf
+inject_wait 600
+captures "$vf" vf new
 echo 0 >"/sys/bus/pci/devices/$pf/sriov_numvfs"
 echo PROBE-FAULT-OK
