@@ -103,6 +103,16 @@ unsafe extern "C" {
     /// `file->f_mode & FMODE_WRITE` (`helpers.c`; the flag is a macro with
     /// a sparse cast bindgen cannot read).
     fn hpcap_file_writable(file: *mut c_void) -> bool;
+    /// `task_tgid_nr(current)` (`helpers.c`: a static inline in C).
+    fn hpcap_current_tgid() -> c_int;
+}
+
+/// The calling process's id in the initial PID namespace (what
+/// `hpcap_listener.pid` reports).
+fn current_pid() -> u32 {
+    // SAFETY: reads the current task's thread group id; no preconditions.
+    let tgid = unsafe { hpcap_current_tgid() };
+    u32::try_from(tgid).unwrap_or(0)
 }
 
 // SAFETY: `#[repr(C)]` structs of integers and integer arrays whose sizes are
@@ -335,10 +345,8 @@ impl OpenFile {
             self.poll_threshold.store(geo.block_size(), Ordering::Relaxed);
             at
         };
-        let pid = kernel::current!().pid();
         if let Some(p) = sh.pids.get(at.id.slot()) {
-            // CAST: pids are positive.
-            p.store(pid as u32, Ordering::Relaxed);
+            p.store(current_pid(), Ordering::Relaxed);
         }
         *a = Attachment::Attached(at.id);
         Ok((at.id, at.start))
