@@ -352,7 +352,9 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             let tci = if vlan_stripped { done.vlan } else { None };
             // The frame as on the wire: what was delivered, plus the tag
             // the NIC stripped (`WireFrame::len` without building one).
-            let wire = done.len.saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
+            let wire = done
+                .len
+                .saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
             rec.desc = i;
             rec.bytes = done.len;
             rec.len = cx.port.orig_len(i, wire);
