@@ -7,12 +7,13 @@
 #   make demo     the QEMU demo (boot, load hpcap.ko, replay a trace, report)
 #   make test     everything CI runs (.ci/run calls exactly this)
 #   make bench    benchmarks (ratios measured side by side; not part of test)
+#   make bench-plot  out/bench/hotpath.svg: hot-path ratios across revisions
 
 RUST_TOOLCHAIN := $(shell sed -n 's/^RUST_TOOLCHAIN=//p' tools/kernel/versions)
 export RUSTUP_TOOLCHAIN := $(RUST_TOOLCHAIN)
 CARGO ?= cargo
 
-.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench clean help
+.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench bench-plot clean help
 
 all: userspace module
 
@@ -54,6 +55,9 @@ demo: deps userspace module
 
 bench:
 	tests/bench/run
+
+bench-plot:
+	tests/bench/plot out/bench/results.jsonl out/bench/hotpath.svg
 
 clean:
 	-tools/kernel/module clean

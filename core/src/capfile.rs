@@ -397,7 +397,7 @@ impl<'a> Packets<'a> {
                 return Some(Err(ReadError::Truncated { offset: at }));
             };
             let len = len as usize;
-            if len < 12 || !len.is_multiple_of(4) {
+            if len < 12 || len % 4 != 0 {
                 return Some(Err(ReadError::BadBlock { offset: at }));
             }
             let Some(block) = at.checked_add(len).and_then(|end| self.data.get(at..end)) else {

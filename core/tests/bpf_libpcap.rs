@@ -86,7 +86,7 @@ fn frame(r: &mut Lcg) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&r.pick(&macs));
     f.extend_from_slice(&r.pick(&macs[..2]));
-    let vlan = r.next().is_multiple_of(5);
+    let vlan = r.next() % 5 == 0;
     if vlan {
         f.extend_from_slice(&[0x81, 0x00]);
         f.extend_from_slice(&(r.pick(&[100u16, 200]).to_be_bytes()));
@@ -103,7 +103,7 @@ fn frame(r: &mut Lcg) -> Vec<u8> {
             f.push(r.pick(&[0x02u8, 0x12, 0x10, 0x18, 0x11]));
             f.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
             f.resize(f.len() + (doff as usize - 5) * 4, 1);
-            if r.next().is_multiple_of(2) {
+            if r.next() % 2 == 0 {
                 f.extend_from_slice(b"GET / HTTP/1.1\r\n");
             }
         }
@@ -123,7 +123,7 @@ fn frame(r: &mut Lcg) -> Vec<u8> {
     match r.next() % 10 {
         0..=5 => {
             f.extend_from_slice(&[0x08, 0x00]);
-            let opts = r.next().is_multiple_of(4);
+            let opts = r.next() % 4 == 0;
             let ip = f.len();
             f.push(if opts { 0x46 } else { 0x45 });
             f.push(r.next() as u8);

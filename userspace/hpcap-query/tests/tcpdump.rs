@@ -6,9 +6,6 @@
 //! (ties in file order). Fixed queries and random ones (proptest), and
 //! `--flows-csv` restricting the search to a flow-table answer.
 
-#[path = "../../testutil/mod.rs"]
-mod testutil;
-
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -23,8 +20,8 @@ use hpcap::files::{OutFormat, PacketWriter};
 use hpcap_index::files::{index_file, write_atomic};
 use hpcap_index::reader::index_path;
 use hpcap_index::synth::{host4, host6, Mix, Spec, Traffic};
+use hpcap_testutil::{bin, TempDir};
 use proptest::prelude::*;
-use testutil::{bin, TempDir};
 
 type Pkt = (u64, u32, Vec<u8>);
 

@@ -4,14 +4,11 @@
 //! written, `hpcap-query` over the result equals tcpdump, and a killed
 //! hpcapdd never leaves an index that claims pages its data file lacks.
 
-#[path = "../../testutil/mod.rs"]
-mod testutil;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testutil::*;
+use hpcap_testutil::*;
 
 /// A replayable trace of varied traffic (hpcap-synth).
 fn trace(dir: &Path, packets: u64) -> PathBuf {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-//! Helpers shared by the userspace integration tests (included with
-//! `#[path]`): locating the tools' binaries, temporary directories, the
-//! external oracles (capinfos, tshark, editcap), and reading capture files.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the userspace tools' integration tests (a
+//! dev-dependency of each tool's crate): locating the tools' binaries,
+//! temporary directories, the external oracles (capinfos, tshark, editcap),
+//! and reading capture files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -45,6 +45,7 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Creates `$TMPDIR/hpcap-test-TAG-PID-NANOS`.
     pub fn new(tag: &str) -> Self {
         let p = std::env::temp_dir().join(format!(
             "hpcap-test-{tag}-{}-{}",
@@ -58,6 +59,7 @@ impl TempDir {
         Self(p)
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -73,6 +75,7 @@ impl Drop for TempDir {
 pub struct ShmPath(pub PathBuf);
 
 impl ShmPath {
+    /// A path under /dev/shm (or `$TMPDIR`) that does not exist yet.
     pub fn new(tag: &str) -> Self {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
@@ -128,9 +131,12 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// Starts hpcap-sim with `args` and waits until its source file exists.
+/// The file is kept when the simulator ends (`--keep`), so a test can still
+/// read the source's state; [`ShmPath`] removes it.
 pub fn start_sim(shm: &Path, args: &[&str]) -> Child {
     let _ = std::fs::remove_file(shm);
     let child = Command::new(bin("hpcap-sim"))
+        .arg("--keep")
         .args(args)
         .arg(shm)
         .stderr(Stdio::piped())
