@@ -476,6 +476,21 @@ pub fn posting_len(b: &[u8]) -> Option<u64> {
     get_varint(rest, &mut 0)
 }
 
+/// Upper bound of the bytes of the posting at the start of `b`, from its
+/// first bytes (a count of LEB128 deltas: at most 5 bytes each; a bitmap:
+/// its stored length).
+pub fn posting_bytes(b: &[u8]) -> Option<u64> {
+    let (&tag, rest) = b.split_first()?;
+    let mut at = 0;
+    let n = get_varint(rest, &mut at)?;
+    let body = match tag {
+        0 => n.checked_mul(5)?,
+        1 => n,
+        _ => return None,
+    };
+    body.checked_add(1 + at as u64)
+}
+
 /// Decodes a posting written by [`encode_pages`] at the start of `b`.
 pub fn decode_posting(b: &[u8]) -> Option<RoaringBitmap> {
     let (&tag, rest) = b.split_first()?;
@@ -610,4 +625,28 @@ pub fn decode_contexts(b: &[u8]) -> Option<Vec<(u64, ReadState)>> {
         at += 20 + ni;
     }
     Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posting_bytes_bounds_every_encoding() {
+        let mut scratch = Vec::new();
+        for pages in [
+            vec![7u32],
+            vec![1, 2, 3, 1000, 70000, 4_000_000],
+            (0..5000).collect::<Vec<u32>>(),
+            (0..100_000).step_by(3).collect(),
+        ] {
+            let mut out = Vec::new();
+            encode_pages(&pages, &mut out, &mut scratch).unwrap();
+            let n = posting_bytes(&out).unwrap();
+            assert!(n >= out.len() as u64, "{n} < {}", out.len());
+            // Decoding needs no more than that bound.
+            let bm = decode_posting(&out[..(n as usize).min(out.len())]).unwrap();
+            assert_eq!(bm.len(), pages.len() as u64);
+        }
+    }
 }

@@ -45,6 +45,11 @@ impl Index {
         // written under a temporary name and renamed, never modified.
         let map =
             unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", path.display()))?;
+        // Faults read only the pages touched: the kernel's read-around
+        // (read_ahead_kb, often megabytes) would read most of the index for
+        // the few pages of its postings a query needs. What is needed is
+        // asked for explicitly below (`want`).
+        let _ = map.advise(memmap2::Advice::Random);
         let header = Header::decode(&map).with_context(|| path.display().to_string())?;
         for s in &header.sections {
             if s.offset
@@ -66,8 +71,41 @@ impl Index {
             dir: OnceLock::new(),
             ctx: OnceLock::new(),
         };
+        // Every section but the postings (block table, page directory,
+        // read states, filter, key map: a few hundred KiB), in the
+        // background and at once rather than a fault at a time.
+        for s in &ix.header.sections {
+            if s.id != section::POSTINGS {
+                ix.want(s.offset, s.len);
+            }
+        }
         ix.filter = decode_filter(&ix.section(section::FILTER)?);
         Ok(ix)
+    }
+
+    /// Asks the kernel to read `len` bytes of the index from `off` in the
+    /// background (advice: failures are ignored).
+    fn want(&self, off: u64, len: u64) {
+        let end = off.saturating_add(len).min(self.map.len() as u64);
+        if end > off {
+            let _ = self.map.advise_range(
+                memmap2::Advice::WillNeed,
+                off as usize,
+                (end - off) as usize,
+            );
+        }
+    }
+
+    /// Makes the posting at byte `at` of the map resident with one read:
+    /// its first [`POSTING_AHEAD`] bytes, then the rest once its length is
+    /// known.
+    fn want_posting(&self, at: usize, end: usize) {
+        self.want(at as u64, POSTING_AHEAD);
+        if let Some(n) = crate::builder::posting_bytes(&self.map[at..end.min(at + 32)]) {
+            if n > POSTING_AHEAD {
+                self.want(at as u64, n);
+            }
+        }
     }
 
     /// Its path.
@@ -204,6 +242,7 @@ impl Index {
         }
         let at = (s.offset + off) as usize;
         let end = (s.offset + s.len) as usize;
+        self.want_posting(at, end);
         decode_posting(&self.map[at..end])
             .ok_or_else(|| anyhow!("{}: posting damaged", self.path.display()))
     }
@@ -239,6 +278,7 @@ impl Index {
         }
         let at = (s.offset + off) as usize;
         let end = ((s.offset + s.len) as usize).min(at + 16);
+        self.want(at as u64, POSTING_AHEAD);
         Ok(posting_len(&self.map[at..end]).unwrap_or(u64::from(self.header.pages)))
     }
 
@@ -323,6 +363,10 @@ impl Index {
         Ok(())
     }
 }
+
+/// Bytes of a posting read at once before its length is known (a page
+/// set of a few thousand pages; one read costs about the same for 4 KiB).
+const POSTING_AHEAD: u64 = 64 << 10;
 
 static EMPTY_FST: std::sync::LazyLock<Vec<u8>> =
     std::sync::LazyLock::new(|| fst::MapBuilder::memory().into_inner().expect("empty fst"));
