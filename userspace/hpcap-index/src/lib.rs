@@ -8,6 +8,7 @@
 //!   per key, an fst key map, a page directory, a block table, a filter).
 //! - [`format`]: the `.hpidx` layout.
 //! - [`reader`]: key and range lookups, and reading the pages they name.
+//! - [`fetch`]: many scattered reads at once (io_uring, `O_DIRECT`).
 //! - [`files`]: indexing existing files (pcapng, classic pcap, RAW) and
 //!   writing sidecars crash-safely.
 //! - [`flows`]: the Parquet flow table.
@@ -17,6 +18,7 @@
 
 pub mod builder;
 pub mod dissect;
+pub mod fetch;
 pub mod files;
 pub mod flows;
 pub mod format;

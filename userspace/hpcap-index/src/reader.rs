@@ -428,6 +428,21 @@ pub fn read_run(
     stats: &mut ReadStats,
     f: &mut dyn FnMut(OwnedPacket) -> bool,
 ) -> Result<bool> {
+    read_run_from(data, ix, first, last, None, stats, f)
+}
+
+/// [`read_run`] with the run's bytes already read: `pre` is `(offset,
+/// bytes)` of the data file, used when it covers what the run needs (else,
+/// and for a record spilling past it, `data` is read).
+pub fn read_run_from(
+    data: &File,
+    ix: &Index,
+    first: u32,
+    last: u32,
+    pre: Option<(u64, &[u8])>,
+    stats: &mut ReadStats,
+    f: &mut dyn FnMut(OwnedPacket) -> bool,
+) -> Result<bool> {
     let data_len = ix.header.data_len;
     let ps = 1u64 << ix.header.page_shift;
     // The first page of the run with a record start.
@@ -451,11 +466,21 @@ pub fn read_run(
     let ctx = ix.state_at(start)?;
     // Read the run plus a little for a record that spills over its end.
     let mut want = (stop - start + 2048).min(data_len - start);
-    let mut buf = vec![0u8; want as usize];
-    data.read_exact_at(&mut buf, start)
-        .context("reading pages")?;
-    stats.reads += 1;
-    stats.bytes += want;
+    let mut buf: Cow<'_, [u8]> = match pre {
+        Some((at, b)) if at <= start && at + b.len() as u64 >= start + want => {
+            stats.reads += 1;
+            stats.bytes += b.len() as u64;
+            let from = (start - at) as usize;
+            Cow::Borrowed(&b[from..from + want as usize])
+        }
+        _ => {
+            let mut v = vec![0u8; want as usize];
+            data.read_exact_at(&mut v, start).context("reading pages")?;
+            stats.reads += 1;
+            stats.bytes += want;
+            Cow::Owned(v)
+        }
+    };
     let mut pos = 0usize;
     loop {
         let mut it = Packets::resume(&buf, pos, &ctx);
@@ -485,6 +510,7 @@ pub fn read_run(
                         bail!("data file truncated at {}", start + offset as u64);
                     }
                     let more = (64u64 << 10).min(data_len - start - want);
+                    let buf = buf.to_mut();
                     let old = buf.len();
                     buf.resize(old + more as usize, 0);
                     data.read_exact_at(&mut buf[old..], start + want)

@@ -7,7 +7,8 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,9 +17,10 @@ use hpcap::core::capfile::Packets;
 use hpcap::core::pcapng::{write_epb, write_idb_with, write_shb_with, EpbOptions, InterfaceInfo};
 use hpcap::core::raw;
 use hpcap::files::{section_info, CaptureFile, FileKind};
+use hpcap_index::fetch::{open_direct, Fetcher, Ticket};
 use hpcap_index::files::data_files;
 use hpcap_index::query::{parse, Expr, Matcher};
-use hpcap_index::reader::{index_path, read_run, runs, Index, OwnedPacket, ReadStats};
+use hpcap_index::reader::{index_path, read_run_from, runs, Index, OwnedPacket, ReadStats};
 use roaring::RoaringBitmap;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -145,8 +147,13 @@ struct PagePlan {
     /// Runs of pages still to read, in file order.
     runs: VecDeque<(u32, u32)>,
     /// Of `runs`, how many from the front have been announced to the kernel
-    /// (read-ahead requested).
+    /// (queued on the fetcher, or read-ahead requested).
     announced: usize,
+    /// The fetcher's read of each announced run (`None`: announced as
+    /// read-ahead advice, or no fetcher).
+    tickets: VecDeque<Option<Ticket>>,
+    /// The data file opened for the fetcher (`O_DIRECT` where possible).
+    direct: Option<Arc<File>>,
     index: Index,
     /// Bytes of the data file the index covers.
     covered: u64,
@@ -162,6 +169,11 @@ const WINDOW: u64 = 32 << 20;
 /// every page of a selective query, bounded for broad ones.
 const PLAN_WINDOW: u64 = 256 << 20;
 
+/// Files whose reads may be queued while planning (each holds a
+/// descriptor until its reads are done); the others queue theirs when the
+/// merge reaches them.
+const PLAN_FILES: usize = 256;
+
 impl PagePlan {
     /// Byte range of run `(a, b)` as read by `read_run`.
     fn range(&self, (a, b): (u32, u32)) -> (u64, u64) {
@@ -175,8 +187,16 @@ impl PagePlan {
 
     /// Announces the runs of `file` that start within `window` bytes of the
     /// next one to read, taking what it announces from `budget` (when
-    /// given) and stopping when that is spent.
-    fn announce(&mut self, file: &File, window: u64, budget: Option<&AtomicU64>) {
+    /// given) and stopping when that is spent: each run is queued on the
+    /// fetcher when there is one and the file is open for it, else the
+    /// kernel is advised to read it ahead.
+    fn announce(
+        &mut self,
+        file: &File,
+        fetcher: Option<&Fetcher>,
+        window: u64,
+        budget: Option<&AtomicU64>,
+    ) {
         let mut ahead = 0u64;
         for i in 0..self.runs.len() {
             let (s, e) = self.range(self.runs[i]);
@@ -191,7 +211,14 @@ impl PagePlan {
                         break;
                     }
                 }
-                advise(file, s, e - s, libc::POSIX_FADV_WILLNEED);
+                let t = match (fetcher, &self.direct) {
+                    (Some(fx), Some(d)) => Some(fx.read(d, s, e - s)),
+                    _ => {
+                        advise(file, s, e - s, libc::POSIX_FADV_WILLNEED);
+                        None
+                    }
+                };
+                self.tickets.push_back(t);
                 self.announced = i + 1;
             }
             if ahead >= window {
@@ -327,6 +354,7 @@ fn read_candidates(p: &Path) -> Result<Candidates> {
 struct Query {
     matcher: Matcher,
     stats: Stats,
+    fetcher: Option<Arc<Fetcher>>,
 }
 
 /// What decides which files and pages to read (shared by the planning
@@ -338,6 +366,11 @@ struct Planner {
     merge_gap: u32,
     /// What is left of [`PLAN_WINDOW`].
     budget: AtomicU64,
+    /// What is left of [`PLAN_FILES`].
+    files_left: AtomicUsize,
+    /// Queues the page reads (none: io_uring unavailable, read-ahead advice
+    /// and one pread per run instead).
+    fetcher: Option<Arc<Fetcher>>,
 }
 
 /// One file to plan: its path, whether to use its index, the page ranges
@@ -460,10 +493,20 @@ impl Planner {
             file: None,
             runs,
             announced: 0,
+            tickets: VecDeque::new(),
+            direct: None,
             index: ix,
             covered,
         };
-        pp.announce(&f, WINDOW, Some(&self.budget));
+        if self.fetcher.is_some()
+            && self
+                .files_left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1))
+                .is_ok()
+        {
+            pp.direct = Some(Arc::new(open_direct(path)?.0));
+        }
+        pp.announce(&f, self.fetcher.as_deref(), WINDOW, Some(&self.budget));
         Ok(Some((Plan::Pages(Box::new(pp)), lower)))
     }
 }
@@ -494,24 +537,39 @@ impl Query {
                             // is announced.
                             advise(&f, 0, 0, libc::POSIX_FADV_RANDOM);
                             pp.file = Some(f);
+                            if self.fetcher.is_some() && pp.direct.is_none() {
+                                pp.direct = Some(Arc::new(open_direct(&c.path)?.0));
+                            }
                         }
                         let file = pp.file.take().expect("opened above");
+                        let ticket = if pp.announced > 0 {
+                            pp.tickets.pop_front().flatten()
+                        } else {
+                            None
+                        };
                         pp.announced = pp.announced.saturating_sub(1);
-                        pp.announce(&file, WINDOW, None);
+                        pp.announce(&file, self.fetcher.as_deref(), WINDOW, None);
+                        // A failed queued read is retried with pread, which
+                        // reports the error if it persists.
+                        let pre = match (ticket, &self.fetcher) {
+                            (Some(t), Some(fx)) => fx.take(t).ok(),
+                            _ => None,
+                        };
+                        let pre = pre.as_ref().map(|(at, b)| (*at, &b[..]));
                         let mut out = Vec::new();
                         let m = &mut self.matcher;
                         let mut err = None;
-                        read_run(&file, &pp.index, a, b, &mut self.stats.io, &mut |p| match m
-                            .matches(p.ts_ns, p.orig_len, &p.data)
-                        {
-                            Ok(true) => {
-                                out.push(p);
-                                true
-                            }
-                            Ok(false) => true,
-                            Err(e) => {
-                                err = Some(e);
-                                false
+                        read_run_from(&file, &pp.index, a, b, pre, &mut self.stats.io, &mut |p| {
+                            match m.matches(p.ts_ns, p.orig_len, &p.data) {
+                                Ok(true) => {
+                                    out.push(p);
+                                    true
+                                }
+                                Ok(false) => true,
+                                Err(e) => {
+                                    err = Some(e);
+                                    false
+                                }
                             }
                         })
                         .with_context(|| c.path.display().to_string())?;
@@ -657,9 +715,11 @@ fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let cands = args.flows_csv.as_deref().map(read_candidates).transpose()?;
+    let fetcher = Fetcher::new().map(Arc::new);
     let mut q = Query {
         matcher,
         stats: Stats::default(),
+        fetcher: fetcher.clone(),
     };
     let planner = Planner {
         expr,
@@ -667,6 +727,8 @@ fn run(args: &Args) -> Result<()> {
         hi,
         merge_gap: args.merge_gap,
         budget: AtomicU64::new(PLAN_WINDOW),
+        files_left: AtomicUsize::new(PLAN_FILES),
+        fetcher,
     };
     let t0 = Instant::now();
     let mut jobs: Vec<Job> = Vec::new();
