@@ -11,7 +11,7 @@
 //! seccomp profile forbids it) [`Fetcher::new`] returns `None` and callers
 //! read as before (`posix_fadvise(WILLNEED)` and `pread`).
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, dealloc, Layout};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
@@ -31,56 +31,104 @@ pub const DEPTH: u32 = 128;
 /// every common file system and device).
 pub const ALIGN: u64 = 4096;
 
-/// A heap buffer aligned to [`ALIGN`], holding `len` valid bytes.
+/// Buffers of reads already taken, kept for the next reads: a query reads
+/// thousands of runs, and fresh memory costs a page fault and a cleared
+/// page per 4 KiB (more than the read itself); with reuse, about as many
+/// buffers exist as reads are in flight.
+#[derive(Default)]
+struct Pool {
+    /// Free buffers' addresses by size class (`ALIGN << class` bytes).
+    free: Mutex<Vec<Vec<usize>>>,
+}
+
+impl Pool {
+    fn layout(class: usize) -> Layout {
+        Layout::from_size_align((ALIGN as usize) << class, ALIGN as usize).expect("valid layout")
+    }
+
+    /// A buffer of at least `len` bytes.
+    fn get(self: &Arc<Self>, len: usize) -> io::Result<AlignedBuf> {
+        let pages = len.max(1).div_ceil(ALIGN as usize);
+        let class = pages.next_power_of_two().trailing_zeros() as usize;
+        let reused = {
+            let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            f.get_mut(class).and_then(|v| v.pop())
+        };
+        let addr = match reused {
+            Some(a) => a,
+            None => {
+                // SAFETY: the layout has a non-zero size.
+                let p = unsafe { alloc(Self::layout(class)) };
+                if p.is_null() {
+                    return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+                }
+                p as usize
+            }
+        };
+        Ok(AlignedBuf {
+            pool: Arc::clone(self),
+            // SAFETY: non-null: from a successful allocation.
+            ptr: unsafe { NonNull::new_unchecked(addr as *mut u8) },
+            class,
+            len: 0,
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let f = self.free.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (class, v) in f.iter().enumerate() {
+            for &a in v {
+                // SAFETY: allocated in `get` with this class's layout and
+                // no longer used by any buffer (it is in the free list).
+                unsafe { dealloc(a as *mut u8, Self::layout(class)) }
+            }
+        }
+    }
+}
+
+/// The bytes of one read, aligned to [`ALIGN`], holding `len` valid bytes.
 ///
 /// # Invariants
-/// `ptr` points to an allocation of `layout` (size ≥ `len`, align
-/// [`ALIGN`]) owned by this value.
+/// `ptr` is an allocation of `Pool::layout(class)` owned by this buffer
+/// (returned to `pool` on drop); its first `len` bytes were written by a
+/// read.
 pub struct AlignedBuf {
+    pool: Arc<Pool>,
     ptr: NonNull<u8>,
-    layout: Layout,
+    class: usize,
     len: usize,
 }
 
-// SAFETY: the buffer is plain owned memory, like a Vec<u8>.
+// SAFETY: the buffer is owned memory, like a Vec.
 unsafe impl Send for AlignedBuf {}
 // SAFETY: shared access only reads it.
 unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
-    /// A zeroed buffer of `cap` bytes (rounded up to [`ALIGN`]).
-    fn zeroed(cap: usize) -> Self {
-        let size = cap.max(1).next_multiple_of(ALIGN as usize);
-        let layout = Layout::from_size_align(size, ALIGN as usize).expect("valid layout");
-        // SAFETY: `layout` has a non-zero size.
-        let p = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Self {
-            ptr,
-            layout,
-            len: 0,
-        }
-    }
-
     /// Capacity in bytes.
     fn capacity(&self) -> usize {
-        self.layout.size()
+        (ALIGN as usize) << self.class
     }
 }
 
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: by the invariants, `len` bytes (≤ the allocation's size)
-        // are initialised (the buffer is zeroed at allocation).
+        // SAFETY: by the invariants, `len` bytes of this buffer's own
+        // allocation, written by the read.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this layout, freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+        let mut f = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        if f.len() <= self.class {
+            f.resize_with(self.class + 1, Vec::new);
+        }
+        f[self.class].push(self.ptr.as_ptr() as usize);
     }
 }
 
@@ -114,12 +162,16 @@ enum State {
 struct Slot {
     file: Arc<File>,
     off: u64,
-    buf: AlignedBuf,
+    /// Bytes to read (a multiple of [`ALIGN`]).
+    len: usize,
+    /// Given when the read starts.
+    buf: Option<AlignedBuf>,
     state: State,
 }
 
 struct Inner {
     ring: IoUring,
+    pool: Arc<Pool>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     queued: VecDeque<usize>,
@@ -138,6 +190,7 @@ impl Fetcher {
         Some(Self {
             inner: Mutex::new(Inner {
                 ring,
+                pool: Arc::default(),
                 slots: Vec::new(),
                 free: Vec::new(),
                 queued: VecDeque::new(),
@@ -154,29 +207,46 @@ impl Fetcher {
     /// [`ALIGN`] on both ends (the bytes returned start at the aligned
     /// offset). Reads are started in the order they are queued.
     pub fn read(&self, file: &Arc<File>, off: u64, len: u64) -> Ticket {
-        let start = off / ALIGN * ALIGN;
-        let end = (off + len).next_multiple_of(ALIGN);
-        let slot = Slot {
-            file: Arc::clone(file),
-            off: start,
-            buf: AlignedBuf::zeroed((end - start) as usize),
-            state: State::Queued,
-        };
+        let mut t = self.read_all(file, &[(off, len)]);
+        t.pop().expect("one read queued")
+    }
+
+    /// Queues reads of `file` (`(offset, length)` each, as [`Self::read`]),
+    /// handing them to the kernel with one system call.
+    pub fn read_all(&self, file: &Arc<File>, ranges: &[(u64, u64)]) -> Vec<Ticket> {
+        let slots: Vec<Slot> = ranges
+            .iter()
+            .map(|&(off, len)| {
+                let start = off / ALIGN * ALIGN;
+                let end = (off + len).next_multiple_of(ALIGN);
+                Slot {
+                    file: Arc::clone(file),
+                    off: start,
+                    len: (end - start) as usize,
+                    buf: None,
+                    state: State::Queued,
+                }
+            })
+            .collect();
         let mut g = self.lock();
-        let id = match g.free.pop() {
-            Some(i) => {
-                g.slots[i] = Some(slot);
-                i
-            }
-            None => {
-                g.slots.push(Some(slot));
-                g.slots.len() - 1
-            }
-        };
-        g.queued.push_back(id);
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let id = match g.free.pop() {
+                Some(i) => {
+                    g.slots[i] = Some(slot);
+                    i
+                }
+                None => {
+                    g.slots.push(Some(slot));
+                    g.slots.len() - 1
+                }
+            };
+            g.queued.push_back(id);
+            out.push(Ticket(id));
+        }
         g.reap();
         g.pump();
-        Ticket(id)
+        out
     }
 
     /// Waits for the read of `t` and returns the offset its bytes start
@@ -193,19 +263,26 @@ impl Fetcher {
                 None => return Err(io::Error::other("unknown read ticket")),
             };
             if let Some(r) = state {
-                let mut s = g.slots[t.0].take().expect("checked above");
+                let s = g.slots[t.0].take().expect("checked above");
                 g.free.push(t.0);
                 if r < 0 {
                     return Err(io::Error::from_raw_os_error(-r));
                 }
-                s.buf.len = (r as usize).min(s.buf.capacity());
-                return Ok((s.off, s.buf));
+                let mut buf = s
+                    .buf
+                    .ok_or_else(|| io::Error::other("read without a buffer"))?;
+                buf.len = (r as usize).min(buf.capacity());
+                return Ok((s.off, buf));
             }
             g.pump();
             if g.in_flight == 0 {
                 return Err(io::Error::other("read never submitted"));
             }
-            g.ring.submit_and_wait(1)?;
+            // Wake up for half of what is in flight rather than for each
+            // read: on a busy machine every wake-up waits for a CPU, and
+            // the reads still queued are handed over as these complete.
+            let n = g.in_flight.div_ceil(2) as usize;
+            g.ring.submit_and_wait(n)?;
             g.reap();
         }
     }
@@ -221,8 +298,17 @@ impl Inner {
                 break;
             };
             let s = self.slots[id].as_mut().expect("queued slot exists");
-            let len = s.buf.capacity() as u32;
-            let e = opcode::Read::new(types::Fd(s.file.as_raw_fd()), s.buf.ptr.as_ptr(), len)
+            let buf = match self.pool.get(s.len) {
+                Ok(b) => b,
+                Err(e) => {
+                    s.state = State::Done(-e.raw_os_error().unwrap_or(libc::ENOMEM));
+                    self.queued.pop_front();
+                    continue;
+                }
+            };
+            let ptr = buf.ptr.as_ptr();
+            s.buf = Some(buf);
+            let e = opcode::Read::new(types::Fd(s.file.as_raw_fd()), ptr, s.len as u32)
                 .offset(s.off)
                 .build()
                 .user_data(id as u64);

@@ -50,6 +50,10 @@ impl Index {
         // the few pages of its postings a query needs. What is needed is
         // asked for explicitly below (`want`).
         let _ = map.advise(memmap2::Advice::Random);
+        // The header and, in an index of a file up to a few GB, every
+        // section before the postings: one read instead of the header's
+        // and then the sections'.
+        let _ = map.advise_range(memmap2::Advice::WillNeed, 0, map.len().min(HEAD_AHEAD));
         let header = Header::decode(&map).with_context(|| path.display().to_string())?;
         for s in &header.sections {
             if s.offset
@@ -363,6 +367,10 @@ impl Index {
         Ok(())
     }
 }
+
+/// Bytes from the start of an index read at open, before the header says
+/// where the sections are.
+const HEAD_AHEAD: usize = 512 << 10;
 
 /// Bytes of a posting read at once before its length is known (a page
 /// set of a few thousand pages; one read costs about the same for 4 KiB).

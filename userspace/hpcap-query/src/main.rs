@@ -198,6 +198,7 @@ impl PagePlan {
         budget: Option<&AtomicU64>,
     ) {
         let mut ahead = 0u64;
+        let mut batch = Vec::new();
         for i in 0..self.runs.len() {
             let (s, e) = self.range(self.runs[i]);
             ahead += e - s;
@@ -211,18 +212,23 @@ impl PagePlan {
                         break;
                     }
                 }
-                let t = match (fetcher, &self.direct) {
-                    (Some(fx), Some(d)) => Some(fx.read(d, s, e - s)),
+                match (fetcher, &self.direct) {
+                    (Some(_), Some(_)) => batch.push((s, e - s)),
                     _ => {
                         advise(file, s, e - s, libc::POSIX_FADV_WILLNEED);
-                        None
+                        self.tickets.push_back(None);
                     }
-                };
-                self.tickets.push_back(t);
+                }
                 self.announced = i + 1;
             }
             if ahead >= window {
                 break;
+            }
+        }
+        if let (Some(fx), Some(d)) = (fetcher, &self.direct) {
+            if !batch.is_empty() {
+                self.tickets
+                    .extend(fx.read_all(d, &batch).into_iter().map(Some));
             }
         }
     }
@@ -459,6 +465,14 @@ impl Planner {
             );
         }
         let complete = len == ix.header.data_len;
+        // The page `check_data` reads, fetched while the index is consulted.
+        let tail = ix.header.data_len.saturating_sub(4096);
+        advise(
+            &f,
+            tail,
+            ix.header.data_len - tail,
+            libc::POSIX_FADV_WILLNEED,
+        );
         let h = &ix.header;
         if complete && (h.packets == 0 || h.max_ts < self.lo || h.min_ts >= self.hi) {
             stats.pruned_time += 1;
