@@ -27,6 +27,12 @@ use io_uring::{opcode, types, IoUring};
 /// Reads in flight at most (and the submission queue's size).
 pub const DEPTH: u32 = 128;
 
+/// Buffers of started reads not yet dropped by their reader, at most
+/// (beyond this, queued reads wait for the reader, except the one it
+/// waits for): bounds the memory, and lets buffers be reused rather than
+/// fresh memory faulted in for every read of a large query.
+const MAX_BUFS: usize = 2 * DEPTH as usize;
+
 /// Alignment of offsets, lengths and buffers (what `O_DIRECT` needs on
 /// every common file system and device).
 pub const ALIGN: u64 = 4096;
@@ -39,6 +45,8 @@ pub const ALIGN: u64 = 4096;
 struct Pool {
     /// Free buffers' addresses by size class (`ALIGN << class` bytes).
     free: Mutex<Vec<Vec<usize>>>,
+    /// Buffers handed out and not yet returned.
+    out: std::sync::atomic::AtomicUsize,
 }
 
 impl Pool {
@@ -65,6 +73,7 @@ impl Pool {
                 p as usize
             }
         };
+        self.out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(AlignedBuf {
             pool: Arc::clone(self),
             // SAFETY: non-null: from a successful allocation.
@@ -106,13 +115,6 @@ unsafe impl Send for AlignedBuf {}
 // SAFETY: shared access only reads it.
 unsafe impl Sync for AlignedBuf {}
 
-impl AlignedBuf {
-    /// Capacity in bytes.
-    fn capacity(&self) -> usize {
-        (ALIGN as usize) << self.class
-    }
-}
-
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -129,6 +131,9 @@ impl Drop for AlignedBuf {
             f.resize_with(self.class + 1, Vec::new);
         }
         f[self.class].push(self.ptr.as_ptr() as usize);
+        self.pool
+            .out
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -271,10 +276,26 @@ impl Fetcher {
                 let mut buf = s
                     .buf
                     .ok_or_else(|| io::Error::other("read without a buffer"))?;
-                buf.len = (r as usize).min(buf.capacity());
+                buf.len = (r as usize).min(s.len);
+                // Keep the disk busy: refill the ring once a quarter of
+                // it can be refilled at once (each submission notifies the
+                // device: one notification per read costs more than the
+                // read on a virtual disk).
+                g.reap();
+                if g.room() >= DEPTH as usize / 4 {
+                    g.pump();
+                }
                 return Ok((s.off, buf));
             }
-            g.pump();
+            // The read waited for goes first, whatever the buffer count.
+            let waiting = matches!(g.slots[t.0].as_ref().map(|s| &s.state), Some(State::Queued));
+            if waiting {
+                if let Some(i) = g.queued.iter().position(|&q| q == t.0) {
+                    g.queued.remove(i);
+                    g.queued.push_front(t.0);
+                }
+            }
+            g.pump_with(waiting);
             if g.in_flight == 0 {
                 return Err(io::Error::other("read never submitted"));
             }
@@ -292,8 +313,26 @@ impl Inner {
     /// Gives queued reads to the kernel while fewer than [`DEPTH`] are in
     /// flight (so the completion queue, twice as large, cannot overflow).
     fn pump(&mut self) {
+        self.pump_with(false)
+    }
+
+    /// Reads that could be started now (ring space and buffers).
+    fn room(&self) -> usize {
+        let bufs =
+            MAX_BUFS.saturating_sub(self.pool.out.load(std::sync::atomic::Ordering::Relaxed));
+        ((DEPTH - self.in_flight) as usize)
+            .min(bufs)
+            .min(self.queued.len())
+    }
+
+    /// [`Self::pump`], giving the first queued read a buffer beyond
+    /// [`MAX_BUFS`] if `first` is set.
+    fn pump_with(&mut self, mut first: bool) {
         let mut pushed = false;
-        while self.in_flight < DEPTH {
+        while self.in_flight < DEPTH
+            && (std::mem::take(&mut first)
+                || self.pool.out.load(std::sync::atomic::Ordering::Relaxed) < MAX_BUFS)
+        {
             let Some(&id) = self.queued.front() else {
                 break;
             };

@@ -149,6 +149,8 @@ struct PagePlan {
     /// Of `runs`, how many from the front have been announced to the kernel
     /// (queued on the fetcher, or read-ahead requested).
     announced: usize,
+    /// Bytes of the runs announced and not yet read.
+    ahead: u64,
     /// The fetcher's read of each announced run (`None`: announced as
     /// read-ahead advice, or no fetcher).
     tickets: VecDeque<Option<Ticket>>,
@@ -197,33 +199,27 @@ impl PagePlan {
         window: u64,
         budget: Option<&AtomicU64>,
     ) {
-        let mut ahead = 0u64;
         let mut batch = Vec::new();
-        for i in 0..self.runs.len() {
-            let (s, e) = self.range(self.runs[i]);
-            ahead += e - s;
-            if i >= self.announced {
-                if let Some(b) = budget {
-                    if b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                        v.checked_sub(e - s)
-                    })
-                    .is_err()
-                    {
-                        break;
-                    }
+        while self.announced < self.runs.len() && self.ahead < window {
+            let (s, e) = self.range(self.runs[self.announced]);
+            if let Some(b) = budget {
+                if b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    v.checked_sub(e - s)
+                })
+                .is_err()
+                {
+                    break;
                 }
-                match (fetcher, &self.direct) {
-                    (Some(_), Some(_)) => batch.push((s, e - s)),
-                    _ => {
-                        advise(file, s, e - s, libc::POSIX_FADV_WILLNEED);
-                        self.tickets.push_back(None);
-                    }
+            }
+            match (fetcher, &self.direct) {
+                (Some(_), Some(_)) => batch.push((s, e - s)),
+                _ => {
+                    advise(file, s, e - s, libc::POSIX_FADV_WILLNEED);
+                    self.tickets.push_back(None);
                 }
-                self.announced = i + 1;
             }
-            if ahead >= window {
-                break;
-            }
+            self.ahead += e - s;
+            self.announced += 1;
         }
         if let (Some(fx), Some(d)) = (fetcher, &self.direct) {
             if !batch.is_empty() {
@@ -507,6 +503,7 @@ impl Planner {
             file: None,
             runs,
             announced: 0,
+            ahead: 0,
             tickets: VecDeque::new(),
             direct: None,
             index: ix,
@@ -557,11 +554,13 @@ impl Query {
                         }
                         let file = pp.file.take().expect("opened above");
                         let ticket = if pp.announced > 0 {
+                            let (s, e) = pp.range((a, b));
+                            pp.ahead = pp.ahead.saturating_sub(e - s);
+                            pp.announced -= 1;
                             pp.tickets.pop_front().flatten()
                         } else {
                             None
                         };
-                        pp.announced = pp.announced.saturating_sub(1);
                         pp.announce(&file, self.fetcher.as_deref(), WINDOW, None);
                         // A failed queued read is retried with pread, which
                         // reports the error if it persists.
