@@ -24,6 +24,17 @@ use hpcap_index::reader::{index_path, read_run_from, runs, Index, OwnedPacket, R
 use roaring::RoaringBitmap;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Io {
+    /// io_uring where the kernel allows it, else advise.
+    Auto,
+    /// Queue the page reads on an io_uring (O_DIRECT where possible);
+    /// an error where io_uring is unavailable.
+    Uring,
+    /// posix_fadvise(WILLNEED) ahead of the reader, then one pread per run.
+    Advise,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Fmt {
     /// pcapng, one interface per source.
     Pcapng,
@@ -91,6 +102,9 @@ struct Args {
     /// Print statistics (files pruned, pages and bytes read) on stderr.
     #[arg(long)]
     stats: bool,
+    /// How the pages of indexed files are read (see the long help).
+    #[arg(long, value_enum, default_value = "auto", value_name = "HOW")]
+    io: Io,
     /// Join page ranges less than this many pages apart into one read.
     #[arg(long, default_value_t = 8, value_name = "PAGES")]
     merge_gap: u32,
@@ -728,7 +742,15 @@ fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let cands = args.flows_csv.as_deref().map(read_candidates).transpose()?;
-    let fetcher = Fetcher::new().map(Arc::new);
+    let fetcher = match args.io {
+        Io::Advise => None,
+        Io::Auto => Fetcher::new().map(Arc::new),
+        Io::Uring => Some(Arc::new(Fetcher::new().ok_or_else(|| {
+            anyhow!(
+                "--io uring: io_uring is not available here (kernel or seccomp); use --io advise"
+            )
+        })?)),
+    };
     let mut q = Query {
         matcher,
         stats: Stats::default(),

@@ -238,6 +238,10 @@ fn check(tcpdump_expr: &str, lo: Option<u64>, hi: Option<u64>) {
     let got = query(&dirs, &q, &[]);
     assert_eq!(got.len(), want.len(), "{q}: packet count");
     assert!(got == want, "{q}: packets differ");
+    // Through read-ahead advice and pread instead of the io_uring: the
+    // same.
+    let adv = query(&dirs, &q, &["--io", "advise"]);
+    assert!(adv == want, "{q}: --io advise differs");
     // Without indexes: the same.
     let scan = query(&dirs, &q, &["--no-index"]);
     assert!(scan == want, "{q}: --no-index differs");
