@@ -323,21 +323,16 @@ impl Producer {
         }
     }
 
-    /// Detaches listeners whose process died (the kernel does this when a
-    /// file is closed; here nobody else would).
+    /// Every 100 ms: treats listeners whose process died as the kernel
+    /// treats a closed file (named ones linger, others are detached) and
+    /// frees lingering listeners past their deadline; here nobody else
+    /// would.
     fn reap(&mut self) {
         if self.last_reap.elapsed() < Duration::from_millis(100) {
             return;
         }
         self.last_reap = Instant::now();
-        let c = self.shm.control();
-        for l in c.listeners.list() {
-            let pid = c.listener_pid[l.id.slot()].load(Ordering::Relaxed);
-            if pid != 0 && !hpcap::shm::pid_alive(pid) {
-                c.listener_pid[l.id.slot()].store(0, Ordering::Relaxed);
-                let _ = c.listeners.detach(l.id);
-            }
-        }
+        self.shm.control().reap(hpcap::util::mono_ns());
         self.refresh_config();
     }
 
