@@ -411,6 +411,39 @@ impl Producer {
         }
     }
 
+    /// At the end of a lossless replay: waits until every blocking
+    /// listener has read the whole stream or is gone, lingering ones
+    /// included (taken over and read, killed, or expired), or a stop
+    /// signal.
+    fn wait_for_readers(&mut self) {
+        let mut said = false;
+        loop {
+            let c = self.shm.control();
+            let commit = c.publish.committed();
+            let behind = c
+                .listeners
+                .list()
+                .filter(|l| {
+                    l.mode == hpcap::core::listener::Mode::Blocking
+                        && !l.killed
+                        && (l.lingering.is_some() || l.cursor < commit)
+                })
+                .count();
+            if behind == 0 || hpcap::util::stop_requested().is_some() {
+                return;
+            }
+            if !said && c.listeners.list().any(|l| l.lingering.is_some()) {
+                eprintln!(
+                    "hpcap-sim: end of input; waiting for lingering listeners to be taken over \
+                     and read (or to expire)"
+                );
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            self.reap();
+        }
+    }
+
     /// Captures everything the NIC holds, then closes the open block.
     fn drain(&mut self) {
         loop {
@@ -563,6 +596,13 @@ fn run(args: &Args) -> Result<serde_json::Value> {
     }
     p.drain();
     p.shm.control().set_state(STATE_EOS);
+    if args.on_full == OnFull::Wait {
+        // Lossless to the end: blocking listeners read the rest through
+        // their mapping even after we exit, but a named listener whose
+        // process dies holds the rest for a successor, who needs this file
+        // to find it.
+        p.wait_for_readers();
+    }
     let secs = t0.elapsed().as_secs_f64();
     let mut s = p.stats;
     s.set_nic(&NicCounters {

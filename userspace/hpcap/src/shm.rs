@@ -333,12 +333,26 @@ impl Sleeper for ShmSleeper<'_> {
     }
 }
 
-/// Whether process `pid` exists.
+/// Whether process `pid` exists and has not exited (a zombie, dead but
+/// not yet waited for by its parent, counts as gone).
 pub fn pid_alive(pid: u32) -> bool {
     // CAST: pids fit in pid_t.
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    // /proc/PID/stat: "pid (comm) S ...", comm may contain anything but
+    // the state follows the last ')'.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => !matches!(
+            st.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        // No /proc (or another PID namespace): trust kill().
+        Err(_) => true,
+    }
 }
 
 fn futex_wait(word: &AtomicU32, seen: u32, timeout: Duration) {
