@@ -39,7 +39,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define HPCAP_ABI_VERSION 2
+#define HPCAP_ABI_VERSION 3
 #define HPCAP_IOC_MAGIC 'h'
 #define HPCAP_MAX_LISTENERS 16
 

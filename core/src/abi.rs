@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// ABI version reported in [`Info::abi_version`].
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// ioctl "type" byte of every hpcap command.
 pub const IOC_MAGIC: u32 = b'h' as u32;
 /// Listener slots per device (the C header's `HPCAP_MAX_LISTENERS`).
