@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hpcap_core::capfile::Packets;
 use memmap2::Mmap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Replay pcap/pcapng files into a QEMU NIC over a `-netdev stream` socket.
 #[derive(Parser, Debug)]
@@ -36,6 +36,10 @@ EXAMPLES:
   # rounds at rates chosen by the guest: it writes 5000 to DIR/go.1, waits
   # for DIR/done.1, writes 0 to DIR/go.2, ..., and finally creates DIR/end
   hpcap-inject --listen /tmp/inj.sock --rounds-dir /srv/share/rounds trace.pcap
+
+  # rounds whose frames the guest picks too: go.K holds a JSON spec, e.g.
+  # {\"files\": [\"/srv/a.pcap\"], \"pps\": 3000, \"loop\": 1, \"dst_mac\": \"02:00:00:00:00:10\"}
+  hpcap-inject --listen /tmp/inj.sock --rounds-dir /srv/share/rounds
 
 The exit status is 0 once every frame was written to the socket. Counts in
 --stats-json are of frames handed to QEMU: frames QEMU's NIC model drops
@@ -81,17 +85,21 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
     /// Rounds controlled from a directory (e.g. a guest's share): for K = 1,
-    /// 2, ... wait for DIR/go.K, whose content is the rate in frames per
-    /// second (0 = unpaced), replay the files once at that rate and write
-    /// DIR/done.K with that round's counts as JSON; end at DIR/end. Replaces
+    /// 2, ... wait for DIR/go.K, replay, write DIR/done.K with that round's
+    /// counts as JSON; end at DIR/end. go.K holds either a rate in frames
+    /// per second (0 = unpaced) for the FILEs, --loop and --dst-mac of the
+    /// command line, or a JSON object {"files": [...], "pps": N, "loop": N,
+    /// "dst_mac": "MAC"} naming the round's own files (relative paths are
+    /// relative to DIR; missing fields come from the command line). Replaces
     /// --wait-file, --done-file and --stats-json (the last round's counts).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["wait_file", "done_file", "wait_rx"])]
     rounds_dir: Option<PathBuf>,
     /// Print progress to stderr every N seconds (0 = never).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     progress: u64,
-    /// Capture files to replay, in order (pcap or pcapng).
-    #[arg(required = true, value_name = "FILE")]
+    /// Capture files to replay, in order (pcap or pcapng); with
+    /// --rounds-dir they may instead be named by each round's JSON spec.
+    #[arg(required_unless_present = "rounds_dir", value_name = "FILE")]
     files: Vec<PathBuf>,
 }
 
@@ -106,6 +114,43 @@ struct Stats {
     loops: u64,
     pps_target: u64,
     send_seconds: f64,
+}
+
+/// One round: what to replay, how often, how fast.
+struct Round<'a> {
+    files: Vec<(&'a Path, &'a Mmap)>,
+    pps: u64,
+    loops: u64,
+    dst_mac: Option<[u8; 6]>,
+}
+
+/// A round's JSON spec in `--rounds-dir` mode (fields missing here come
+/// from the command line).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RoundSpec {
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    pps: Option<u64>,
+    #[serde(rename = "loop")]
+    loops: Option<u64>,
+    dst_mac: Option<String>,
+}
+
+/// What a go.K file asks for: a bare rate, or a JSON spec.
+fn parse_go(text: &str) -> Option<Result<RoundSpec>> {
+    let t = text.trim();
+    if let Ok(pps) = t.parse::<u64>() {
+        return Some(Ok(RoundSpec {
+            pps: Some(pps),
+            ..RoundSpec::default()
+        }));
+    }
+    if t.starts_with('{') && t.ends_with('}') {
+        return Some(serde_json::from_str(t).map_err(|e| anyhow::anyhow!("bad round spec: {e}")));
+    }
+    // Not whole yet (or not ours): look again.
+    None
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -205,22 +250,18 @@ fn wait_start(args: &Args, first_rx: &AtomicBool) -> Result<()> {
 
 /// Replays every file `args.loops` times at `pps` frames per second (0 =
 /// as fast as the socket takes them) and returns what was sent.
-fn send_round(
-    args: &Args,
-    maps: &[Mmap],
-    out: &mut BufWriter<UnixStream>,
-    pps: u64,
-) -> Result<Stats> {
+fn send_round(args: &Args, round: &Round<'_>, out: &mut BufWriter<UnixStream>) -> Result<Stats> {
+    let pps = round.pps;
     let mut st = Stats {
-        loops: args.loops,
+        loops: round.loops,
         pps_target: pps,
         ..Stats::default()
     };
     let t0 = Instant::now();
     let mut last_progress = t0;
     let mut warned_trunc = false;
-    for _ in 0..args.loops {
-        for (m, path) in maps.iter().zip(&args.files) {
+    for _ in 0..round.loops {
+        for &(path, m) in &round.files {
             for p in Packets::new(m).map_err(|e| anyhow::anyhow!("{e:?}"))? {
                 let p = p.map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
                 // Frame i is due at t0 + i/pps (pps 0: no pacing); sleep only
@@ -247,7 +288,7 @@ fn send_round(
                 let len = u32::try_from(p.data.len()).context("frame too long")?;
                 out.write_all(&len.to_be_bytes())
                     .context("writing to QEMU")?;
-                match (&args.dst_mac, p.data.get(6..)) {
+                match (&round.dst_mac, p.data.get(6..)) {
                     (Some(mac), Some(rest)) => {
                         out.write_all(mac).context("writing to QEMU")?;
                         out.write_all(rest).context("writing to QEMU")?;
@@ -288,18 +329,20 @@ fn run_rounds(
     dir: &Path,
 ) -> Result<Stats> {
     let mut last = Stats::default();
+    // Files named by JSON specs, mapped once.
+    let mut mapped: Vec<(PathBuf, Mmap)> = Vec::new();
     for k in 1u64.. {
         let go = dir.join(format!("go.{k}"));
         let deadline = Instant::now() + Duration::from_secs(args.start_timeout);
         // The guest writes go.K through a shared directory: wait until it
-        // exists and holds a whole number.
-        let pps = loop {
+        // exists and holds a whole rate or spec.
+        let spec = loop {
             if dir.join("end").exists() {
                 return Ok(last);
             }
             if let Ok(text) = std::fs::read_to_string(&go) {
-                if let Ok(pps) = text.trim().parse::<u64>() {
-                    break pps;
+                if let Some(spec) = parse_go(&text) {
+                    break spec.with_context(|| format!("{}", go.display()))?;
                 }
             }
             if Instant::now() > deadline {
@@ -312,8 +355,42 @@ fn run_rounds(
             }
             thread::sleep(Duration::from_millis(5));
         };
-        eprintln!("hpcap-inject: round {k} at {pps} frames/s");
-        last = send_round(args, maps, out, pps)?;
+        let files: Vec<PathBuf> = spec.files.iter().map(|f| dir.join(f)).collect();
+        for f in &files {
+            if !mapped.iter().any(|(p, _)| p == f) {
+                mapped.push((f.clone(), map(f)?));
+            }
+        }
+        let round = Round {
+            files: if files.is_empty() {
+                args.files.iter().map(PathBuf::as_path).zip(maps).collect()
+            } else {
+                files
+                    .iter()
+                    .filter_map(|f| mapped.iter().find(|(p, _)| p == f))
+                    .map(|(p, m)| (p.as_path(), m))
+                    .collect()
+            },
+            pps: spec.pps.unwrap_or(args.pps),
+            loops: spec.loops.unwrap_or(args.loops),
+            dst_mac: match &spec.dst_mac {
+                Some(m) => Some(parse_mac(m).map_err(anyhow::Error::msg)?),
+                None => args.dst_mac,
+            },
+        };
+        if round.files.is_empty() {
+            bail!(
+                "{}: the round names no files and none were given",
+                go.display()
+            );
+        }
+        eprintln!(
+            "hpcap-inject: round {k}: {} file(s) x {} at {} frames/s",
+            round.files.len(),
+            round.loops,
+            round.pps
+        );
+        last = send_round(args, &round, out)?;
         // Written whole, then renamed: the guest never reads half a file.
         let tmp = dir.join(format!(".done.{k}"));
         write_json(&tmp, &last)?;
@@ -349,7 +426,13 @@ fn run(args: &Args) -> Result<Stats> {
     let st = match &args.rounds_dir {
         None => {
             wait_start(args, &first_rx)?;
-            send_round(args, &maps, &mut out, args.pps)?
+            let round = Round {
+                files: args.files.iter().map(PathBuf::as_path).zip(&maps).collect(),
+                pps: args.pps,
+                loops: args.loops,
+                dst_mac: args.dst_mac,
+            };
+            send_round(args, &round, &mut out)?
         }
         Some(dir) => run_rounds(args, &maps, &mut out, dir)?,
     };

@@ -230,3 +230,58 @@ fn rounds_dir_replays_once_per_go_file_until_end() {
     assert!(read_frames(s).is_empty(), "nothing after end");
     assert!(!rounds.join("done.3").exists());
 }
+
+#[test]
+fn rounds_dir_json_specs_name_their_own_files_rate_and_mac() {
+    let d = tmpdir("rounds-json");
+    let a = write_pcap(&d.join("a.pcap"), &[60, 100]);
+    let b = write_pcap(&d.join("b.pcap"), &[1514, 64, 70]);
+    let sock = d.join("s");
+    let rounds = d.join("rounds");
+    std::fs::create_dir(&rounds).unwrap();
+    let l = UnixListener::bind(&sock).unwrap();
+    // No files on the command line: every round names its own.
+    let mut child = inject()
+        .args(["--connect", sock.to_str().unwrap(), "--rounds-dir"])
+        .arg(&rounds)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    let mac = [2u8, 0, 0, 0, 0, 0x10];
+    let specs = [
+        // An absolute path, twice, rewritten to the VF's MAC.
+        (
+            format!(
+                r#"{{"files": ["{}"], "pps": 0, "loop": 2, "dst_mac": "02:00:00:00:00:10"}}"#,
+                d.join("a.pcap").display()
+            ),
+            a.iter()
+                .chain(a.iter())
+                .map(|f| [&mac[..], &f[6..]].concat())
+                .collect::<Vec<_>>(),
+        ),
+        // Relative to the rounds directory, two files in order, as they are.
+        (
+            r#"{"files": ["../b.pcap", "../a.pcap"], "pps": 1000}"#.to_string(),
+            b.iter().chain(a.iter()).cloned().collect(),
+        ),
+    ];
+    for (k, (spec, want)) in specs.iter().enumerate() {
+        let k = k + 1;
+        std::fs::write(rounds.join(format!("go.{k}")), spec).unwrap();
+        assert_eq!(&read_n_frames(&mut s, want.len()), want, "round {k}");
+        let done = rounds.join(format!("done.{k}"));
+        let t0 = Instant::now();
+        while !done.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no done.{k}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(done).unwrap()).unwrap();
+        assert_eq!(st["frames_sent"], want.len() as u64);
+    }
+    // A spec with an unknown field is an error that names the file.
+    std::fs::write(rounds.join("go.3"), r#"{"files": [], "rate": 5}"#).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(1));
+}

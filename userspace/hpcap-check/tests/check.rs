@@ -3,13 +3,10 @@
 //! non-zero exit, and `--repair` turns files cut at random offsets into
 //! valid ones holding a prefix of the packets.
 
-#[path = "../../testutil/mod.rs"]
-mod testutil;
-
 use std::path::Path;
 use std::process::Command;
 
-use testutil::*;
+use hpcap_testutil::*;
 
 fn check(args: &[&str], f: &Path) -> (bool, serde_json::Value) {
     let o = Command::new(bin("hpcap-check"))

@@ -3,13 +3,10 @@
 //! equals `editcap -A/-B`, RAW -> pcapng -> pcap keeps every packet (per
 //! tshark), merging equals `mergecap`.
 
-#[path = "../../testutil/mod.rs"]
-mod testutil;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use testutil::*;
+use hpcap_testutil::*;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 

@@ -3,14 +3,11 @@
 //! source and hpcapdd report, the Prometheus output parses, configuration
 //! (snaplen, BPF filter) takes effect, listeners can be killed.
 
-#[path = "../../testutil/mod.rs"]
-mod testutil;
-
 use std::collections::{HashMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testutil::*;
+use hpcap_testutil::*;
 
 fn ctl(args: &[&str]) -> serde_json::Value {
     let o = run(Command::new(bin("hpcapctl")).arg("--json").args(args));

@@ -4,14 +4,11 @@
 //! rotation mode, file names, SIGINT at random moments, disk full, lossy
 //! listeners, retention.
 
-#[path = "../../testutil/mod.rs"]
-mod testutil;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testutil::*;
+use hpcap_testutil::*;
 
 /// 2023-11-14T22:13:00Z: a minute boundary, so time rotation is checkable.
 const T0: u64 = 1_699_999_980_000_000_000;

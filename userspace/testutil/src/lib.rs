@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-//! Helpers shared by the userspace integration tests (included with
-//! `#[path]`): locating the tools' binaries, temporary directories, the
-//! external oracles (capinfos, tshark, editcap), and reading capture files.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the userspace tools' integration tests (a
+//! dev-dependency of each tool's crate): locating the tools' binaries,
+//! temporary directories, the external oracles (capinfos, tshark, editcap),
+//! and reading capture files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -40,6 +40,7 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Creates `$TMPDIR/hpcap-test-TAG-PID-NANOS`.
     pub fn new(tag: &str) -> Self {
         let p = std::env::temp_dir().join(format!(
             "hpcap-test-{tag}-{}-{}",
@@ -53,6 +54,7 @@ impl TempDir {
         Self(p)
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -68,6 +70,7 @@ impl Drop for TempDir {
 pub struct ShmPath(pub PathBuf);
 
 impl ShmPath {
+    /// A path under /dev/shm (or `$TMPDIR`) that does not exist yet.
     pub fn new(tag: &str) -> Self {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
