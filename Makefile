@@ -7,18 +7,19 @@
 #   make demo     the QEMU demo (boot, load hpcap.ko, replay a trace, report)
 #   make test     everything CI runs (.ci/run calls exactly this)
 #   make bench    benchmarks (ratios measured side by side; not part of test)
+#   make deb      Debian packages hpcap-tools and hpcap-dkms in target/deb/
 
 RUST_TOOLCHAIN := $(shell sed -n 's/^RUST_TOOLCHAIN=//p' tools/kernel/versions)
 export RUSTUP_TOOLCHAIN := $(RUST_TOOLCHAIN)
 CARGO ?= cargo
 
-.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench clean help
+.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench deb clean help
 
 all: userspace module
 
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "other targets: deps kernel module userspace fmt clippy unit check vmtest clean"
+	@echo "other targets: deps kernel module userspace fmt clippy unit check vmtest deb clean"
 
 deps:
 	tools/deps/install
@@ -54,6 +55,9 @@ demo: deps userspace module
 
 bench:
 	tests/bench/run
+
+deb: userspace
+	tools/packaging/deb/build
 
 clean:
 	-tools/kernel/module clean
