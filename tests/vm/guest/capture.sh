@@ -9,6 +9,7 @@
 # BUFFER_MB, BLOCK_KB, CONSUMERS, SNAPLEN, FORMAT (0 pcapng, 1 raw), RING,
 # RX_BUF, HPCAPDD_ARGS.
 set -e
+uname -r >"$HPCAP_OUT/kernel-release"
 insmod "$HPCAP_KO" buffer_mb="$BUFFER_MB" block_kb="$BLOCK_KB" consumers="$CONSUMERS" \
 	snaplen="$SNAPLEN" format="$FORMAT" ring_size="$RING" rx_buf="$RX_BUF"
 # The 82576 port: the device the kernel's igb driver claimed at boot.
