@@ -7,13 +7,14 @@
 #   make demo     the QEMU demo (boot, load hpcap.ko, replay a trace, report)
 #   make test     everything CI runs (.ci/run calls exactly this)
 #   make bench    benchmarks (ratios measured side by side; not part of test)
+#   make bench-plot  out/bench/hotpath.svg: hot-path ratios across revisions
 #   make deb      Debian packages hpcap-tools and hpcap-dkms in target/deb/
 
 RUST_TOOLCHAIN := $(shell sed -n 's/^RUST_TOOLCHAIN=//p' tools/kernel/versions)
 export RUSTUP_TOOLCHAIN := $(RUST_TOOLCHAIN)
 CARGO ?= cargo
 
-.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench deb clean help
+.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench bench-plot deb clean help
 
 all: userspace module
 
@@ -55,6 +56,9 @@ demo: deps userspace module
 
 bench:
 	tests/bench/run
+
+bench-plot:
+	tests/bench/plot out/bench/results.jsonl out/bench/hotpath.svg
 
 deb: userspace
 	tools/packaging/deb/build

@@ -3,6 +3,7 @@
 //! The intermediate buffer: a large vmalloc area the capture threads write
 //! records into and userspace maps read-only, twice back to back.
 
+use crate::hpcap_core::engine::StreamMemory;
 use core::{
     alloc::Layout,
     ptr::NonNull, //
@@ -20,7 +21,8 @@ use kernel::{
         BorrowedPage,
         PAGE_SIZE, //
     },
-    prelude::*, //
+    prelude::*,
+    uaccess::UserPtr, //
 };
 
 unsafe extern "C" {
@@ -28,6 +30,8 @@ unsafe extern "C" {
     /// `struct device *` as `void *`: the bindgen type has zero-sized members
     /// that trip `improper_ctypes`.
     fn hpcap_dev_to_node(dev: *mut core::ffi::c_void) -> core::ffi::c_int;
+    /// `cond_resched()` (a macro in C; `helpers.c`).
+    fn hpcap_cond_resched();
 }
 
 /// NUMA node of `dev`, or "no node" when unknown.
@@ -97,20 +101,34 @@ impl StreamBuffer {
         Some(unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(pos), len) })
     }
 
-    /// Read-only view of `[pos, pos + len)`.
+    /// Copies `[pos, pos + len)` to userspace at `to`.
     ///
-    /// # Safety
-    ///
-    /// The range must be published. A lossy reader may see it overwritten
-    /// concurrently; it must treat what it read as garbage unless the
-    /// listener protocol's overrun check afterwards says it was intact.
-    pub(crate) unsafe fn span(&self, pos: usize, len: usize) -> Option<&[u8]> {
-        let end = pos.checked_add(len)?;
+    /// The bytes are published, but a lossy reader's may be overwritten by
+    /// the producer while they are copied: no Rust reference is formed over
+    /// them (that would be undefined behaviour under concurrent writes);
+    /// `copy_to_user` reads the raw memory, and the caller treats what was
+    /// copied as garbage unless the listener protocol's overrun check
+    /// afterwards says it was intact.
+    pub(crate) fn copy_to_user(&self, pos: usize, len: usize, to: UserPtr) -> Result {
+        let end = pos.checked_add(len).ok_or(EINVAL)?;
         if end > self.len {
-            return None;
+            return Err(EINVAL);
         }
-        // SAFETY: in bounds; see the caller's contract for concurrency.
-        Some(unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(pos), len) })
+        // SAFETY: `base + pos` is inside the area (checked above, type
+        // invariant), valid for reads of `len` bytes for the call; the
+        // destination is a user pointer, which `copy_to_user` checks.
+        let left = unsafe {
+            bindings::copy_to_user(
+                to.as_mut_ptr(),
+                self.base.as_ptr().add(pos).cast::<core::ffi::c_void>(),
+                // CAST: `usize` to `c_ulong`, the same width on Linux.
+                len as kernel::ffi::c_ulong,
+            )
+        };
+        if left != 0 {
+            return Err(EFAULT);
+        }
+        Ok(())
     }
 
     /// Maps the buffer read-only into `vma`, twice back to back: page `i` of
@@ -130,6 +148,8 @@ impl StreamBuffer {
         vma.try_clear_mayexec()?;
         vma.set_dontexpand();
         vma.set_dontcopy();
+        // Core dumps of a reader must not contain captured traffic.
+        vma.set_dontdump();
         let size = vma.end() - vma.start();
         if size == 0 || size > 2 * self.len || size % PAGE_SIZE != 0 {
             return Err(EINVAL);
@@ -145,11 +165,29 @@ impl StreamBuffer {
             // `vm_insert_page` takes its own reference for the mapping.
             let page = unsafe { BorrowedPage::from_raw(page) };
             map.vm_insert_page(vma.start() + i * PAGE_SIZE, &page)?;
+            // A 1 GiB buffer is ~524k inserts: let others run.
+            if i % 1024 == 1023 {
+                // SAFETY: process context (->mmap), no spinlock held.
+                unsafe { hpcap_cond_resched() };
+            }
         }
         Ok(())
     }
 }
 
+impl StreamMemory for StreamBuffer {
+    unsafe fn span_mut(&self, pos: u64, len: u64) -> Option<&mut [u8]> {
+        let pos = usize::try_from(pos).ok()?;
+        let len = usize::try_from(len).ok()?;
+        // SAFETY: the caller's contract is `span_mut`'s.
+        unsafe { StreamBuffer::span_mut(self, pos, len) }
+    }
+
+    fn raw(&self) -> (*mut u8, u64) {
+        // CAST: a buffer length fits u64.
+        (self.base.as_ptr(), self.len as u64)
+    }
+}
 
 impl Drop for StreamBuffer {
     fn drop(&mut self) {

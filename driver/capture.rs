@@ -1,53 +1,67 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The capture engine: consumer threads that poll one RX ring, timestamp
-//! every frame, and copy it once into the stream buffer through the shared
-//! core's ordered publication protocol.
+//! The capture side of a device: the state open files see ([`Shared`]),
+//! and the running capture ([`Capture`]): one receive queue, the consumer
+//! threads that run the shared core's capture engine on it, and the
+//! slow-path service thread.
 //!
-//! [`Shared`] is what open files see (buffer, publication and listener
-//! state, counters, configuration); it lives as long as the last file or
-//! mapping, so it never touches hardware. [`Engine`] owns the NIC and the
-//! ring and is dropped at unbind, after its threads are stopped.
+//! [`Shared`] never touches hardware and lives as long as the last open
+//! file or mapping. [`Capture`] owns the NIC and the ring and is stopped at
+//! unbind (or when probe fails half way): the service thread first, then
+//! the consumers, then the receive queue, whose `Drop` stops the NIC before
+//! the ring memory is freed.
 //!
-//! Each consumer owns one contiguous segment of the ring. The publication
-//! token follows the NIC around the ring: the holder reserves space for its
-//! ready descriptors in ring order (timestamps are taken here, so they are
-//! ordered too), passes the token at its segment's end, then copies in
-//! parallel with the next holder and publishes in order
-//! (`core/src/publish.rs`).
+//! Each consumer owns one segment of the ring and calls
+//! `hpcap_core::engine::Writer::poll` (the per-frame engine shared with
+//! `hpcap-sim` and the hot-path benchmark); this file only adds what is
+//! kernel-specific: threads, sleeping when idle, the pause gate, per-thread
+//! counters and waking readers.
 
 use crate::hpcap_core::{
     abi,
-    bpf,
-    frame::WireFrame,
+    bpf::{
+        SockFilter,
+        Verified, //
+    },
+    config::{
+        ConfigError,
+        Stream, //
+    },
+    engine::{
+        self,
+        Ctx,
+        OnFull,
+        Rec,
+        Settings,
+        Writer,
+        MAX_BATCH,
+        TAIL_BATCH, //
+    },
+    format::StreamFormat,
     gate::PauseGate,
     listener::ListenerTable,
     pcapng,
-    publish::{
-        Geometry,
-        Placement,
-        PublishState,
-        Span, //
-    },
-    raw,
+    publish::PublishState,
     segment::RingLayout,
     stats::{
-        self,
         CaptureStats,
-        DropStage, //
+        NicCounters,
+        NCOUNTERS, //
     }, //
 };
 use crate::{
     buffer::StreamBuffer,
     kthread::{
         self,
+        KThread,
         ThreadBody, //
     },
-    nic::{
-        Nic,
-        RingConfig, //
+    nic::Nic,
+    probe_fault::{
+        fail_at,
+        Step, //
     },
-    rx_ring::RxRing,
+    rx_ring::RxQueue,
 };
 use core::sync::atomic::{
     AtomicBool,
@@ -56,9 +70,11 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
+    device::Core,
     new_mutex,
     new_poll_condvar,
     new_spinlock,
+    pci,
     prelude::*,
     str::CString,
     sync::{
@@ -70,12 +86,8 @@ use kernel::{
     }, //
 };
 
-/// Descriptors one consumer takes per reservation batch.
-const MAX_BATCH: usize = 64;
-/// Released descriptors that justify a tail register write.
-const TAIL_BATCH: u32 = 32;
-
-/// How a device is set up (module parameters, validated).
+/// How a device is set up (module parameters, validated; the ring
+/// settings are checked against the backend's limits when it starts).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
     /// Stream buffer bytes, a multiple of `block_size`.
@@ -84,7 +96,7 @@ pub(crate) struct Params {
     pub(crate) block_size: u64,
     /// RX descriptors.
     pub(crate) ring_size: u32,
-    /// Receive buffer bytes (a multiple of 1 KiB).
+    /// Receive buffer bytes.
     pub(crate) rx_buf_size: u32,
     /// Consumer threads.
     pub(crate) consumers: u32,
@@ -92,14 +104,18 @@ pub(crate) struct Params {
     pub(crate) core_mask: u64,
     /// Snapshot length, 0 = whole frames.
     pub(crate) snaplen: u32,
-    /// `abi::FORMAT_*`.
-    pub(crate) format: u32,
+    /// Stream format.
+    pub(crate) format: StreamFormat,
     /// Close a partly filled block after this many ms without traffic.
     pub(crate) flush_ms: u32,
 }
 
+/// Most consumer threads per device.
+// CAST: 32 fits any usize.
+const MAX_CONSUMERS: usize = crate::hpcap_core::config::MAX_CONSUMERS as usize;
+
 /// Counters of one consumer, written only by it, read by anyone.
-struct ThreadCounters([AtomicU64; 13]);
+struct ThreadCounters([AtomicU64; NCOUNTERS]);
 
 // SAFETY: atomics of all-zero bits are zero counters.
 unsafe impl pin_init::Zeroable for ThreadCounters {}
@@ -110,9 +126,9 @@ unsafe impl pin_init::Zeroable for PublishState {}
 unsafe impl pin_init::Zeroable for ListenerTable {}
 
 impl ThreadCounters {
-    /// Adds a batch's counts (single writer: load + store, no RMW).
+    /// Adds a poll's counts (single writer: load + store, no RMW).
     fn add(&self, d: &CaptureStats) {
-        for (c, v) in self.0.iter().zip(d.as_array()) {
+        for (c, v) in self.0.iter().zip(d.to_array()) {
             if v != 0 {
                 c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
             }
@@ -120,7 +136,7 @@ impl ThreadCounters {
     }
 
     fn get(&self) -> CaptureStats {
-        let mut a = [0u64; 13];
+        let mut a = [0u64; NCOUNTERS];
         for (v, c) in a.iter_mut().zip(&self.0) {
             *v = c.load(Ordering::Relaxed);
         }
@@ -128,55 +144,17 @@ impl ThreadCounters {
     }
 }
 
-/// A verified BPF program.
-pub(crate) struct Filter {
-    insns: KVec<bpf::SockFilter>,
+/// What the slow path last read from the NIC.
+struct NicState {
+    received: AtomicU64,
+    missed: AtomicU64,
+    valid: AtomicU32,
+    link_up: AtomicBool,
+    link_mbps: AtomicU32,
 }
 
-impl Filter {
-    /// Verifies `insns` and keeps them.
-    pub(crate) fn new(insns: KVec<bpf::SockFilter>) -> Result<Self> {
-        bpf::verify(&insns).map_err(|_| EINVAL)?;
-        Ok(Self { insns })
-    }
-}
-
-/// Block sizes the stream accepts (module parameter and `SET_CONFIG`).
-pub(crate) const BLOCK_SIZES: core::ops::RangeInclusive<u64> = 64 << 10..=256 << 20;
-
-/// Format and layout of the stream: they change together, and only while
-/// no listener is attached ([`Shared::switch_stream`]).
-#[derive(Clone, Copy)]
-pub(crate) struct Stream {
-    /// `abi::FORMAT_*`.
-    pub(crate) format: u32,
-    /// Layout of the blocks in the buffer.
-    pub(crate) geo: Geometry,
-}
-
-impl Stream {
-    /// Validates a format and block size for a buffer of `buffer_size` bytes
-    /// (a whole number of blocks, at least two).
-    pub(crate) fn new(format: u32, buffer_size: u64, block_size: u64) -> Result<Self> {
-        let header_len = match format {
-            abi::FORMAT_PCAPNG => pcapng::BLOCK_HEADER_LEN as u64,
-            abi::FORMAT_RAW => 0,
-            _ => return Err(EINVAL),
-        };
-        if !BLOCK_SIZES.contains(&block_size) || buffer_size / 2 < block_size {
-            return Err(EINVAL);
-        }
-        let geo = Geometry::new(buffer_size, block_size, header_len, pcapng::MIN_BLOCK_LEN as u64)
-            .map_err(|_| EINVAL)?;
-        Ok(Self { format, geo })
-    }
-
-    /// One word for [`Shared::stream`]: format in bits 7:0, log2 of the
-    /// block size in bits 15:8.
-    fn word(&self) -> u64 {
-        u64::from(self.format & 0xFF) | (u64::from(self.geo.block_size().trailing_zeros()) << 8)
-    }
-}
+/// A BPF program verified when it was installed.
+pub(crate) type Filter = Verified<KVec<SockFilter>>;
 
 /// Device state shared by the capture threads and every open file.
 #[pin_data]
@@ -187,7 +165,8 @@ pub(crate) struct Shared {
     buffer_size: u64,
     /// The current [`Stream`], as [`Stream::word`].
     stream_word: AtomicU64,
-    /// The stream chosen at probe (what `stream_word` decodes to until a switch).
+    /// The stream chosen at probe (what `stream_word` decodes to until a
+    /// switch).
     initial: Stream,
     /// Consumers poll through it; [`Self::switch_stream`] closes it.
     gate: PauseGate,
@@ -213,13 +192,8 @@ pub(crate) struct Shared {
     pub(crate) filter: SpinLock<Option<Arc<Filter>>>,
     /// The device was unbound: no more data will come.
     pub(crate) gone: AtomicBool,
-    counters: [ThreadCounters; 32],
-    /// NIC missed-frame counter, refreshed by consumer 0.
-    pub(crate) nic_missed: AtomicU64,
-    /// Link state (1 = up) and speed, refreshed by consumer 0.
-    pub(crate) link_up: AtomicU32,
-    /// Link speed in Mb/s.
-    pub(crate) link_mbps: AtomicU32,
+    counters: [ThreadCounters; MAX_CONSUMERS],
+    nic: NicState,
     /// Static description for `HPCAP_IOC_INFO`.
     pub(crate) info: abi::Info,
     /// When the device was bound (ns since the epoch).
@@ -229,10 +203,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Creates the shared state with a buffer of `p.buffer_size` bytes on
     /// NUMA node `node`.
-    // Out of line (like `Engine::spawn`): keeps probe's stack frame small.
+    // Out of line: keeps probe's stack frame small.
     #[inline(never)]
     pub(crate) fn new(p: &Params, info: abi::Info, node: kernel::alloc::NumaNode) -> Result<Arc<Self>> {
-        let stream = Stream::new(p.format, p.buffer_size, p.block_size)?;
+        let stream = Stream::new(p.format, p.buffer_size, p.block_size).map_err(|_| EINVAL)?;
         let size = usize::try_from(p.buffer_size).map_err(|_| EINVAL)?;
         let buffer = StreamBuffer::new(size, node)?;
         Arc::pin_init(
@@ -254,9 +228,13 @@ impl Shared {
                 filter <- new_spinlock!(None),
                 gone: AtomicBool::new(false),
                 counters <- pin_init::init_zeroed(),
-                nic_missed: AtomicU64::new(0),
-                link_up: AtomicU32::new(0),
-                link_mbps: AtomicU32::new(0),
+                nic: NicState {
+                    received: AtomicU64::new(0),
+                    missed: AtomicU64::new(0),
+                    valid: AtomicU32::new(0),
+                    link_up: AtomicBool::new(false),
+                    link_mbps: AtomicU32::new(0),
+                },
                 info,
                 started_ns: kthread::now_ns(),
             }),
@@ -268,9 +246,8 @@ impl Shared {
     pub(crate) fn stream(&self) -> Stream {
         // Acquire: pairs with the Release store in `switch_stream`.
         let w = self.stream_word.load(Ordering::Acquire);
-        let block = 1u64.checked_shl(((w >> 8) & 0x3F) as u32).unwrap_or(0);
-        // Always valid (only validated streams are stored).
-        Stream::new((w & 0xFF) as u32, self.buffer_size, block).unwrap_or(self.initial)
+        // Always valid: only validated streams are stored.
+        Stream::from_word(w, self.buffer_size).unwrap_or(self.initial)
     }
 
     /// Switches format and block size. The caller holds `config` (so no
@@ -281,7 +258,7 @@ impl Shared {
     /// listeners that attach later never see the old layout, and the
     /// consumers resume with the new stream.
     pub(crate) fn switch_stream(&self, _config: &MutexGuard<'_, ()>, new: Stream) -> Result {
-        if self.listeners.any_attached() {
+        if self.listeners.list().next().is_some() {
             return Err(EBUSY);
         }
         self.gate.pause();
@@ -311,14 +288,28 @@ impl Shared {
         self.waitq.notify_all();
     }
 
-    /// Device counters: the consumers' sums plus the NIC's missed frames.
-    pub(crate) fn counters(&self) -> CaptureStats {
+    /// Device counters (the consumers' sums plus the NIC's), and which NIC
+    /// counters are real.
+    pub(crate) fn counters(&self) -> (CaptureStats, u32) {
         let mut total = CaptureStats::ZERO;
         for c in &self.counters {
             total.merge(&c.get());
         }
-        total.nic_missed = self.nic_missed.load(Ordering::Relaxed);
-        total
+        let n = &self.nic;
+        total.set_nic(&NicCounters {
+            received: n.received.load(Ordering::Relaxed),
+            missed: n.missed.load(Ordering::Relaxed),
+            valid: 0,
+        });
+        (total, n.valid.load(Ordering::Relaxed))
+    }
+
+    /// Link state and speed (Mb/s) as the slow path last read them.
+    pub(crate) fn link(&self) -> (bool, u32) {
+        (
+            self.nic.link_up.load(Ordering::Relaxed),
+            self.nic.link_mbps.load(Ordering::Relaxed),
+        )
     }
 
     /// Writes the 4 KiB stream file header (SHB + IDB + padding) for this
@@ -335,181 +326,159 @@ impl Shared {
     }
 }
 
-/// One frame of a batch, between reservation and copy.
-#[derive(Clone, Copy)]
-struct Rec {
-    desc: u32,
-    ts_ns: u64,
-    /// Length on the wire (with a stripped VLAN tag put back).
-    len: u32,
-    caplen: u32,
-    /// Bytes the NIC wrote into the descriptor's buffer.
-    bytes: u32,
-    /// TCI of a VLAN tag the NIC stripped from those bytes.
-    tci: Option<u16>,
-    place: Option<Placement>,
+/// A running capture, type-erased for the PCI driver's data.
+pub(crate) trait Running: Send + Sync {
+    /// Stops it in order: the service thread, the consumers, then the
+    /// receive queue (the NIC stops before the ring is freed). Idempotent;
+    /// also done on drop.
+    fn stop(&mut self);
 }
 
-const NO_REC: Rec = Rec {
-    desc: 0,
-    ts_ns: 0,
-    len: 0,
-    caplen: 0,
-    bytes: 0,
-    tci: None,
-    place: None,
-};
+/// What a backend descriptor calls to take a device over and capture.
+pub(crate) type StartFn =
+    fn(&pci::Device<Core<'_>>, &Params, &Arc<Shared>, &CStr) -> Result<KBox<dyn Running>>;
 
-/// The ring, the NIC and the publication bookkeeping of one device.
-pub(crate) struct Engine<N: Nic> {
-    nic: N,
-    ring: RxRing<N::Format>,
+/// The receive side shared by the consumer and service threads.
+struct Rx<N: Nic> {
+    queue: RxQueue<N>,
     layout: RingLayout,
+    engine: engine::Shared,
     shared: Arc<Shared>,
     flush_ns: u64,
-    /// Descriptors consumed in ring order (token holder only).
-    consumed: AtomicU64,
-    /// Device drop total when the last block header was written.
-    drops_at_header: AtomicU64,
 }
 
-impl<N: Nic> Engine<N> {
-    /// Builds the ring and starts reception (frames are dropped by the NIC
-    /// until the consumers run, which is harmless).
-    pub(crate) fn start(
-        dev: &kernel::device::Device<kernel::device::Bound>,
-        nic: N,
-        shared: Arc<Shared>,
-        p: &Params,
-    ) -> Result<Arc<Self>> {
-        let layout = RingLayout::new(p.ring_size, p.consumers, TAIL_BATCH, N::TAIL_ALIGN).map_err(|_| EINVAL)?;
-        let ring = RxRing::<N::Format>::new(dev, p.ring_size, p.rx_buf_size)?;
-        let tail = layout.initial_tail();
-        shared.publish.set_tail(tail);
-        nic.start_rx(&RingConfig {
-            dma: ring.dma(),
-            count: ring.count(),
-            buf_size: ring.buf_size(),
-            max_frame: ring.buf_size().min(N::MAX_FRAME),
-        })?;
-        nic.write_tail(layout.tail_register(tail))?;
-        Ok(Arc::new(
-            Self {
-                nic,
-                ring,
-                layout,
-                shared,
-                flush_ns: u64::from(p.flush_ms) * 1_000_000,
-                consumed: AtomicU64::new(0),
-                drops_at_header: AtomicU64::new(0),
-            },
+/// A running capture on a backend `N`.
+struct Capture<N: Nic> {
+    service: Option<KThread<Service<N>>>,
+    consumers: KVec<KThread<Consumer<N>>>,
+    rx: Option<Arc<Rx<N>>>,
+}
+
+impl<N: Nic> Running for Capture<N> {
+    fn stop(&mut self) {
+        // Each KThread drop waits for its thread to leave its loop.
+        self.service = None;
+        self.consumers.clear();
+        // The last reference: `RxQueue::drop` stops the NIC, then the ring
+        // and the backend go.
+        self.rx = None;
+    }
+}
+
+impl<N: Nic> Drop for Capture<N> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Takes the device over with backend `N` and starts capturing into
+/// `shared`: the backend's bring-up, the ring, the consumer threads and the
+/// service thread, each step undone on failure (see [`RxQueue`]).
+// Out of line: keeps probe's stack frame small.
+#[inline(never)]
+pub(crate) fn start<N: Nic>(
+    pdev: &pci::Device<Core<'_>>,
+    p: &Params,
+    shared: &Arc<Shared>,
+    name: &CStr,
+) -> Result<KBox<dyn Running>> {
+    let (nic, caps) = N::new(pdev)?;
+    fail_at(pdev, Step::Backend)?;
+    let ring = caps.ring.check(p.ring_size, p.consumers, p.rx_buf_size).inspect_err(|e| {
+        dev_err!(
+            pdev,
+            "ring_size={} consumers={} rx_buf={}: {} (this NIC: {}..{} descriptors in steps of {}, \
+             buffers {}..{} in units of {})\n",
+            p.ring_size,
+            p.consumers,
+            p.rx_buf_size,
+            ConfigError::explain(*e),
+            caps.ring.min,
+            caps.ring.max,
+            caps.ring.step,
+            caps.ring.buf_min,
+            caps.ring.buf_max,
+            caps.ring.buf_unit
+        )
+    });
+    let ring = ring.map_err(|_| EINVAL)?;
+    let layout = RingLayout::interleaved(ring.size, ring.consumers, TAIL_BATCH, caps.ring.tail_step).map_err(|_| EINVAL)?;
+    let queue = RxQueue::start(pdev.as_ref(), nic, caps, ring.size, ring.buf)?;
+    fail_at(pdev, Step::Queue)?;
+    let tail = layout.initial_tail();
+    shared.publish.set_tail(tail);
+    shared.nic.valid.store(caps.counters, Ordering::Relaxed);
+    engine::Port::write_tail(&queue, layout.tail_register(tail));
+    fail_at(pdev, Step::Tail)?;
+    let rx = Arc::new(
+        Rx {
+            queue,
+            layout,
+            engine: engine::Shared::new(),
+            shared: shared.clone(),
+            flush_ns: u64::from(p.flush_ms) * 1_000_000,
+        },
+        GFP_KERNEL,
+    )?;
+    let mut cap = KBox::new(
+        Capture {
+            service: None,
+            consumers: KVec::with_capacity(usize::try_from(ring.consumers)?, GFP_KERNEL)?,
+            rx: Some(rx.clone()),
+        },
+        GFP_KERNEL,
+    )?;
+    spawn_consumers(&rx, &mut cap.consumers, p, name)?;
+    fail_at(pdev, Step::Consumers)?;
+    let sname = CString::try_from_fmt(fmt!("{}/svc", name.to_str().map_err(|_| EINVAL)?))?;
+    let service = Arc::new(
+        Service {
+            rx: rx.clone(),
+            last_ns: AtomicU64::new(0),
+        },
+        GFP_KERNEL,
+    )?;
+    service.refresh();
+    cap.service = Some(KThread::spawn(service, &sname, None)?);
+    fail_at(pdev, Step::Service)?;
+    let cap: KBox<dyn Running> = cap;
+    Ok(cap)
+}
+
+/// Starts one consumer thread per ring segment into `threads`.
+#[inline(never)]
+fn spawn_consumers<N: Nic>(
+    rx: &Arc<Rx<N>>,
+    threads: &mut KVec<KThread<Consumer<N>>>,
+    p: &Params,
+    name: &CStr,
+) -> Result {
+    let mut cpus = PinnedCpus {
+        mask: p.core_mask,
+        nr: kthread::nr_cpu_ids(),
+    };
+    let name = name.to_str().map_err(|_| EINVAL)?;
+    for id in 0..rx.layout.consumers() {
+        // Filled element by element so the ~7 KiB batch never sits on the
+        // (small) kernel stack.
+        let mut recs = KVec::with_capacity(MAX_BATCH, GFP_KERNEL)?;
+        for _ in 0..MAX_BATCH {
+            recs.push(Rec::EMPTY, GFP_KERNEL)?;
+        }
+        let writer = Writer::new(id, &rx.layout, recs);
+        let consumer = Arc::pin_init(
+            pin_init!(Consumer {
+                rx: rx.clone(),
+                id,
+                state <- new_mutex!(ConsumerState { writer, idle_polls: 0 }),
+                busy_polls: AtomicU32::new(0),
+            }),
             GFP_KERNEL,
-        )?)
+        )?;
+        let cname = CString::try_from_fmt(fmt!("{}/{}", name, id))?;
+        threads.push(KThread::spawn(consumer, &cname, cpus.next())?, GFP_KERNEL)?;
     }
-
-    /// Stops reception; the consumers must be stopped already.
-    pub(crate) fn stop(&self) {
-        self.nic.stop_rx();
-    }
-
-    /// The NIC backend.
-    pub(crate) fn nic(&self) -> &N {
-        &self.nic
-    }
-
-    /// Starts one consumer thread per segment.
-    #[inline(never)]
-    pub(crate) fn spawn(self: &Arc<Self>, p: &Params, name: &str) -> Result<KVec<kthread::KThread<Consumer<N>>>> {
-        let mut threads = KVec::with_capacity(p.consumers as usize, GFP_KERNEL)?;
-        let mut cpus = pinned_cpus(p.core_mask);
-        for id in 0..p.consumers {
-            // Built before the initializer: inside it `id` names the field.
-            let next = self.layout.segment_start(id);
-            // Filled element by element so the ~7 KiB never sit on the stack.
-            let mut recs = KVec::with_capacity(MAX_BATCH, GFP_KERNEL)?;
-            for _ in 0..MAX_BATCH {
-                recs.push(NO_REC, GFP_KERNEL)?;
-            }
-            let consumer = Arc::pin_init(
-                pin_init!(Consumer {
-                    engine: self.clone(),
-                    id,
-                    busy_polls: AtomicU32::new(0),
-                    state <- new_mutex!(ConsumerState {
-                        next,
-                        in_frame: false,
-                        recs,
-                        idle_polls: 0,
-                        idle_since_ns: 0,
-                        last_refresh_ns: 0,
-                    }),
-                }),
-                GFP_KERNEL,
-            )?;
-            let cname = CString::try_from_fmt(fmt!("{}/{}", name, id))?;
-            threads.push(kthread::KThread::spawn(consumer, &cname, cpus.flatten_next())?, GFP_KERNEL)?;
-        }
-        Ok(threads)
-    }
-
-    /// Writes a record's pad, header and bytes into its reserved spans.
-    fn store(&self, st: &Stream, rec: &Rec, place: &Placement, frame: &WireFrame<'_>, drops: u64) {
-        let sh = &*self.shared;
-        if let Some(pad) = place.pad {
-            self.write_pad(st, pad);
-        }
-        if let Some(h) = place.header {
-            let hdr = pcapng::BlockHeader {
-                format: pcapng::BH_FORMAT_PCAPNG,
-                block_len: st.geo.block_size() as u32,
-                records: 0,
-                seq: h.offset >> st.geo.block_size().trailing_zeros(),
-                offset: h.offset,
-                first_ts_ns: rec.ts_ns,
-                last_ts_ns: 0,
-                drops,
-                flags: 0,
-            };
-            // SAFETY: `h` was reserved by this thread's ticket, not yet completed.
-            if let Some(buf) = unsafe { sh.buffer.span_mut(h.pos as usize, h.len as usize) } {
-                let _ = pcapng::write_block_header(buf, 0, &hdr);
-            }
-        }
-        let r = place.record;
-        // SAFETY: as above.
-        let Some(buf) = (unsafe { sh.buffer.span_mut(r.pos as usize, r.len as usize) }) else {
-            return;
-        };
-        let caplen = rec.caplen as usize;
-        let (data_at, ok) = if st.format == abi::FORMAT_RAW {
-            let ok = raw::write_raw_header(buf, 0, rec.ts_ns, caplen, rec.len).is_ok();
-            (raw::RAW_HEADER_LEN, ok)
-        } else {
-            let hdr = pcapng::EpbHeader {
-                interface: 0,
-                ts_ns: rec.ts_ns,
-                caplen: rec.caplen,
-                orig_len: rec.len,
-            };
-            let ok = pcapng::write_epb_frame(buf, 0, &hdr, &pcapng::EpbOptions::NONE).is_ok();
-            (pcapng::EPB_DATA_OFFSET, ok)
-        };
-        if let (true, Some(dst)) = (ok, buf.get_mut(data_at..data_at + caplen)) {
-            frame.copy_prefix(dst);
-        }
-    }
-
-    fn write_pad(&self, st: &Stream, span: Span) {
-        let sh = &*self.shared;
-        // SAFETY: the span was reserved by the caller's ticket.
-        if let Some(buf) = unsafe { sh.buffer.span_mut(span.pos as usize, span.len as usize) } {
-            let _ = if st.format == abi::FORMAT_RAW {
-                raw::write_raw_pad(buf, 0, span.len as usize)
-            } else {
-                pcapng::write_pad_at(buf, 0, span.len as usize)
-            };
-        }
-    }
+    Ok(())
 }
 
 /// Hands out the CPUs of a mask in order, then `None` (unpinned).
@@ -518,15 +487,8 @@ struct PinnedCpus {
     nr: u32,
 }
 
-fn pinned_cpus(mask: u64) -> PinnedCpus {
-    PinnedCpus {
-        mask,
-        nr: kthread::nr_cpu_ids(),
-    }
-}
-
 impl PinnedCpus {
-    fn flatten_next(&mut self) -> Option<u32> {
+    fn next(&mut self) -> Option<u32> {
         while self.mask != 0 {
             let c = self.mask.trailing_zeros();
             self.mask &= self.mask - 1;
@@ -538,23 +500,16 @@ impl PinnedCpus {
     }
 }
 
-/// Per-consumer progress, touched only by its own thread.
+/// Per-consumer state, touched only by its own thread.
 struct ConsumerState {
-    /// Next descriptor of this consumer's segment to look at.
-    next: u32,
-    /// Inside a frame spanning descriptors (dropped as a whole).
-    in_frame: bool,
-    /// The current batch, between reservation and copy (`MAX_BATCH` long).
-    recs: KVec<Rec>,
+    writer: Writer<KVec<Rec>>,
     idle_polls: u32,
-    idle_since_ns: u64,
-    last_refresh_ns: u64,
 }
 
 /// One capture thread: the owner of one ring segment.
 #[pin_data]
-pub(crate) struct Consumer<N: Nic> {
-    engine: Arc<Engine<N>>,
+struct Consumer<N: Nic> {
+    rx: Arc<Rx<N>>,
     id: u32,
     #[pin]
     state: Mutex<ConsumerState>,
@@ -562,179 +517,54 @@ pub(crate) struct Consumer<N: Nic> {
 }
 
 impl<N: Nic> Consumer<N> {
-    /// One poll: if this consumer holds the token, reserve and copy up to a
-    /// batch of ready frames. Returns the number of descriptors handled.
-    fn poll(&self, st: &mut ConsumerState) -> usize {
-        let gate = &self.engine.shared.gate;
-        if !gate.enter() {
-            return 0;
+    /// One poll of the engine, inside the pause gate: descriptors handled,
+    /// and whether another writer held the token.
+    fn poll(&self, st: &mut ConsumerState) -> (usize, bool) {
+        let rx = &*self.rx;
+        let sh = &*rx.shared;
+        if !sh.gate.enter() {
+            return (0, false);
         }
-        let n = self.poll_batch(st);
-        gate.leave();
-        n
-    }
-
-    /// [`Self::poll`] once the pause gate admitted it.
-    fn poll_batch(&self, st: &mut ConsumerState) -> usize {
-        let e = &*self.engine;
-        let sh = &*e.shared;
-        let pubs = &sh.publish;
-        let j = self.id;
-        if !pubs.holds_token(j) {
-            return 0;
-        }
-        if let Some(t) = pubs.tail_update(j, &e.layout) {
-            let _ = e.nic.write_tail(t);
-        }
-        // Only the token holder gets here: the others skip this decoding.
-        let stream = sh.stream();
-        let copying = sh.listeners.any_attached();
-        let limit = sh.listeners.reserve_limit(pubs.committed(), &stream.geo);
-        let Ok(mut batch) = pubs.begin_batch(j, limit) else {
-            return 0;
+        let cx = Ctx {
+            port: &rx.queue,
+            memory: &sh.buffer,
+            publish: &sh.publish,
+            listeners: &sh.listeners,
+            shared: &rx.engine,
+            ring: &rx.layout,
+            flush_ns: rx.flush_ns,
+            on_full: OnFull::Drop,
         };
-        let filter = if copying { sh.filter.lock().clone() } else { None };
-        let prog = filter.as_ref().and_then(|f| bpf::verify(&f.insns).ok());
-        let snaplen = sh.snaplen.load(Ordering::Relaxed);
-        // The batch lives in the consumer's heap state: 64 records are
-        // ~7 KiB, too much for a kernel stack frame.
-        let recs = &mut st.recs;
-        let mut local = CaptureStats::ZERO;
-        let mut n = 0;
-        let mut seg_done = false;
-        let mut i = st.next;
-        while n < MAX_BATCH {
-            let Some(done) = e.ring.poll(i) else {
-                break;
-            };
-            let tci = if N::RX_VLAN_STRIPPED { done.vlan } else { None };
-            // SAFETY: descriptor `i` is done and owned by this thread until
-            // it is re-armed below.
-            let frame = WireFrame::new(unsafe { e.ring.frame(i, done.len) }, tci);
-            let mut rec = Rec {
-                desc: i,
-                ts_ns: kthread::now_ns(),
-                // On the wire: with the stripped tag, if any.
-                len: frame.len() as u32,
-                bytes: done.len,
-                tci,
-                ..NO_REC
-            };
-            if done.skip {
-                // Not a frame (XL710 programming status): just recycle.
-            } else if st.in_frame || !done.eop || done.error {
-                // Frames spanning descriptors are larger than the receive
-                // buffer; they and frames with MAC errors are counted once,
-                // at their last descriptor.
-                st.in_frame = !done.eop;
-                if done.eop {
-                    local.seen(rec.len);
-                    local.dropped(DropStage::Ring, rec.len);
-                }
-            } else {
-                local.seen(rec.len);
-                if !copying {
-                    local.dropped(DropStage::NoSpace, rec.len);
-                } else if prog.as_ref().is_some_and(|p| !p.matches_frame(&frame, rec.len)) {
-                    local.filter_rejected(rec.len);
-                } else {
-                    rec.caplen = stats::caplen(rec.len, snaplen);
-                    let reclen = if stream.format == abi::FORMAT_RAW {
-                        raw::RAW_HEADER_LEN + rec.caplen as usize
-                    } else {
-                        pcapng::epb_len(rec.caplen as usize, &pcapng::EpbOptions::NONE)
-                    };
-                    match batch.place(&stream.geo, reclen as u64) {
-                        Some(p) => {
-                            rec.place = Some(p);
-                            local.stored(rec.len, rec.caplen);
-                        }
-                        None => local.dropped(DropStage::NoSpace, rec.len),
-                    }
-                }
+        // Read only by the token holder (the closure runs only then).
+        let mut filter = None;
+        let p = st.writer.poll(&cx, || {
+            filter = sh.filter.lock().clone();
+            Settings {
+                stream: sh.stream(),
+                snaplen: sh.snaplen.load(Ordering::Relaxed),
+                filter: filter.as_deref(),
             }
-            recs[n] = rec;
-            n += 1;
-            let last = e.layout.is_segment_last(i);
-            i = e.layout.next_in_segment(i);
-            if last {
-                seg_done = true;
-                break;
-            }
-        }
-        let now = kthread::now_ns();
-        if n > 0 {
-            st.idle_since_ns = now;
-        }
-        // Close a partly filled block once traffic pauses, so listeners get
-        // it (and a blocking listener's first block arrives) promptly.
-        let flush = if n == 0 && copying && now.saturating_sub(st.idle_since_ns) >= e.flush_ns {
-            batch.close_block(&stream.geo)
-        } else {
-            None
-        };
-        if n == 0 && flush.is_none() {
-            return 0;
-        }
-        let consumed = e.consumed.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        let ticket = pubs.finish_batch(batch, consumed);
-        st.next = i;
-        if seg_done {
-            if let Some(t) = pubs.tail_update(j, &e.layout) {
-                let _ = e.nic.write_tail(t);
-            }
-            pubs.pass_token(j, e.layout.next_segment(j));
-        }
-        // Copy phase: in parallel with the next token holder.
-        for rec in &recs[..n] {
-            if let Some(p) = &rec.place {
-                // Drops since the previous block header (summed only when a
-                // block opens: a few hundred loads, once per block).
-                let drops = if p.header.is_some() {
-                    let now = local.dropped_total().saturating_add(sh.counters().dropped_total());
-                    now.saturating_sub(e.drops_at_header.swap(now, Ordering::Relaxed))
-                } else {
-                    0
-                };
-                // SAFETY: descriptor still owned by this thread (re-armed next).
-                let frame = WireFrame::new(unsafe { e.ring.frame(rec.desc, rec.bytes) }, rec.tci);
-                e.store(&stream, rec, p, &frame, drops);
-            }
-            e.ring.arm(rec.desc);
-        }
-        if let Some(span) = flush {
-            e.write_pad(&stream, span);
-        }
-        if pubs.complete(ticket).wake {
+        });
+        sh.gate.leave();
+        if p.wake {
             sh.wake_all();
         }
-        sh.counters[j as usize].add(&local);
-        n.max(1)
-    }
-
-    /// Consumer 0 refreshes link state and the NIC's missed counter.
-    fn refresh(&self, st: &mut ConsumerState) {
-        let now = kthread::now_ns();
-        if self.id != 0 || now.saturating_sub(st.last_refresh_ns) < 100_000_000 {
-            return;
+        if p.handled != 0 {
+            if let Some(c) = usize::try_from(self.id).ok().and_then(|i| sh.counters.get(i)) {
+                c.add(&p.stats);
+            }
         }
-        st.last_refresh_ns = now;
-        let e = &*self.engine;
-        let link = e.nic.link();
-        e.shared.link_up.store(u32::from(link.up), Ordering::Relaxed);
-        e.shared.link_mbps.store(link.mbps, Ordering::Relaxed);
-        e.shared.nic_missed.store(e.nic.missed(), Ordering::Relaxed);
+        (p.handled, p.token_elsewhere)
     }
 }
 
 impl<N: Nic> ThreadBody for Consumer<N> {
     fn run_once(&self) {
-        let (worked, idle) = {
+        let (worked, waiting, idle) = {
             let mut st = self.state.lock();
-            let worked = self.poll(&mut st);
-            self.refresh(&mut st);
+            let (worked, waiting) = self.poll(&mut st);
             st.idle_polls = if worked > 0 { 0 } else { st.idle_polls.saturating_add(1) };
-            (worked, st.idle_polls)
+            (worked, waiting, st.idle_polls)
         };
         // Back off when idle: spin briefly, then sleep a little, then more,
         // so an idle device costs almost nothing and a busy one is polled.
@@ -747,10 +577,55 @@ impl<N: Nic> ThreadBody for Consumer<N> {
             }
             return;
         }
+        // Another writer holds the token: under traffic it comes back
+        // within a batch, much sooner than a sleep would end, so spin for a
+        // while (a sleeping writer would stall the segments after its own).
+        if waiting && idle < TOKEN_SPINS {
+            core::hint::spin_loop();
+            return;
+        }
         match idle {
             0..=63 => core::hint::spin_loop(),
             64..=20_000 => kthread::sleep_us(20, 50),
             _ => kthread::sleep_us(500, 1000),
         }
+    }
+}
+
+/// Polls a writer spins while another writer holds the token, before it
+/// backs off like an idle one (tens of microseconds: several batches).
+const TOKEN_SPINS: u32 = 4096;
+
+/// The slow path of one device: link state and NIC counters every 100 ms,
+/// read by the backend ([`Nic::service`]) off the capture threads.
+struct Service<N: Nic> {
+    rx: Arc<Rx<N>>,
+    last_ns: AtomicU64,
+}
+
+/// How often the slow path reads the NIC.
+const SERVICE_PERIOD_NS: u64 = 100_000_000;
+
+impl<N: Nic> Service<N> {
+    fn refresh(&self) {
+        let s = self.rx.queue.nic().service();
+        let n = &self.rx.shared.nic;
+        n.link_up.store(s.link.up, Ordering::Relaxed);
+        n.link_mbps.store(s.link.mbps, Ordering::Relaxed);
+        n.received.store(s.counters.received, Ordering::Relaxed);
+        n.missed.store(s.counters.missed, Ordering::Relaxed);
+        n.valid
+            .store(s.counters.valid & self.rx.queue.caps().counters, Ordering::Relaxed);
+        self.last_ns.store(kthread::now_ns(), Ordering::Relaxed);
+    }
+}
+
+impl<N: Nic> ThreadBody for Service<N> {
+    fn run_once(&self) {
+        if kthread::now_ns().saturating_sub(self.last_ns.load(Ordering::Relaxed)) >= SERVICE_PERIOD_NS {
+            self.refresh();
+        }
+        // Short sleeps keep stopping prompt.
+        kthread::sleep_us(10_000, 20_000);
     }
 }

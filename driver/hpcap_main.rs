@@ -6,9 +6,10 @@
 //! single RX ring, timestamps every frame and stores it once into a large
 //! buffer that userspace maps read-only through `/dev/hpcapN`.
 //!
-//! This file holds only the module glue: the shared core self-test run at
-//! load and the PCI driver registration. The PCI side is in `pci_driver.rs`,
-//! the code shared with userspace in `hpcap_core.rs`.
+//! This file holds only the module glue: the module parameters, the shared
+//! core's self-test run at load and the PCI driver registration. The PCI
+//! side is in `pci_driver.rs`; the code shared with userspace is the core,
+//! included below from `core/src/lib.rs`.
 
 use kernel::{
     driver::Registration,
@@ -20,10 +21,16 @@ use kernel::{
 mod buffer;
 mod capture;
 mod chardev;
-pub mod hpcap_core;
+// The shared core, its kernel subset (`--cfg hpcap_kernel`, see
+// `core/src/lib.rs`): private to the module, so anything it does not use is
+// reported as dead code rather than exported.
+#[allow(unreachable_pub)]
+#[path = "../core/src/lib.rs"]
+mod hpcap_core;
 mod kthread;
 mod nic;
 mod pci_driver;
+mod probe_fault;
 mod rx_ring;
 
 /// The module name, as the driver core sees it.
@@ -36,55 +43,41 @@ pub(crate) struct HpcapModule {
     _driver: Registration<pci::Adapter<pci_driver::HpcapDriver>>,
 }
 
-/// Module parameters, validated into capture [`capture::Params`].
+/// Module parameters, validated (by the core's rules, shared with
+/// `HPCAP_IOC_SET_CONFIG` and the tools) into capture [`capture::Params`].
+/// Ring settings are checked against the NIC's own limits at probe.
 pub(crate) fn params() -> Result<capture::Params> {
-    let block_size = u64::from(module_parameters::block_kb.value()) << 10;
-    if !block_size.is_power_of_two() || !capture::BLOCK_SIZES.contains(&block_size) {
-        pr_err!("block_kb must be a power of two in 64..262144\n");
-        return Err(EINVAL);
-    }
-    let buffer_size = match module_parameters::buffer_mb.value() {
+    use hpcap_core::{
+        config,
+        format::StreamFormat, //
+    };
+    let bad = |what: &str, v: u64, e: config::ConfigError| {
+        pr_err!("{}={}: {}\n", what, v, e.explain());
+        EINVAL
+    };
+    let block_kb = module_parameters::block_kb.value();
+    let block_size = config::block_size(u64::from(block_kb) << 10).map_err(|e| bad("block_kb", block_kb.into(), e))?;
+    let buffer_mb = module_parameters::buffer_mb.value();
+    let wanted = match buffer_mb {
         0 => default_buffer_size(),
         mb => u64::from(mb) << 20,
     };
-    // Round down to whole blocks; at least 2 blocks so a reader and the
-    // producer can each hold one.
-    let buffer_size = buffer_size & !(block_size - 1);
-    if buffer_size < 2 * block_size {
-        pr_err!("buffer_mb must hold at least two blocks\n");
-        return Err(EINVAL);
-    }
+    let buffer_size = config::buffer_size(wanted, block_size).map_err(|e| bad("buffer_mb", buffer_mb.into(), e))?;
     let format = module_parameters::format.value();
-    if format != hpcap_core::abi::FORMAT_PCAPNG && format != hpcap_core::abi::FORMAT_RAW {
-        pr_err!("format={} must be 0 (pcapng) or 1 (RAW)\n", format);
-        return Err(EINVAL);
-    }
-    let rx_buf_size = module_parameters::rx_buf.value();
-    if !(2048..=16384).contains(&rx_buf_size) || rx_buf_size % 1024 != 0 {
-        pr_err!("rx_buf={} must be a multiple of 1024 in 2048..16384\n", rx_buf_size);
-        return Err(EINVAL);
-    }
-    let ring_size = module_parameters::ring_size.value();
-    if !(64..=4096).contains(&ring_size) || ring_size % 8 != 0 {
-        pr_err!("ring_size={} must be a multiple of 8 in 64..4096\n", ring_size);
-        return Err(EINVAL);
-    }
-    let consumers = module_parameters::consumers.value();
-    if !(1..=32).contains(&consumers) || consumers > ring_size / 8 {
-        pr_err!("consumers={} must be 1..32 (and at most ring_size/8)\n", consumers);
-        return Err(EINVAL);
-    }
+    let format = StreamFormat::try_from(format).map_err(|_| bad("format", format.into(), config::ConfigError::Format))?;
     let snaplen = module_parameters::snaplen.value();
-    if snaplen != 0 && !(14..=65535).contains(&snaplen) {
-        pr_err!("snaplen={} must be 0 or 14..65535\n", snaplen);
+    let snaplen = config::snaplen(snaplen).map_err(|e| bad("snaplen", snaplen.into(), e))?;
+    let fail_at = module_parameters::fail_probe_at.value();
+    if fail_at > probe_fault::STEPS {
+        pr_err!("fail_probe_at={}: there are {} probe steps (0 = never fail)\n", fail_at, probe_fault::STEPS);
         return Err(EINVAL);
     }
     Ok(capture::Params {
         buffer_size,
         block_size,
-        ring_size,
-        rx_buf_size,
-        consumers,
+        ring_size: module_parameters::ring_size.value(),
+        rx_buf_size: module_parameters::rx_buf.value(),
+        consumers: module_parameters::consumers.value(),
         core_mask: module_parameters::core_mask.value(),
         snaplen,
         format,
@@ -139,15 +132,15 @@ module! {
         },
         ring_size: u32 {
             default: 4096,
-            description: "RX descriptors (multiple of 8, 64..4096 on 82576)",
+            description: "RX descriptors (82576: a multiple of 8 in 64..4096)",
         },
         rx_buf: u32 {
             default: 2048,
-            description: "RX buffer bytes per descriptor (multiple of 1024; larger for jumbo frames)",
+            description: "RX buffer bytes per descriptor (82576: a multiple of 1024 in 1024..16384; larger for jumbo frames)",
         },
         consumers: u32 {
             default: 1,
-            description: "Capture threads, each owning a segment of the RX ring (1..32)",
+            description: "Capture threads, taking turns over segments of the RX ring (1..32, at most ring_size/(2*tail step))",
         },
         core_mask: u64 {
             default: 0,
@@ -164,6 +157,10 @@ module! {
         flush_ms: u32 {
             default: 100,
             description: "Close a partly filled block after this many ms without traffic",
+        },
+        fail_probe_at: u32 {
+            default: 0,
+            description: "TEST ONLY: fail probe after step N (1..9, see docs/testing.md); 0 = never",
         },
     },
 }

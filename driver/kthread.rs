@@ -113,8 +113,8 @@ pub(crate) fn sleep_us(min_us: u64, max_us: u64) {
     // SAFETY: plain sleep in process context.
     unsafe {
         bindings::usleep_range_state(
-            min_us as usize,
-            max_us as usize,
+            usize::try_from(min_us).unwrap_or(usize::MAX),
+            usize::try_from(max_us).unwrap_or(usize::MAX),
             bindings::TASK_UNINTERRUPTIBLE,
         )
     };

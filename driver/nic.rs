@@ -1,16 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
-
-//! What the capture engine needs from a NIC, and the backends providing it.
+//! What the capture engine needs from a NIC, and the table of backends.
 //!
-//! One trait, [`Nic`], covers a capture port: bring the receive path up on a
-//! single RX queue in promiscuous mode, move the tail, report link and the
-//! NIC's own drop counter, and shut it down. The descriptor layout is the
-//! backend's associated [`RxFormat`] from the shared core. Each backend is a
-//! file under `nic/`; the XL710 PF (i40e) and VF (iavf) backends will sit
-//! next to the 82576 ones behind the same trait.
+//! A backend is one file under `nic/` implementing [`Nic`] for one family of
+//! PCI functions, plus one line in [`crate::pci_driver`]'s device table
+//! naming its [`Backend`] descriptor (see "Adding a backend" in
+//! `docs/architecture.md`). Everything a VF only learns from its PF at run
+//! time (largest frame, whether VLAN tags are stripped, ring and buffer
+//! limits, which counters exist) is in the [`Caps`] the backend returns
+//! from [`Nic::new`], not in compile-time constants.
+//!
+//! The capture threads call only [`Nic::write_tail`]. Everything slow (link
+//! state, counters, admin-queue or mailbox round trips, events) happens in
+//! [`Nic::service`], called by the device's slow-path thread.
 
-use crate::hpcap_core::desc::RxFormat;
+use crate::hpcap_core::{
+    config::RingLimits,
+    desc::RxFormat,
+    stats::NicCounters, //
+};
 use kernel::{
+    device::Core,
     pci,
     prelude::*,
     time::{
@@ -19,9 +28,9 @@ use kernel::{
     }, //
 };
 
+pub(crate) mod e82576_queue;
 pub(crate) mod igb;
 pub(crate) mod igbvf;
-mod common;
 
 /// Link state as the NIC reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +39,22 @@ pub(crate) struct Link {
     pub(crate) up: bool,
     /// Speed in Mb/s, 0 if unknown.
     pub(crate) mbps: u32,
+}
+
+/// What a backend found its device can do, at bring-up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caps {
+    /// Ring and receive buffer limits.
+    pub(crate) ring: RingLimits,
+    /// Largest frame the port accepts (bytes, without FCS).
+    pub(crate) max_frame: u32,
+    /// Whether a VLAN tag a descriptor reports was stripped from the
+    /// frame (and must be put back) rather than only reported. Put back as
+    /// 802.1Q (TPID 0x8100); a backend that can strip an outer 802.1ad tag
+    /// must keep that off.
+    pub(crate) vlan_stripped: bool,
+    /// Which counters [`Nic::service`] reads (`stats::NIC_*` bits).
+    pub(crate) counters: u32,
 }
 
 /// Where the receive ring lives, as the NIC must be told.
@@ -45,41 +70,59 @@ pub(crate) struct RingConfig {
     pub(crate) max_frame: u32,
 }
 
+/// What the slow path reads from the NIC.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Status {
+    /// Link state.
+    pub(crate) link: Link,
+    /// The NIC's counters since `start_rx` (only those in
+    /// [`Caps::counters`] are meaningful).
+    pub(crate) counters: NicCounters,
+}
+
 /// A NIC port or VF driven for capture.
 ///
-/// Methods that touch registers fail with `ENODEV` once the device is gone
-/// (the register mapping is revocable), so they are safe to call from the
-/// capture threads at any time.
-pub(crate) trait Nic: Send + Sync + 'static {
+/// Register access goes through the kernel's revocable BAR mapping, so
+/// every method is safe to call after a surprise removal (it then fails
+/// with `ENODEV` or does nothing). Dropping a backend releases the device
+/// (e.g. hands it back to firmware or the PF); the receive queue is
+/// stopped before, by [`crate::rx_ring::RxQueue`].
+pub(crate) trait Nic: Sized + Send + Sync + 'static {
     /// RX descriptor layout.
     type Format: RxFormat;
-    /// `abi::NIC_*` value of this backend.
-    const ABI_KIND: u32;
-    /// Human-readable model, for logs.
-    const MODEL: &'static str;
-    /// Tail writes must be multiples of this many descriptors.
-    const TAIL_ALIGN: u32;
-    /// Largest frame the NIC can receive into one buffer (bytes, no FCS).
-    const MAX_FRAME: u32;
-    /// Whether a descriptor's VLAN report means the tag was stripped from
-    /// the frame (and must be put back), rather than merely recognised. The
-    /// tag is put back as 802.1Q (TPID 0x8100), the only kind the 82576
-    /// strips; a backend that can strip an outer 802.1ad tag (XL710 with
-    /// double VLAN) must keep that off or report the TPID.
-    const RX_VLAN_STRIPPED: bool;
 
-    /// Programs and enables the receive queue and promiscuous reception; the
-    /// ring must already hold armed descriptors. Leaves the tail at 0.
+    /// Takes the device over: reset, negotiation with firmware or the PF,
+    /// interrupts masked. Returns the backend and what it can do.
+    fn new(pdev: &pci::Device<Core<'_>>) -> Result<(Self, Caps)>;
+
+    /// Programs and enables the receive queue and promiscuous reception;
+    /// the ring already holds armed descriptors. The tail stays at 0.
     fn start_rx(&self, ring: &RingConfig) -> Result;
-    /// Stops reception and waits until the NIC no longer writes to the ring.
+
+    /// Disables the receive queue and waits until the NIC no longer writes
+    /// to the ring or its buffers (DMA quiesced). Safe to call at any time,
+    /// also when `start_rx` failed half way or was never called.
     fn stop_rx(&self);
-    /// Hands descriptors up to (not including) `tail` back to the NIC.
-    fn write_tail(&self, tail: u32) -> Result;
-    /// Current link state.
-    fn link(&self) -> Link;
-    /// Frames the NIC dropped for lack of descriptors since `start_rx`
-    /// (monotonic; the backend accumulates read-to-clear counters).
-    fn missed(&self) -> u64;
+
+    /// Hands descriptors up to (not including) `tail` back to the NIC. The
+    /// capture threads' only register access; a gone device is ignored.
+    fn write_tail(&self, tail: u32);
+
+    /// The slow path, every 100 ms: link state and counters (admin-queue
+    /// or mailbox round trips happen here, never on a capture thread).
+    fn service(&self) -> Status;
+}
+
+/// One backend: what the PCI driver needs to know to drive a device.
+pub(crate) struct Backend {
+    /// Short name (logs, `hpcapctl`).
+    pub(crate) name: &'static str,
+    /// Human-readable model.
+    pub(crate) model: &'static str,
+    /// `abi::NIC_*` value reported in `HPCAP_IOC_INFO`.
+    pub(crate) abi_kind: u32,
+    /// Takes the device over and starts capturing into `shared`.
+    pub(crate) start: crate::capture::StartFn,
 }
 
 /// Reads through `io` until `done` holds, sleeping `step` between reads and

@@ -2,23 +2,27 @@
 
 //! PCI glue: the devices hpcap drives, and what happens on probe and unbind.
 //!
-//! Probe takes the port over (backend reset and RX setup), allocates the
-//! stream buffer, starts the consumer threads and registers `/dev/hpcapN`
-//! (plus `/dev/hpcap/by-pci/<address>`). Unbind reverses it; open files and
+//! The device table below is the one list of supported functions: each
+//! entry names a PCI device id and its backend ([`Backend`]). Probe takes
+//! the port over through the backend, allocates the stream buffer, starts
+//! the capture and registers `/dev/hpcapN` (plus
+//! `/dev/hpcap/by-pci/<address>`). Unbind reverses it; open files and
 //! mappings keep the buffer alive until they are closed.
 
 use crate::capture::{
-    Engine,
-    Params,
+    Running,
     Shared, //
 };
 use crate::chardev::CharDev;
 use crate::hpcap_core::abi;
-use crate::kthread::KThread;
 use crate::nic::{
-    igb::Igb,
-    igbvf::IgbVf,
-    Nic, //
+    igb,
+    igbvf,
+    Backend, //
+};
+use crate::probe_fault::{
+    fail_at,
+    Step, //
 };
 use core::sync::atomic::{
     AtomicU64,
@@ -33,32 +37,40 @@ use kernel::{
     sync::Arc, //
 };
 
-/// The NIC families hpcap drives, one per backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NicKind {
-    /// Intel 82576 physical function (igb).
-    Igb,
-    /// Intel 82576 virtual function (igbvf), created by the host's igb PF driver.
-    IgbVf,
+/// The device table: every PCI function hpcap drives and its backend.
+/// Adding a backend is one file under `nic/` and one line here.
+macro_rules! devices {
+    ($($id:literal => $backend:path),* $(,)?) => {
+        kernel::pci_device_table!(
+            PCI_TABLE,
+            <HpcapDriver as pci::Driver>::IdInfo,
+            [$((pci::DeviceId::from_id(pci::Vendor::INTEL, $id), &$backend)),*]
+        );
+
+        /// The same table, for counting devices (`/dev/hpcapN` ranks).
+        const DEVICES: &[(u32, &Backend)] = &[$(($id, &$backend)),*];
+    };
+}
+
+devices! {
+    0x10c9 => igb::BACKEND,
+    0x10ca => igbvf::BACKEND,
 }
 
 /// Device indices (N of /dev/hpcapN) in use, one bit each.
 static INDICES: AtomicU64 = AtomicU64::new(0);
 
-/// The (vendor, device) IDs of [`PCI_TABLE`], for counting devices.
-const DRIVEN_IDS: [(u32, u32); 2] = [(0x8086, 0x10c9), (0x8086, 0x10ca)];
-
 /// Rank of the PCI address `name` among the present devices hpcap drives:
 /// the preferred N of /dev/hpcapN, independent of probe order.
 fn pci_rank(name: &CStr) -> u32 {
     let mut rank = 0;
-    for (vendor, device) in DRIVEN_IDS {
+    for &(device, _) in DEVICES {
         let mut p: *mut bindings::pci_dev = core::ptr::null_mut();
         loop {
             // SAFETY: `pci_get_device` drops the reference it gave us on `p`
             // and returns the next matching device with a new reference, or
             // null at the end (then nothing is held).
-            p = unsafe { bindings::pci_get_device(vendor, device, p) };
+            p = unsafe { bindings::pci_get_device(u32::from(pci::Vendor::INTEL.as_raw()), device, p) };
             if p.is_null() {
                 break;
             }
@@ -73,72 +85,92 @@ fn pci_rank(name: &CStr) -> u32 {
     rank
 }
 
-/// Takes index `want` if free, else the lowest free one.
-fn take_index(want: u32) -> Result<u32> {
-    loop {
-        let used = INDICES.load(Ordering::Relaxed);
-        let idx = if want < 64 && used & (1 << want) == 0 {
-            want
-        } else {
-            (!used).trailing_zeros()
-        };
-        if idx >= 64 {
-            return Err(EBUSY);
-        }
-        if INDICES
-            .compare_exchange(used, used | (1 << idx), Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Ok(idx);
+/// An index of /dev/hpcapN, returned on drop.
+struct Index(u32);
+
+impl Index {
+    /// Takes index `want` if free, else the lowest free one.
+    fn take(want: u32) -> Result<Self> {
+        loop {
+            let used = INDICES.load(Ordering::Relaxed);
+            let idx = if want < 64 && used & (1 << want) == 0 {
+                want
+            } else {
+                (!used).trailing_zeros()
+            };
+            if idx >= 64 {
+                return Err(EBUSY);
+            }
+            if INDICES
+                .compare_exchange(used, used | (1 << idx), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Self(idx));
+            }
         }
     }
 }
 
-fn put_index(i: u32) {
-    INDICES.fetch_and(!(1u64 << i), Ordering::AcqRel);
-}
-
-/// Running capture threads and engine; dropping stops them in order.
-trait Running: Send + Sync {}
-
-struct Capture<N: Nic> {
-    threads: KVec<KThread<crate::capture::Consumer<N>>>,
-    engine: Arc<Engine<N>>,
-}
-
-impl<N: Nic> Running for Capture<N> {}
-
-impl<N: Nic> Drop for Capture<N> {
+impl Drop for Index {
     fn drop(&mut self) {
-        // Threads first (each stop waits for the thread to leave its loop),
-        // then the NIC, so nothing touches the ring when it is freed.
-        self.threads.clear();
-        self.engine.stop();
+        INDICES.fetch_and(!(1u64 << self.0), Ordering::AcqRel);
+    }
+}
+
+/// Memory decoding and bus mastering of a device, enabled for as long as
+/// this lives: dropping it clears bus mastering and disables the device, so
+/// no failed probe or unbind leaves a function able to DMA. (The 7.3
+/// `pci::Device` can enable a device and set bus mastering, but has no
+/// counterpart: the one gap, filled here with the exported C functions.)
+///
+/// # Invariants
+///
+/// `pdev` was enabled with `pci_enable_device_mem` by [`PciEnable::new`],
+/// once, and is bound to this driver while the guard lives.
+struct PciEnable<'bound> {
+    pdev: &'bound pci::Device,
+}
+
+impl<'bound> PciEnable<'bound> {
+    fn new(pdev: &'bound pci::Device<Core<'_>>) -> Result<Self> {
+        pdev.enable_device_mem()?;
+        pdev.set_master();
+        // INVARIANT: enabled just above.
+        Ok(Self { pdev })
+    }
+}
+
+impl Drop for PciEnable<'_> {
+    fn drop(&mut self) {
+        // CAST: `pci::Device` is `#[repr(transparent)]` over
+        // `Opaque<bindings::pci_dev>` (its `as_raw()` is crate-private).
+        let raw = core::ptr::from_ref(self.pdev).cast::<bindings::pci_dev>().cast_mut();
+        // SAFETY: `raw` is a live, bound PCI device that we enabled (type
+        // invariant); both calls only update its command register and
+        // enable count.
+        unsafe {
+            bindings::pci_clear_master(raw);
+            bindings::pci_disable_device(raw);
+        }
     }
 }
 
 /// Per-device state while hpcap is bound.
 pub(crate) struct HpcapDevice<'bound> {
     pdev: &'bound pci::Device,
-    /// Character device nodes: dropped first, so no new open races unbind.
+    backend: &'static Backend,
+    /// Character device nodes: removed first, so no new open races unbind.
     nodes: KVec<Pin<KBox<CharDev>>>,
     capture: KBox<dyn Running>,
     shared: Arc<Shared>,
-    kind: NicKind,
-    index: u32,
+    index: Index,
+    /// Dropped last: the device stops being a bus master only after the
+    /// capture (and with it the NIC's receive queue) has stopped.
+    _enabled: PciEnable<'bound>,
 }
 
 /// The hpcap PCI driver.
 pub(crate) struct HpcapDriver;
-
-kernel::pci_device_table!(
-    PCI_TABLE,
-    <HpcapDriver as pci::Driver>::IdInfo,
-    [
-        (pci::DeviceId::from_id(pci::Vendor::INTEL, 0x10c9), NicKind::Igb),
-        (pci::DeviceId::from_id(pci::Vendor::INTEL, 0x10ca), NicKind::IgbVf),
-    ]
-);
 
 /// Formats the PCI address ("0000:00:02.0") of `pdev`.
 fn bus_addr(pdev: &pci::Device<Core<'_>>) -> Result<CString> {
@@ -146,34 +178,90 @@ fn bus_addr(pdev: &pci::Device<Core<'_>>) -> Result<CString> {
     CString::try_from_fmt(fmt!("{}", dev.name()))
 }
 
-// Out of line: keeps probe's stack frame small (kernel stacks are 16 KiB).
-#[inline(never)]
-fn start<N: Nic>(
-    pdev: &pci::Device<Core<'_>>,
-    nic: N,
-    shared: &Arc<Shared>,
-    p: &Params,
-    name: &str,
-) -> Result<KBox<dyn Running>> {
-    let engine = Engine::start(pdev.as_ref(), nic, shared.clone(), p)?;
-    let threads = engine.spawn(p, name)?;
-    let link = engine.nic().link();
-    dev_info!(
-        pdev,
-        "{} capturing as {}: {} MiB buffer, {} KiB blocks, {} descriptors, {} consumer(s), link {}\n",
-        N::MODEL,
-        name,
-        p.buffer_size >> 20,
-        p.block_size >> 10,
-        p.ring_size,
-        p.consumers,
-        if link.up { "up" } else { "down" }
-    );
-    Ok(KBox::new(Capture { threads, engine }, GFP_KERNEL)? as KBox<dyn Running>)
+/// Registers `/dev/hpcapN` and `/dev/hpcap/by-pci/<address>`.
+fn register_nodes(pdev: &pci::Device<Core<'_>>, name: CString, bus: &CStr, shared: &Arc<Shared>) -> Result<KVec<Pin<KBox<CharDev>>>> {
+    let mut nodes = KVec::with_capacity(2, GFP_KERNEL)?;
+    nodes.push(KBox::pin_init(CharDev::register(name, shared.clone()), GFP_KERNEL)?, GFP_KERNEL)?;
+    let by_pci = CString::try_from_fmt(fmt!("hpcap/by-pci/{}", bus.to_str().map_err(|_| EINVAL)?))?;
+    match KBox::pin_init(CharDev::register(by_pci, shared.clone()), GFP_KERNEL) {
+        Ok(n) => nodes.push(n, GFP_KERNEL)?,
+        Err(e) => dev_warn!(pdev, "no /dev/hpcap/by-pci node: {:?}\n", e),
+    }
+    Ok(nodes)
+}
+
+impl HpcapDriver {
+    /// Probe, step by step; any failure undoes what was done (each step
+    /// owns what it set up).
+    fn take_over<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        backend: &'static Backend,
+    ) -> Result<HpcapDevice<'bound>> {
+        let p = crate::params().inspect_err(|_| dev_err!(pdev, "invalid module parameters\n"))?;
+        // Declared first, so on a failed probe it is dropped last.
+        let enabled = PciEnable::new(pdev)?;
+        // SAFETY: no DMA allocation of this device is in flight during probe.
+        unsafe { kernel::dma::Device::dma_set_mask_and_coherent(pdev, kernel::dma::DmaMask::new::<64>())? };
+        fail_at(pdev, Step::Enable)?;
+
+        let bus = bus_addr(pdev)?;
+        let want = pci_rank(&bus);
+        let index = Index::take(want)?;
+        if index.0 != want {
+            dev_warn!(pdev, "hpcap{} is taken (devices changed since it was given); using hpcap{}\n", want, index.0);
+        }
+        fail_at(pdev, Step::Index)?;
+
+        let name = CString::try_from_fmt(fmt!("hpcap{}", index.0))?;
+        let mut info = abi::Info::ZERO;
+        abi::set_cstr(&mut info.name, name.to_bytes());
+        abi::set_cstr(&mut info.bus_addr, bus.to_bytes());
+        info.index = index.0;
+        info.ring_size = p.ring_size;
+        info.consumers = p.consumers;
+        info.nic = backend.abi_kind;
+        let node = crate::buffer::numa_node(pdev.as_ref());
+        let shared = Shared::new(&p, info, node).inspect_err(|_| {
+            dev_err!(
+                pdev,
+                "cannot allocate a {} MiB stream buffer (buffer_mb=); try a smaller one\n",
+                p.buffer_size >> 20
+            )
+        })?;
+        fail_at(pdev, Step::Buffer)?;
+
+        let capture = (backend.start)(pdev, &p, &shared, &name)?;
+        let (up, mbps) = shared.link();
+        dev_info!(
+            pdev,
+            "{} capturing as {} ({} backend): {} MiB buffer, {} KiB blocks, {} descriptors, {} consumer(s), link {} {} Mb/s\n",
+            backend.model,
+            name.to_str().unwrap_or("hpcap"),
+            backend.name,
+            p.buffer_size >> 20,
+            p.block_size >> 10,
+            p.ring_size,
+            p.consumers,
+            if up { "up" } else { "down" },
+            mbps
+        );
+        let nodes = register_nodes(pdev, name, &bus, &shared)?;
+        let dev = HpcapDevice {
+            pdev,
+            backend,
+            nodes,
+            capture,
+            shared,
+            index,
+            _enabled: enabled,
+        };
+        fail_at(pdev, Step::Nodes)?;
+        Ok(dev)
+    }
 }
 
 impl pci::Driver for HpcapDriver {
-    type IdInfo = NicKind;
+    type IdInfo = &'static Backend;
     type Data<'bound> = HpcapDevice<'bound>;
 
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
@@ -182,72 +270,12 @@ impl pci::Driver for HpcapDriver {
         pdev: &'bound pci::Device<Core<'_>>,
         info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        let kind = *info.ok_or(ENODEV)?;
-        let p = crate::params().inspect_err(|_| dev_err!(pdev, "invalid module parameters\n"))?;
-        pdev.enable_device_mem()?;
-        pdev.set_master();
-        // SAFETY: no DMA allocation of this device is in flight during probe.
-        unsafe { kernel::dma::Device::dma_set_mask_and_coherent(pdev, kernel::dma::DmaMask::new::<64>())? };
-
-        let bus = bus_addr(pdev)?;
-        let want = pci_rank(&bus);
-        let index = take_index(want)?;
-        if index != want {
-            dev_warn!(pdev, "hpcap{} is taken (devices changed since it was given); using hpcap{}\n", want, index);
-        }
-        let result = (|| {
-            let name = CString::try_from_fmt(fmt!("hpcap{}", index))?;
-            let mut info = abi::Info::ZERO;
-            abi::set_cstr(&mut info.name, name.to_bytes());
-            abi::set_cstr(&mut info.bus_addr, bus.to_bytes());
-            info.index = index;
-            info.ring_size = p.ring_size;
-            info.consumers = p.consumers;
-            info.nic = match kind {
-                NicKind::Igb => Igb::ABI_KIND,
-                NicKind::IgbVf => IgbVf::ABI_KIND,
-            };
-            let node = crate::buffer::numa_node(pdev.as_ref());
-            let shared = Shared::new(&p, info, node).inspect_err(|_| {
-                dev_err!(
-                    pdev,
-                    "cannot allocate a {} MiB stream buffer (buffer_mb=); try a smaller one\n",
-                    p.buffer_size >> 20
-                )
-            })?;
-            let tname = name.to_str().map_err(|_| EINVAL)?;
-            let capture = match kind {
-                NicKind::Igb => start(pdev, Igb::new(pdev)?, &shared, &p, tname)?,
-                NicKind::IgbVf => start(pdev, IgbVf::new(pdev)?, &shared, &p, tname)?,
-            };
-            let mut nodes = KVec::with_capacity(2, GFP_KERNEL)?;
-            nodes.push(KBox::pin_init(CharDev::register(name, shared.clone()), GFP_KERNEL)?, GFP_KERNEL)?;
-            let by_pci = CString::try_from_fmt(fmt!("hpcap/by-pci/{}", bus.to_str().map_err(|_| EINVAL)?))?;
-            match KBox::pin_init(CharDev::register(by_pci, shared.clone()), GFP_KERNEL) {
-                Ok(n) => nodes.push(n, GFP_KERNEL)?,
-                Err(e) => dev_warn!(pdev, "no /dev/hpcap/by-pci node: {:?}\n", e),
-            }
-            Ok(HpcapDevice {
-                pdev,
-                nodes,
-                capture,
-                shared,
-                kind,
-                index,
-            })
-        })();
-        if result.is_err() {
-            put_index(index);
-        }
-        result
+        let backend: &'static Backend = *info.ok_or(ENODEV)?;
+        Self::take_over(pdev, backend)
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        let model = match this.kind {
-            NicKind::Igb => Igb::MODEL,
-            NicKind::IgbVf => IgbVf::MODEL,
-        };
-        dev_info!(this.pdev, "unbinding {} (hpcap{})\n", model, this.index);
+        dev_info!(this.pdev, "unbinding {} (hpcap{})\n", this.backend.model, this.index.0);
         // Sleepers and pollers see the end of the stream (HUP / EOF).
         this.shared.gone.store(true, Ordering::Release);
         this.shared.wake_all();
@@ -258,9 +286,9 @@ impl Drop for HpcapDevice<'_> {
     fn drop(&mut self) {
         self.shared.gone.store(true, Ordering::Release);
         self.shared.wake_all();
-        // Fields drop next, in order: nodes, then the capture threads and NIC.
+        // No new opens, then the capture in order (threads, then the NIC,
+        // then the ring); the index goes last (field drop).
         self.nodes.clear();
-        let _ = &self.capture;
-        put_index(self.index);
+        self.capture.stop();
     }
 }

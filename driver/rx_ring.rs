@@ -8,9 +8,18 @@
 //! chunks of at most [`CHUNK_BYTES`], because without an IOMMU a single
 //! coherent allocation is limited to 4 MiB.
 
-use crate::hpcap_core::desc::{
-    RxDone,
-    RxFormat, //
+use crate::hpcap_core::{
+    desc::{
+        RxDone,
+        RxFormat, //
+    },
+    engine::Port,
+};
+use crate::kthread;
+use crate::nic::{
+    Caps,
+    Nic,
+    RingConfig, //
 };
 use core::marker::PhantomData;
 use kernel::{
@@ -34,7 +43,7 @@ const CHUNK_BYTES: usize = 2 << 20;
 /// # Invariants
 ///
 /// - `desc` holds `count * F::WORDS` words; `chunks` hold `count` buffers of
-///   `buf_size` bytes, `per_chunk` per chunk.
+///   `buf_size` bytes, `1 << chunk_shift` per chunk (the last one fewer).
 /// - A descriptor is owned either by the NIC (armed and handed over by a tail
 ///   write) or by the one capture thread whose segment contains it (done, not
 ///   yet re-armed); the owner alone touches its buffer.
@@ -43,7 +52,9 @@ pub(crate) struct RxRing<F: RxFormat> {
     chunks: KVec<Coherent<[u8]>>,
     count: u32,
     buf_size: u32,
-    per_chunk: u32,
+    /// Buffers per chunk, as a power of two: finding a descriptor's buffer
+    /// on the capture path is a shift and a mask, not a division.
+    chunk_shift: u32,
     // `fn() -> F`: the ring stores no `F`, so it is Send/Sync regardless.
     _format: PhantomData<fn() -> F>,
 }
@@ -51,18 +62,22 @@ pub(crate) struct RxRing<F: RxFormat> {
 impl<F: RxFormat> RxRing<F> {
     /// Allocates the ring and buffers and arms every descriptor.
     pub(crate) fn new(dev: &Device<Bound>, count: u32, buf_size: u32) -> Result<Self> {
-        if count == 0 || buf_size == 0 || buf_size as usize > CHUNK_BYTES || buf_size > F::MAX_BUFFER {
+        let (n, buf) = (usize::try_from(count)?, usize::try_from(buf_size)?);
+        if n == 0 || buf == 0 || buf > CHUNK_BYTES || buf_size > F::MAX_BUFFER {
             return Err(EINVAL);
         }
-        let words = (count as usize).checked_mul(F::WORDS).ok_or(EINVAL)?;
+        let words = n.checked_mul(F::WORDS).ok_or(EINVAL)?;
         let desc = Coherent::<u64>::zeroed_slice(dev, words, GFP_KERNEL)?;
-        let per_chunk = (CHUNK_BYTES / buf_size as usize) as u32;
-        let nchunks = count.checked_div(per_chunk).ok_or(EINVAL)? + u32::from(count % per_chunk.max(1) != 0);
-        let mut chunks = KVec::with_capacity(nchunks as usize, GFP_KERNEL)?;
+        // The largest power of two of buffers that fits a chunk.
+        let fit = u32::try_from(CHUNK_BYTES / buf)?;
+        let chunk_shift = fit.checked_ilog2().ok_or(EINVAL)?;
+        let per_chunk = 1u32 << chunk_shift;
+        let nchunks = (count >> chunk_shift) + u32::from(count & (per_chunk - 1) != 0);
+        let mut chunks = KVec::with_capacity(usize::try_from(nchunks)?, GFP_KERNEL)?;
         let mut left = count;
         for _ in 0..nchunks {
             let n = left.min(per_chunk);
-            let bytes = n as usize * buf_size as usize;
+            let bytes = usize::try_from(n)?.checked_mul(buf).ok_or(EINVAL)?;
             chunks.push(Coherent::<u8>::zeroed_slice(dev, bytes, GFP_KERNEL)?, GFP_KERNEL)?;
             left -= n;
         }
@@ -72,7 +87,7 @@ impl<F: RxFormat> RxRing<F> {
             chunks,
             count,
             buf_size,
-            per_chunk,
+            chunk_shift,
             _format: PhantomData,
         };
         for i in 0..count {
@@ -97,9 +112,9 @@ impl<F: RxFormat> RxRing<F> {
     }
 
     fn chunk_of(&self, i: u32) -> Option<(&Coherent<[u8]>, usize)> {
-        // Checked: no division panic path in the module (objtool).
-        let chunk = self.chunks.get(i.checked_div(self.per_chunk)? as usize)?;
-        Some((chunk, i.checked_rem(self.per_chunk)? as usize * self.buf_size as usize))
+        let chunk = self.chunks.get(usize::try_from(i >> self.chunk_shift).ok()?)?;
+        let slot = usize::try_from(i & ((1 << self.chunk_shift) - 1)).ok()?;
+        Some((chunk, slot.checked_mul(usize::try_from(self.buf_size).ok()?)?))
     }
 
     fn word_ptr(&self, i: u32) -> Option<*mut u64> {
@@ -108,7 +123,7 @@ impl<F: RxFormat> RxRing<F> {
         }
         // SAFETY: `i < count` so the offset is inside the `count * WORDS`
         // words of `desc` (type invariant).
-        Some(unsafe { self.desc.as_mut_ptr().cast::<u64>().add(i as usize * F::WORDS) })
+        Some(unsafe { self.desc.as_mut_ptr().cast::<u64>().add(usize::try_from(i).ok()? * F::WORDS) })
     }
 
     /// Arms descriptor `i` with its buffer (the "read" format), which also
@@ -117,6 +132,7 @@ impl<F: RxFormat> RxRing<F> {
         let (Some(p), Some((chunk, off))) = (self.word_ptr(i), self.chunk_of(i)) else {
             return;
         };
+        // CAST: a byte offset inside a 2 MiB chunk.
         let words = F::arm(chunk.dma_address() + off as u64);
         for (k, w) in words.iter().take(F::WORDS).enumerate() {
             // SAFETY: `p` points at descriptor `i`'s `WORDS` words in
@@ -156,9 +172,99 @@ impl<F: RxFormat> RxRing<F> {
         let Some((chunk, off)) = self.chunk_of(i) else {
             return &[];
         };
-        let len = len.min(self.buf_size) as usize;
+        let Ok(len) = usize::try_from(len.min(self.buf_size)) else {
+            return &[];
+        };
         // SAFETY: `off + len` is within the chunk (type invariant: each chunk
         // holds whole buffers); the caller guarantees the NIC is not writing.
         unsafe { core::slice::from_raw_parts(chunk.as_ptr().cast::<u8>().add(off), len) }
+    }
+}
+
+/// A running receive queue: the NIC and the ring its DMA writes into.
+///
+/// Owning both is what makes teardown safe on every path: dropping the
+/// queue stops the NIC and waits until its DMA has quiesced
+/// ([`Nic::stop_rx`]) before the ring and its buffers are freed (the fields
+/// drop after `drop` returns), and then the backend releases the device
+/// (its own `Drop`). Probe failure at any step after `start_rx`, a failed
+/// thread spawn, unbind, rmmod and surprise removal all end here.
+pub(crate) struct RxQueue<N: Nic> {
+    nic: N,
+    ring: RxRing<N::Format>,
+    caps: Caps,
+}
+
+impl<N: Nic> RxQueue<N> {
+    /// Allocates a ring of `count` armed descriptors with `buf_size`-byte
+    /// buffers for `nic` and enables reception; the tail is still 0.
+    pub(crate) fn start(
+        dev: &Device<Bound>,
+        nic: N,
+        caps: Caps,
+        count: u32,
+        buf_size: u32,
+    ) -> Result<Self> {
+        let ring = RxRing::<N::Format>::new(dev, count, buf_size)?;
+        let q = Self { nic, ring, caps };
+        // On failure `q` drops here, which stops whatever part of the
+        // queue `start_rx` enabled.
+        q.nic.start_rx(&RingConfig {
+            dma: q.ring.dma(),
+            count: q.ring.count(),
+            buf_size: q.ring.buf_size(),
+            max_frame: q.ring.buf_size().min(caps.max_frame),
+        })?;
+        Ok(q)
+    }
+
+    /// The backend.
+    pub(crate) fn nic(&self) -> &N {
+        &self.nic
+    }
+
+    /// What the backend negotiated.
+    pub(crate) fn caps(&self) -> &Caps {
+        &self.caps
+    }
+}
+
+impl<N: Nic> Drop for RxQueue<N> {
+    fn drop(&mut self) {
+        self.nic.stop_rx();
+    }
+}
+
+impl<N: Nic> Port for RxQueue<N> {
+    #[inline]
+    fn poll(&self, i: u32) -> Option<RxDone> {
+        self.ring.poll(i)
+    }
+
+    #[inline]
+    unsafe fn frame(&self, i: u32, len: u32) -> &[u8] {
+        // SAFETY: the caller owns descriptor `i` (the trait's contract is
+        // the ring's).
+        unsafe { self.ring.frame(i, len) }
+    }
+
+    #[inline]
+    fn arm(&self, i: u32) {
+        self.ring.arm(i);
+    }
+
+    #[inline]
+    fn write_tail(&self, tail: u32) {
+        self.nic.write_tail(tail);
+    }
+
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        kthread::now_ns()
+    }
+
+    #[inline]
+    fn vlan_stripped(&self) -> bool {
+        self.caps.vlan_stripped
     }
 }

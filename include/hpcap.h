@@ -35,7 +35,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define HPCAP_ABI_VERSION 1
+#define HPCAP_ABI_VERSION 2
 #define HPCAP_IOC_MAGIC 'h'
 #define HPCAP_MAX_LISTENERS 16
 
@@ -53,6 +53,15 @@
 /* Listener modes (hpcap_attach.mode, hpcap_listener.mode). */
 #define HPCAP_MODE_BLOCKING 0
 #define HPCAP_MODE_LOSSY 1
+
+/* hpcap_listener.flags: an administrator killed the listener; it holds
+ * nobody back and its owner gets end-of-stream until it detaches. */
+#define HPCAP_LISTENER_KILLED (1u << 0)
+
+/* hpcap_stats.nic_valid: which counters read from the NIC are real. A NIC
+ * without such a counter reports it as 0 with its bit clear: unknown. */
+#define HPCAP_NIC_RECEIVED (1u << 0)
+#define HPCAP_NIC_MISSED   (1u << 1)
 
 /* HPCAP_IOC_INFO: what the device is and how its stream is laid out. */
 struct hpcap_info {
@@ -100,13 +109,14 @@ struct hpcap_wait {
 
 /* Capture counters of a device; every frame the driver sees lands in exactly
  * one of stored, filtered or dropped_*: frames_seen = frames_stored +
- * filtered + dropped_ring + dropped_no_space + dropped_writer. */
+ * filtered + dropped_ring + dropped_no_space + dropped_writer +
+ * dropped_no_listener. nic_* are the NIC's own counters (see nic_valid). */
 struct hpcap_counters {
 	__u64 frames_seen;
 	__u64 bytes_seen;
 	__u64 frames_stored;
 	__u64 bytes_stored;          /* captured bytes, without record headers */
-	__u64 nic_missed;            /* NIC's own missed-frame counter (not seen) */
+	__u64 nic_missed;            /* NIC dropped: no descriptor/FIFO space (not seen) */
 	__u64 dropped_ring;
 	__u64 dropped_no_space;      /* buffer full: blocking listeners behind */
 	__u64 bytes_no_space;
@@ -114,7 +124,9 @@ struct hpcap_counters {
 	__u64 bytes_filtered;
 	__u64 truncated_by_snaplen;  /* stored, but cut to snaplen */
 	__u64 bytes_truncated;
-	__u64 dropped_writer;
+	__u64 dropped_writer;        /* no record can hold the frame */
+	__u64 nic_received;          /* NIC's good-packets counter */
+	__u64 dropped_no_listener;   /* received while no listener was attached */
 };
 
 /* One listener as HPCAP_IOC_STATS reports it. */
@@ -122,7 +134,7 @@ struct hpcap_listener {
 	__u32 id;            /* slot; HPCAP_IOC_KILL_LISTENER takes it */
 	__u32 mode;          /* HPCAP_MODE_* */
 	__u32 pid;           /* process that attached it */
-	__u32 flags;         /* 1 = killed */
+	__u32 flags;         /* HPCAP_LISTENER_* */
 	__u64 cursor;        /* stream offset */
 	__u64 lag;           /* commit - cursor */
 	__u64 lost_bytes;    /* total skipped by overruns (lossy) */
@@ -137,6 +149,8 @@ struct hpcap_stats {
 	__u64 uptime_ns;              /* since the device was bound */
 	__u32 nlisteners;             /* valid entries in listener[] */
 	__u32 self_id;                /* this file's listener id, ~0 if detached */
+	__u32 nic_valid;              /* HPCAP_NIC_* bits: real NIC counters */
+	__u32 reserved;
 	struct hpcap_listener listener[HPCAP_MAX_LISTENERS];
 };
 

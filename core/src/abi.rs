@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// ABI version reported in [`Info::abi_version`].
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// ioctl "type" byte of every hpcap command.
 pub const IOC_MAGIC: u32 = b'h' as u32;
 /// Listener slots per device (the C header's `HPCAP_MAX_LISTENERS`).
@@ -27,16 +27,26 @@ pub const NIC_IGB: u32 = 0;
 /// NIC backend: Intel 82576 VF.
 pub const NIC_IGBVF: u32 = 1;
 /// NIC backend: Intel XL710 PF.
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_I40E: u32 = 2;
 /// NIC backend: Intel XL710/E810 VF.
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IAVF: u32 = 3;
 /// Software source (`hpcap-sim`), no NIC.
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_SOFT: u32 = 15;
 
 /// Listener mode: holds the producer back, never loses data.
 pub const MODE_BLOCKING: u32 = 0;
 /// Listener mode: never holds the producer back, skips when overrun.
 pub const MODE_LOSSY: u32 = 1;
+
+/// [`Listener::flags`]: an administrator killed it; it holds nobody back
+/// and its owner gets end-of-stream.
+pub const LISTENER_KILLED: u32 = 1 << 0;
 
 /// [`Wait::flags`]: the lossy listener was overrun; see `lost_*`.
 pub const WAIT_OVERRUN: u32 = 1 << 0;
@@ -141,7 +151,7 @@ pub struct Listener {
     pub mode: u32,
     /// Process that attached it.
     pub pid: u32,
-    /// 1 = killed.
+    /// `LISTENER_*` bits.
     pub flags: u32,
     /// Stream offset of its cursor.
     pub cursor: u64,
@@ -169,6 +179,11 @@ pub struct Stats {
     pub nlisteners: u32,
     /// This file's listener id, `u32::MAX` if detached.
     pub self_id: u32,
+    /// Which NIC-read counters are real (`stats::NIC_*` bits); the others
+    /// read 0 and must be shown as unavailable.
+    pub nic_valid: u32,
+    /// Zero.
+    pub reserved: u32,
     /// Attached listeners.
     pub listener: [Listener; MAX_LISTENERS],
 }
@@ -232,6 +247,8 @@ impl Stats {
         uptime_ns: 0,
         nlisteners: 0,
         self_id: u32::MAX,
+        nic_valid: 0,
+        reserved: 0,
         listener: [Listener {
             id: 0,
             mode: 0,
@@ -298,10 +315,11 @@ const _: () = {
     assert!(size_of::<Attach>() == 16);
     assert!(size_of::<Wait>() == 64);
     assert!(offset_of!(Wait, flags) == 56);
-    assert!(size_of::<Counters>() == 104);
+    assert!(size_of::<Counters>() == 120);
     assert!(size_of::<Listener>() == 48);
-    assert!(size_of::<Stats>() == 104 + 32 + 16 * 48);
-    assert!(offset_of!(Stats, listener) == 136);
+    assert!(size_of::<Stats>() == 120 + 40 + 16 * 48);
+    assert!(offset_of!(Stats, nic_valid) == 152);
+    assert!(offset_of!(Stats, listener) == 160);
     assert!(size_of::<Config>() == 24);
     assert!(size_of::<Filter>() == 16);
     assert!(size_of::<Stats>() < (1 << 14));

@@ -46,6 +46,8 @@ pub const MAX_INSNS: usize = 4096;
 pub const MEM_WORDS: usize = 16;
 
 /// Opcode fields.
+// The kernel's interpreter needs only some of the names.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub mod op {
     /// Instruction class mask.
     pub const CLASS: u16 = 0x07;
@@ -329,6 +331,34 @@ pub fn verify(insns: &[SockFilter]) -> Result<Program<'_>, VerifyError> {
     Ok(Program { insns })
 }
 
+/// A program verified once, when it was installed, and owned by whoever
+/// installed it (`S` is the storage: a `Vec`, a kernel `KVec`, an array).
+/// The only way to build one is [`Verified::new`], so holding one proves
+/// the instructions passed [`verify`]; running it never verifies again.
+#[derive(Debug, Clone)]
+pub struct Verified<S> {
+    insns: S,
+}
+
+impl<S: core::ops::Deref<Target = [SockFilter]>> Verified<S> {
+    /// Verifies `insns` and takes them.
+    pub fn new(insns: S) -> Result<Self, VerifyError> {
+        verify(&insns)?;
+        Ok(Self { insns })
+    }
+
+    /// The program, ready to run.
+    pub fn program(&self) -> Program<'_> {
+        Program { insns: &self.insns }
+    }
+
+    /// The instructions.
+    #[cfg(not(hpcap_kernel))]
+    pub fn insns(&self) -> &[SockFilter] {
+        &self.insns
+    }
+}
+
 fn load(pkt: &WireFrame<'_>, off: u32, size: usize) -> Option<u32> {
     let start = usize::try_from(off).ok()?;
     if let Some(bytes) = pkt.as_plain() {
@@ -350,6 +380,7 @@ fn load(pkt: &WireFrame<'_>, off: u32, size: usize) -> Option<u32> {
 
 impl<'a> Program<'a> {
     /// The instructions.
+    #[cfg(not(hpcap_kernel))]
     pub fn insns(&self) -> &'a [SockFilter] {
         self.insns
     }
@@ -357,6 +388,7 @@ impl<'a> Program<'a> {
     /// Runs the filter over the captured bytes `pkt` of a frame of `wirelen`
     /// bytes on the wire; returns the filter's verdict: 0 to drop, otherwise
     /// the number of bytes to keep (tcpdump returns its snaplen).
+    #[cfg(not(hpcap_kernel))]
     pub fn run(&self, pkt: &[u8], wirelen: u32) -> u32 {
         self.run_frame(&WireFrame::plain(pkt), wirelen)
     }
@@ -367,6 +399,7 @@ impl<'a> Program<'a> {
     }
 
     /// Whether the filter accepts the frame.
+    #[cfg(not(hpcap_kernel))]
     pub fn matches(&self, pkt: &[u8], wirelen: u32) -> bool {
         self.run(pkt, wirelen) != 0
     }

@@ -28,6 +28,7 @@ pub struct WireFrame<'a> {
 impl<'a> WireFrame<'a> {
     /// `bytes` as delivered; `tci` the tag control information (PCP, DEI,
     /// VID) the NIC stripped into the descriptor, if it did.
+    #[inline]
     pub fn new(bytes: &'a [u8], tci: Option<u16>) -> Self {
         let tag = tci.map(|t| {
             let [a, b] = TPID_8021Q.to_be_bytes();
@@ -49,6 +50,7 @@ impl<'a> WireFrame<'a> {
     }
 
     /// Length on the wire (without FCS).
+    #[inline]
     pub fn len(&self) -> usize {
         self.bytes.len() + if self.tag.is_some() { TAG_LEN } else { 0 }
     }
@@ -86,11 +88,41 @@ impl<'a> WireFrame<'a> {
         }
     }
 
+    /// Copies the first `n` bytes of the frame as on the wire to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `n <= self.len()`, and `dst` is valid for writes of `n` bytes that
+    /// do not overlap the frame.
+    #[inline]
+    pub unsafe fn copy_prefix_raw(&self, dst: *mut u8, n: usize) {
+        debug_assert!(n <= self.len());
+        match &self.tag {
+            // SAFETY: `n <= len()`, the delivered bytes; `dst` per the
+            // caller.
+            None => unsafe { core::ptr::copy_nonoverlapping(self.bytes.as_ptr(), dst, n) },
+            Some(_) => {
+                // The rare tagged case through the checked slice copy.
+                // SAFETY: `dst` is valid for `n` bytes and not aliased.
+                let d = unsafe { core::slice::from_raw_parts_mut(dst, n) };
+                self.copy_prefix(d);
+            }
+        }
+    }
+
     /// Copies the first `dst.len()` bytes of the frame as on the wire into
     /// `dst`; returns how many were copied (fewer only if `dst` is longer
     /// than the frame).
+    #[inline]
     pub fn copy_prefix(&self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len());
+        if self.tag.is_none() {
+            // The common case: the frame as delivered.
+            if let (Some(d), Some(f)) = (dst.get_mut(..n), self.bytes.get(..n)) {
+                d.copy_from_slice(f);
+            }
+            return n;
+        }
         // Three pieces: bytes before the tag, the tag, the rest. Every range
         // is in bounds by construction; `get` keeps panics out of the kernel.
         let s = self.split().min(n);

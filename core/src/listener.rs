@@ -64,6 +64,9 @@ pub const MAX_LISTENERS: usize = 16;
 #[cfg(all(loom, test))]
 pub const MAX_LISTENERS: usize = 2;
 
+// A slot's state word: mode in bits 7:0, KILLED in bit 8, and in bits 31:16
+// the generation, bumped by every attach, so an id cached before the slot
+// was freed and reused never reaches the new owner.
 const FREE: u32 = 0;
 const CLAIMED: u32 = 1;
 const BLOCKING: u32 = 2;
@@ -71,6 +74,45 @@ const LOSSY: u32 = 3;
 const MODE_MASK: u32 = 0xff;
 /// Set by [`ListenerTable::kill`]; the producer ignores killed listeners.
 const KILLED: u32 = 0x100;
+const GEN_SHIFT: u32 = 16;
+const GEN_MASK: u32 = 0xffff << GEN_SHIFT;
+
+/// A listener: its slot and the slot's generation at attach time. Every
+/// operation checks both, so an id cached before its slot was freed and
+/// taken again fails instead of acting on the new owner (an administrator's
+/// kill by id, a stale handle). The check and the operation are two steps,
+/// so an owner must not race its own detach with its own other calls: the
+/// kernel serialises a file's listener calls with a per-file lock, and a
+/// userspace handle is `&mut`. As a `u32` (the ioctl ABI's listener id) it
+/// is `generation << 16 | slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(u32);
+
+impl ListenerId {
+    fn new(slot: usize, state: u32) -> Self {
+        // CAST: slot < MAX_LISTENERS <= 0xffff.
+        Self((state & GEN_MASK) | slot as u32)
+    }
+
+    /// The slot index.
+    pub const fn slot(self) -> usize {
+        (self.0 & 0xffff) as usize
+    }
+
+    /// The ABI representation.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// From the ABI representation (validated when used).
+    pub const fn from_raw(raw: u32) -> Self {
+        Self(raw)
+    }
+
+    fn matches(self, state: u32) -> bool {
+        state & GEN_MASK == self.0 & GEN_MASK
+    }
+}
 
 /// How a listener treats the producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,10 +176,28 @@ pub enum Readiness {
 /// Result of [`ListenerTable::attach`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attached {
-    /// Slot index, the listener's id.
-    pub id: usize,
+    /// The listener's id.
+    pub id: ListenerId,
     /// Stream offset (a block boundary) where its cursor starts.
     pub start: u64,
+}
+
+/// One attached listener, as [`ListenerTable::list`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// Its id.
+    pub id: ListenerId,
+    /// Its mode.
+    pub mode: Mode,
+    /// Killed by an administrator (holds nobody back; its owner has not
+    /// detached yet).
+    pub killed: bool,
+    /// Its cursor.
+    pub cursor: u64,
+    /// Bytes skipped by overruns.
+    pub lost_bytes: u64,
+    /// Blocks touched by those overruns.
+    pub lost_blocks: u64,
 }
 
 /// One listener slot.
@@ -150,8 +210,8 @@ struct Slot {
     cursor: AtomicU64,
     /// Bytes lost to overruns (lossy only), for statistics.
     lost: AtomicU64,
-    /// Number of overruns.
-    overruns: AtomicU64,
+    /// Blocks touched by those overruns.
+    lost_blocks: AtomicU64,
 }
 
 /// All listener slots of one device.
@@ -159,7 +219,8 @@ struct Slot {
 /// # Invariants
 ///
 /// - A slot's cursor is written only by its owner after attach; the state
-///   word moves FREE → CLAIMED → BLOCKING/LOSSY (→ with KILLED) → FREE.
+///   word moves FREE → CLAIMED → BLOCKING/LOSSY (→ with KILLED) → FREE,
+///   and its generation changes only when the slot is claimed.
 /// - A blocking, non-killed listener's unread bytes `[cursor, commit)` are
 ///   never overwritten: the producer reserves below
 ///   [`Self::reserve_limit`].
@@ -177,7 +238,7 @@ impl Slot {
             _pad: 0,
             cursor: AtomicU64::new(0),
             lost: AtomicU64::new(0),
-            overruns: AtomicU64::new(0),
+            lost_blocks: AtomicU64::new(0),
         }
     }
 
@@ -188,7 +249,7 @@ impl Slot {
             _pad: 0,
             cursor: AtomicU64::new(0),
             lost: AtomicU64::new(0),
-            overruns: AtomicU64::new(0),
+            lost_blocks: AtomicU64::new(0),
         }
     }
 }
@@ -216,14 +277,17 @@ impl ListenerTable {
         }
     }
 
-    fn slot(&self, id: usize) -> Result<&Slot, ListenerError> {
-        self.slots.get(id).ok_or(ListenerError::NotAttached)
+    fn slot(&self, id: ListenerId) -> Result<&Slot, ListenerError> {
+        self.slots.get(id.slot()).ok_or(ListenerError::NotAttached)
     }
 
-    /// The slot's mode, or why it cannot be used.
-    fn mode_of(&self, slot: &Slot) -> Result<Mode, ListenerError> {
+    /// The mode of listener `id`, or why it cannot be used.
+    fn mode_of(&self, slot: &Slot, id: ListenerId) -> Result<Mode, ListenerError> {
         // Acquire: pairs with the Release state store in `attach`.
         let s = slot.state.load(Ordering::Acquire);
+        if !id.matches(s) {
+            return Err(ListenerError::NotAttached);
+        }
         if s & KILLED != 0 {
             return Err(ListenerError::Killed);
         }
@@ -242,7 +306,7 @@ impl ListenerTable {
         for slot in &self.slots {
             // Acquire: pairs with the Release store in `attach`, so the
             // cursor load below sees at least the attach-time cursor.
-            if slot.state.load(Ordering::Acquire) != BLOCKING {
+            if slot.state.load(Ordering::Acquire) & (MODE_MASK | KILLED) != BLOCKING {
                 continue;
             }
             // Acquire: pairs with the Release store in `ack`; the
@@ -282,17 +346,26 @@ impl ListenerTable {
             .slots
             .iter()
             .enumerate()
-            .find(|(_, s)| {
+            .find_map(|(i, s)| {
+                // Relaxed: the CAS below decides.
+                let cur = s.state.load(Ordering::Relaxed);
+                if cur & (MODE_MASK | KILLED) != FREE {
+                    return None;
+                }
+                let next_gen = (cur & GEN_MASK).wrapping_add(1 << GEN_SHIFT);
+                let claimed = next_gen | CLAIMED;
                 // Acquire on success: pairs with the Release store in
                 // `detach`; the previous owner is done with the slot.
                 s.state
-                    .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+                    .compare_exchange(cur, claimed, Ordering::Acquire, Ordering::Relaxed)
+                    .ok()
+                    .map(|_| (ListenerId::new(i, claimed), s))
             })
             .ok_or(ListenerError::Full)?;
+        let gen = id.0 & GEN_MASK;
         // Relaxed: statistics, published by the state store below.
         slot.lost.store(0, Ordering::Relaxed);
-        slot.overruns.store(0, Ordering::Relaxed);
+        slot.lost_blocks.store(0, Ordering::Relaxed);
         let start = match mode {
             Mode::Blocking => {
                 // Conservative cursor until the handshake tells us where we
@@ -303,7 +376,7 @@ impl ListenerTable {
                 slot.cursor.store(provisional, Ordering::Relaxed);
                 // Release: pairs with the Acquire state load in
                 // `reserve_limit`.
-                slot.state.store(BLOCKING, Ordering::Release);
+                slot.state.store(gen | BLOCKING, Ordering::Release);
                 let r = publ.reserve_handshake();
                 let start = geo.block_ceil(r);
                 // Release: pairs with the Acquire cursor load in
@@ -320,72 +393,101 @@ impl ListenerTable {
                 slot.cursor.store(start, Ordering::Relaxed);
                 // Release: pairs with the Acquire state loads of readers of
                 // this slot (`mode_of`).
-                slot.state.store(LOSSY, Ordering::Release);
+                slot.state.store(gen | LOSSY, Ordering::Release);
                 start
             }
         };
         Ok(Attached { id, start })
     }
 
-    /// Frees the slot. The owner (or the OS when the owner's file closes)
-    /// calls it; a killed listener must still be detached.
-    pub fn detach(&self, id: usize) -> Result<(), ListenerError> {
+    /// Frees listener `id`'s slot; returns whether it had been killed (so
+    /// the owner can make the kill stick). The owner (or the OS when the
+    /// owner's file closes) calls it; a killed listener must still be
+    /// detached.
+    pub fn detach(&self, id: ListenerId) -> Result<bool, ListenerError> {
         let slot = self.slot(id)?;
-        // Relaxed: only to reject detaching a free slot.
-        let s = slot.state.load(Ordering::Relaxed);
-        if s & MODE_MASK == FREE {
-            return Err(ListenerError::NotAttached);
+        // Relaxed: the CAS below decides.
+        let mut s = slot.state.load(Ordering::Relaxed);
+        loop {
+            if !id.matches(s) || s & MODE_MASK == FREE {
+                return Err(ListenerError::NotAttached);
+            }
+            // Release: pairs with the Acquire CAS in `attach`: the owner's
+            // last use of the slot happens-before the next owner's first.
+            // The generation stays, so the next owner gets a new one.
+            match slot
+                .state
+                .compare_exchange(s, s & GEN_MASK, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(s & KILLED != 0),
+                Err(now) => s = now,
+            }
         }
-        // Release: pairs with the Acquire CAS in `attach`: the owner's last
-        // use of the slot happens-before the next owner's first.
-        slot.state.store(FREE, Ordering::Release);
-        Ok(())
     }
 
-    /// Administrative kill: the listener stops holding the producer back at
+    /// Administrative kill: listener `id` stops holding the producer back at
     /// once and gets [`ListenerError::Killed`] from every later call. The
     /// caller should wake the device's sleepers.
-    pub fn kill(&self, id: usize) -> Result<(), ListenerError> {
+    pub fn kill(&self, id: ListenerId) -> Result<(), ListenerError> {
         let slot = self.slot(id)?;
-        // AcqRel RMW: atomic with respect to a concurrent detach; Release
-        // so the owner's Acquire state load sees it in order.
-        let prev = slot.state.fetch_or(KILLED, Ordering::AcqRel);
-        if prev & MODE_MASK == FREE {
-            // Undo on a free slot so it stays claimable.
-            slot.state.fetch_and(!KILLED, Ordering::AcqRel);
-            return Err(ListenerError::NotAttached);
+        // Relaxed: the CAS below decides.
+        let mut s = slot.state.load(Ordering::Relaxed);
+        loop {
+            if !id.matches(s) || !matches!(s & MODE_MASK, BLOCKING | LOSSY) {
+                return Err(ListenerError::NotAttached);
+            }
+            // AcqRel: atomic with respect to a concurrent detach; Release so
+            // the owner's Acquire state load sees it in order.
+            match slot
+                .state
+                .compare_exchange(s, s | KILLED, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => s = now,
+            }
         }
-        Ok(())
     }
 
     /// The listener's cursor and mode.
-    pub fn cursor(&self, id: usize) -> Result<(u64, Mode), ListenerError> {
+    pub fn cursor(&self, id: ListenerId) -> Result<(u64, Mode), ListenerError> {
         let slot = self.slot(id)?;
-        let mode = self.mode_of(slot)?;
+        let mode = self.mode_of(slot, id)?;
         // Relaxed: the owner reads its own cursor.
         Ok((slot.cursor.load(Ordering::Relaxed), mode))
     }
 
-    /// Lost bytes and overrun count so far (lossy listeners).
-    pub fn losses(&self, id: usize) -> Result<(u64, u64), ListenerError> {
-        let slot = self.slot(id)?;
-        // Relaxed: statistics.
-        Ok((
-            slot.lost.load(Ordering::Relaxed),
-            slot.overruns.load(Ordering::Relaxed),
-        ))
+    /// Every attached listener (killed ones too), for statistics.
+    pub fn list(&self) -> impl Iterator<Item = ListenerInfo> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            // Acquire: pairs with the Release state store in `attach`.
+            let s = slot.state.load(Ordering::Acquire);
+            let mode = match s & MODE_MASK {
+                BLOCKING => Mode::Blocking,
+                LOSSY => Mode::Lossy,
+                _ => return None,
+            };
+            // Relaxed: statistics.
+            Some(ListenerInfo {
+                id: ListenerId::new(i, s),
+                mode,
+                killed: s & KILLED != 0,
+                cursor: slot.cursor.load(Ordering::Relaxed),
+                lost_bytes: slot.lost.load(Ordering::Relaxed),
+                lost_blocks: slot.lost_blocks.load(Ordering::Relaxed),
+            })
+        })
     }
 
     /// Marks `bytes` more as consumed; returns the new cursor. For a
     /// blocking listener this frees buffer space for the producer.
     pub fn ack<const S: usize>(
         &self,
-        id: usize,
+        id: ListenerId,
         bytes: u64,
         publ: &PublishState<S>,
     ) -> Result<u64, ListenerError> {
         let slot = self.slot(id)?;
-        self.mode_of(slot)?;
+        self.mode_of(slot, id)?;
         // Relaxed: only the owner writes its cursor.
         let c = slot.cursor.load(Ordering::Relaxed);
         let new = c.checked_add(bytes).ok_or(ListenerError::BeyondCommit)?;
@@ -402,13 +504,13 @@ impl ListenerTable {
     /// buffer size, which is all that can ever be pending) available?
     pub fn ready<const S: usize>(
         &self,
-        id: usize,
+        id: ListenerId,
         threshold: u64,
         publ: &PublishState<S>,
         geo: &Geometry,
     ) -> Result<Readiness, ListenerError> {
         let slot = self.slot(id)?;
-        let mode = self.mode_of(slot)?;
+        let mode = self.mode_of(slot, id)?;
         if mode == Mode::Lossy {
             if let ReadCheck::Overrun(loss) = self.lap_check(slot, publ.reserved(), geo) {
                 return Ok(Readiness::Overrun(loss));
@@ -434,12 +536,12 @@ impl ListenerTable {
     /// always intact.
     pub fn check_read<const S: usize>(
         &self,
-        id: usize,
+        id: ListenerId,
         publ: &PublishState<S>,
         geo: &Geometry,
     ) -> Result<ReadCheck, ListenerError> {
         let slot = self.slot(id)?;
-        match self.mode_of(slot)? {
+        match self.mode_of(slot, id)? {
             Mode::Blocking => Ok(ReadCheck::Intact),
             // The horizon load is fenced after the caller's buffer reads.
             Mode::Lossy => Ok(self.lap_check(slot, publ.overwrite_horizon(), geo)),
@@ -463,7 +565,7 @@ impl ListenerTable {
         slot.cursor.store(resume_at, Ordering::Release);
         // Relaxed: statistics.
         slot.lost.fetch_add(loss.bytes, Ordering::Relaxed);
-        slot.overruns.fetch_add(1, Ordering::Relaxed);
+        slot.lost_blocks.fetch_add(loss.blocks, Ordering::Relaxed);
         ReadCheck::Overrun(loss)
     }
 }
@@ -582,7 +684,8 @@ mod tests {
             })
         );
         assert_eq!(l.check_read(z.id, &p, &g).unwrap(), ReadCheck::Intact);
-        assert_eq!(l.losses(z.id).unwrap(), (512, 1));
+        let info = l.list().find(|i| i.id == z.id).unwrap();
+        assert_eq!((info.lost_bytes, info.lost_blocks), (512, 2));
     }
 
     #[test]
@@ -592,8 +695,41 @@ mod tests {
             l.attach(Mode::Lossy, &p, &g).unwrap();
         }
         assert_eq!(l.attach(Mode::Lossy, &p, &g), Err(ListenerError::Full));
-        l.detach(3).unwrap();
-        assert_eq!(l.attach(Mode::Blocking, &p, &g).unwrap().id, 3);
+        let third = l.list().nth(3).unwrap().id;
+        assert_eq!(l.detach(third), Ok(false));
+        let again = l.attach(Mode::Blocking, &p, &g).unwrap().id;
+        assert_eq!(again.slot(), 3);
+        assert_ne!(again, third, "a reused slot gets a new generation");
+    }
+
+    /// An id cached before its slot was freed and taken again acts on
+    /// nothing: not the cursor, not the mode, not a kill, not a detach.
+    #[test]
+    fn stale_ids_never_reach_the_next_owner() {
+        let (p, l, g) = (PublishState::<8>::new(), ListenerTable::new(), geo());
+        let old = l.attach(Mode::Blocking, &p, &g).unwrap().id;
+        for _ in 0..8 {
+            produce(&p, &l, &g, 100);
+        }
+        assert_eq!(l.detach(old), Ok(false));
+        let new = l.attach(Mode::Blocking, &p, &g).unwrap();
+        assert_eq!(new.id.slot(), old.slot());
+        for _ in 0..4 {
+            produce(&p, &l, &g, 100);
+        }
+        assert!(p.committed() > new.start, "the new owner has data to read");
+        assert_eq!(l.ack(old, 1, &p), Err(ListenerError::NotAttached));
+        assert_eq!(l.cursor(old), Err(ListenerError::NotAttached));
+        assert_eq!(l.kill(old), Err(ListenerError::NotAttached));
+        assert_eq!(l.detach(old), Err(ListenerError::NotAttached));
+        assert_eq!(l.cursor(new.id), Ok((new.start, Mode::Blocking)));
+        // The raw ABI form round-trips; a kill through it reaches only the
+        // current owner, and a killed listener's detach reports the kill.
+        assert_eq!(ListenerId::from_raw(new.id.raw()), new.id);
+        l.kill(ListenerId::from_raw(new.id.raw())).unwrap();
+        assert!(l.list().next().unwrap().killed);
+        assert_eq!(l.detach(new.id), Ok(true));
+        assert_eq!(l.list().count(), 0);
     }
 
     proptest! {

@@ -8,7 +8,7 @@
 //!
 //! The writers are meant for the kernel's per-packet path: they write into a
 //! caller's `&mut [u8]` at an offset, never allocate, and report the number
-//! of bytes written. [`write_epb_frame`] writes everything of an Enhanced
+//! of bytes written. [`write_epb_plain`] writes everything of an Enhanced
 //! Packet Block except the frame, so the driver copies each frame exactly
 //! once, straight from the DMA buffer into the stream.
 
@@ -18,8 +18,10 @@ pub const SHB_TYPE: u32 = 0x0A0D_0D0A;
 pub const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 /// Interface Description Block type.
 pub const IDB_TYPE: u32 = 0x0000_0001;
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 /// Simple Packet Block type.
 pub const SPB_TYPE: u32 = 0x0000_0003;
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 /// Interface Statistics Block type.
 pub const ISB_TYPE: u32 = 0x0000_0005;
 /// Enhanced Packet Block type.
@@ -33,6 +35,7 @@ pub const BLOCK_HEADER_TYPE: u32 = 0x8000_0002;
 /// Ethernet link type.
 pub const LINKTYPE_ETHERNET: u16 = 1;
 
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 /// Option codes (pcapng spec, section 3.5 and the per-block option lists).
 pub mod opt {
     /// End of options.
@@ -107,22 +110,8 @@ pub enum WriteError {
     BadValue,
 }
 
-/// Why a block cannot be parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParseError {
-    /// The data ends inside the block starting at `offset`.
-    Truncated {
-        /// Byte offset of the block.
-        offset: usize,
-    },
-    /// The block at `offset` has an impossible length or layout.
-    BadBlock {
-        /// Byte offset of the block.
-        offset: usize,
-    },
-}
-
 /// Rounds `n` up to a multiple of 4.
+#[inline]
 pub const fn pad4(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -162,6 +151,7 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    #[cfg(not(hpcap_kernel))]
     fn skip(&mut self, n: usize) -> Result<(), WriteError> {
         let end = self.pos.checked_add(n).ok_or(WriteError::NoSpace)?;
         if end > self.buf.len() {
@@ -183,6 +173,7 @@ impl<'a> Cursor<'a> {
         self.bytes(&v.to_le_bytes())
     }
 
+    #[cfg(not(hpcap_kernel))]
     /// A pcapng timestamp: high word first, each word in section order.
     fn ts(&mut self, v: u64) -> Result<(), WriteError> {
         self.u32((v >> 32) as u32)?;
@@ -251,6 +242,7 @@ pub const fn shb_len(info: &SectionInfo<'_>) -> usize {
     28 + if opts == 0 { 0 } else { opts + 4 }
 }
 
+#[cfg(not(hpcap_kernel))]
 /// Writes a Section Header Block (unknown section length) at the start of `buf`
 /// and returns its length.
 pub fn write_shb(buf: &mut [u8]) -> Result<usize, WriteError> {
@@ -306,6 +298,7 @@ pub const fn idb_len(info: &InterfaceInfo<'_>, hardware: &str) -> usize {
         + 4 // opt_endofopt
 }
 
+#[cfg(not(hpcap_kernel))]
 /// Writes an Ethernet Interface Description Block with nanosecond timestamps
 /// at the start of `buf` and returns its length.
 pub fn write_idb(buf: &mut [u8], info: &InterfaceInfo<'_>) -> Result<usize, WriteError> {
@@ -340,6 +333,7 @@ pub fn write_idb_with(
 // ---------------------------------------------------------------------------
 // Padding and the file header
 
+#[cfg(not(hpcap_kernel))]
 /// Fills all of `buf` with one local-use padding block. `buf.len()` must be a
 /// multiple of 4 and at least [`MIN_BLOCK_LEN`].
 pub fn write_pad(buf: &mut [u8]) -> Result<(), WriteError> {
@@ -412,6 +406,7 @@ impl EpbOptions {
     };
 
     /// Encoded size of these options, including the end-of-options marker.
+    #[inline]
     pub const fn len(&self) -> usize {
         let mut n = 0;
         if self.flags.is_some() {
@@ -431,12 +426,14 @@ impl EpbOptions {
     }
 
     /// Whether no option is present.
+    #[cfg(not(hpcap_kernel))]
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// Fixed fields of an Enhanced Packet Block.
+#[cfg(not(hpcap_kernel))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpbHeader {
     /// Interface id (index of the IDB in the section).
@@ -450,15 +447,64 @@ pub struct EpbHeader {
 }
 
 /// Exact total length of an EPB with `caplen` frame bytes and `opts`.
+#[inline]
 pub const fn epb_len(caplen: usize, opts: &EpbOptions) -> usize {
     32 + pad4(caplen) + opts.len()
 }
 
+/// The capture hot path's EPB: interface 0, no options, written at the
+/// start of `rec` except for the frame bytes, which the caller copies to
+/// `rec[EPB_DATA_OFFSET..][..caplen]` afterwards (not before: the frame's
+/// last word is zeroed here, whole, so that the padding after the frame is
+/// zero without a variable-length fill). One bounds check, whole words.
+/// Returns the block's length, `epb_len(caplen, &EpbOptions::NONE)`.
+#[inline]
+pub fn write_epb_plain(
+    rec: &mut [u8],
+    ts_ns: u64,
+    caplen: u32,
+    orig_len: u32,
+) -> Result<usize, WriteError> {
+    let data_end = EPB_DATA_OFFSET + pad4(caplen as usize);
+    let total = data_end + 4;
+    // The same length as `epb_len(caplen, &EpbOptions::NONE)`.
+    let total32 = len32(total)?;
+    if rec.len() < total {
+        return Err(WriteError::NoSpace);
+    }
+    let (head, _) = rec
+        .split_first_chunk_mut::<EPB_DATA_OFFSET>()
+        .ok_or(WriteError::NoSpace)?;
+    let words = [
+        EPB_TYPE,
+        total32,
+        0,
+        (ts_ns >> 32) as u32,
+        ts_ns as u32,
+        caplen,
+        orig_len,
+    ];
+    for (k, w) in words.into_iter().enumerate() {
+        head[k * 4..k * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    if caplen % 4 != 0 {
+        if let Some(w) = rec.get_mut(data_end - 4..data_end) {
+            w.copy_from_slice(&[0; 4]);
+        }
+    }
+    if let Some(t) = rec.get_mut(data_end..total) {
+        t.copy_from_slice(&total32.to_le_bytes());
+    }
+    Ok(total)
+}
+
 /// Writes an EPB at `buf[at..]` except for the frame bytes, which the caller
-/// copies to `buf[at + EPB_DATA_OFFSET ..][..hdr.caplen]` afterwards; the up
-/// to 3 padding bytes after the frame are zeroed here. Returns the block's
+/// copies to `buf[at + EPB_DATA_OFFSET ..][..hdr.caplen]` afterwards (not
+/// before: the up to 3 padding bytes after the frame are zeroed here, and
+/// without options that may clear the frame's last bytes too). Returns the block's
 /// total length, [`epb_len`]`(hdr.caplen, opts)`. Nothing is written when
-/// the block does not fit.
+/// the block does not fit. (The capture path uses [`write_epb_plain`].)
+#[cfg(not(hpcap_kernel))]
 pub fn write_epb_frame(
     buf: &mut [u8],
     at: usize,
@@ -470,10 +516,7 @@ pub fn write_epb_frame(
     let total32 = len32(total)?;
     let end = at.checked_add(total).ok_or(WriteError::NoSpace)?;
     let region = buf.get_mut(at..end).ok_or(WriteError::NoSpace)?;
-    // The common case (no options) is the per-packet hot path: the fixed
-    // header goes out as one 28-byte copy, then padding and trailer.
-    let mut head = [0u8; EPB_DATA_OFFSET];
-    for (i, v) in [
+    let words = [
         EPB_TYPE,
         total32,
         hdr.interface,
@@ -481,16 +524,29 @@ pub fn write_epb_frame(
         hdr.ts_ns as u32,
         hdr.caplen,
         hdr.orig_len,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        head[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    ];
+    for (d, w) in region.chunks_exact_mut(4).zip(words) {
+        d.copy_from_slice(&w.to_le_bytes());
     }
-    let (h, rest) = region
-        .split_at_mut_checked(EPB_DATA_OFFSET)
+    if opts.is_empty() {
+        // The per-packet hot path: one bounds check above, whole words
+        // below. The frame's last word is zeroed whole (one store instead
+        // of a variable-length fill): the frame bytes the caller copies
+        // afterwards overwrite its front, the padding stays zero.
+        let data_end = EPB_DATA_OFFSET + pad4(caplen);
+        if caplen % 4 != 0 {
+            if let Some(w) = region.get_mut(data_end - 4..data_end) {
+                w.copy_from_slice(&[0; 4]);
+            }
+        }
+        if let Some(t) = region.get_mut(data_end..) {
+            t.copy_from_slice(&total32.to_le_bytes());
+        }
+        return Ok(total);
+    }
+    let rest = region
+        .get_mut(EPB_DATA_OFFSET..)
         .ok_or(WriteError::NoSpace)?;
-    h.copy_from_slice(&head);
     let mut c = Cursor { buf: rest, pos: 0 };
     c.skip(caplen)?;
     c.zeros(pad4(caplen) - caplen)?;
@@ -510,6 +566,7 @@ pub fn write_epb_frame(
     Ok(total)
 }
 
+#[cfg(not(hpcap_kernel))]
 /// Writes a complete EPB holding `data` (caplen = `data.len()`) at `buf[at..]`
 /// and returns its length. `orig_len` below `data.len()` is raised to it.
 pub fn write_epb(
@@ -539,6 +596,7 @@ pub fn write_epb(
 // ---------------------------------------------------------------------------
 // Interface Statistics Block
 
+#[cfg(not(hpcap_kernel))]
 /// Contents of an Interface Statistics Block; absent counters are left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IsbInfo {
@@ -562,6 +620,7 @@ pub struct IsbInfo {
     pub usrdeliv: Option<u64>,
 }
 
+#[cfg(not(hpcap_kernel))]
 impl IsbInfo {
     fn counters(&self) -> [(u16, Option<u64>); 7] {
         [
@@ -576,12 +635,14 @@ impl IsbInfo {
     }
 }
 
+#[cfg(not(hpcap_kernel))]
 /// Exact length of the ISB [`write_isb`] writes for `info`.
 pub fn isb_len(info: &IsbInfo) -> usize {
     let n = info.counters().iter().filter(|(_, v)| v.is_some()).count();
     24 + if n == 0 { 0 } else { n * 12 + 4 }
 }
 
+#[cfg(not(hpcap_kernel))]
 /// Writes an Interface Statistics Block at `buf[at..]`, returns its length.
 pub fn write_isb(buf: &mut [u8], at: usize, info: &IsbInfo) -> Result<usize, WriteError> {
     let total = isb_len(info);
@@ -611,9 +672,11 @@ pub fn write_isb(buf: &mut [u8], at: usize, info: &IsbInfo) -> Result<usize, Wri
 // ---------------------------------------------------------------------------
 // Block header record
 
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 /// [`BlockHeader::flags`]: the header is final (written when the block was
 /// closed); an open block's counts and last timestamp are provisional.
 pub const BH_FLAG_FINAL: u32 = 1 << 0;
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 /// [`BlockHeader::flags`]: the block was closed early (flush or stop), so its
 /// tail is padding rather than a record that did not fit.
 pub const BH_FLAG_FLUSHED: u32 = 1 << 1;
@@ -681,6 +744,7 @@ impl BlockHeader {
 
     /// Decodes a payload in the given byte order; `None` unless magic,
     /// version and check all match.
+    #[cfg(not(hpcap_kernel))]
     pub fn decode(body: &[u8], big_endian: bool) -> Option<Self> {
         let e = Endian { big: big_endian };
         let body = body.get(..BLOCK_HEADER_BODY_LEN)?;
@@ -716,438 +780,10 @@ pub fn write_block_header(buf: &mut [u8], at: usize, h: &BlockHeader) -> Result<
     Ok(c.pos)
 }
 
-// ---------------------------------------------------------------------------
-// Reader
-
-/// Reads integers in a section's byte order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endian {
-    /// Big-endian section.
-    pub big: bool,
-}
-
-impl Endian {
-    /// Little-endian.
-    pub const LE: Self = Self { big: false };
-    /// Big-endian.
-    pub const BE: Self = Self { big: true };
-
-    /// `u16` at `b[at..]`.
-    pub fn u16(self, b: &[u8], at: usize) -> Option<u16> {
-        let a: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if self.big {
-            u16::from_be_bytes(a)
-        } else {
-            u16::from_le_bytes(a)
-        })
-    }
-
-    /// `u32` at `b[at..]`.
-    pub fn u32(self, b: &[u8], at: usize) -> Option<u32> {
-        let a: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if self.big {
-            u32::from_be_bytes(a)
-        } else {
-            u32::from_le_bytes(a)
-        })
-    }
-
-    /// `u64` at `b[at..]`.
-    pub fn u64(self, b: &[u8], at: usize) -> Option<u64> {
-        let a: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
-        Some(if self.big {
-            u64::from_be_bytes(a)
-        } else {
-            u64::from_le_bytes(a)
-        })
-    }
-
-    /// pcapng timestamp (high word, low word) at `b[at..]`.
-    pub fn ts(self, b: &[u8], at: usize) -> Option<u64> {
-        Some((u64::from(self.u32(b, at)?) << 32) | u64::from(self.u32(b, at.checked_add(4)?)?))
-    }
-}
-
-/// One option of a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Opt<'a> {
-    /// Option code.
-    pub code: u16,
-    /// Value, without padding.
-    pub value: &'a [u8],
-    endian: Endian,
-}
-
-impl Opt<'_> {
-    /// The value as a `u32`, if it is 4 bytes long.
-    pub fn as_u32(&self) -> Option<u32> {
-        (self.value.len() == 4).then(|| self.endian.u32(self.value, 0))?
-    }
-
-    /// The value as a `u64`, if it is 8 bytes long.
-    pub fn as_u64(&self) -> Option<u64> {
-        (self.value.len() == 8).then(|| self.endian.u64(self.value, 0))?
-    }
-
-    /// The value as a pcapng timestamp (two words, high first).
-    pub fn as_ts(&self) -> Option<u64> {
-        (self.value.len() == 8).then(|| self.endian.ts(self.value, 0))?
-    }
-}
-
-/// Iterator over a block's options. Stops at the end-of-options marker, at
-/// the end of the data, or at the first malformed option (see [`Options::is_valid`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Options<'a> {
-    data: &'a [u8],
-    pos: usize,
-    endian: Endian,
-}
-
-impl<'a> Options<'a> {
-    /// Options encoded in `data` in the given byte order.
-    pub fn new(data: &'a [u8], endian: Endian) -> Self {
-        Self {
-            data,
-            pos: 0,
-            endian,
-        }
-    }
-
-    /// First option with `code`.
-    pub fn get(self, code: u16) -> Option<Opt<'a>> {
-        let mut it = self;
-        it.find(|o| o.code == code)
-    }
-
-    /// Whether every option is well formed up to the end marker or the end
-    /// of the data.
-    pub fn is_valid(self) -> bool {
-        let mut it = self;
-        while it.next().is_some() {}
-        it.pos >= it.data.len()
-    }
-}
-
-impl<'a> Iterator for Options<'a> {
-    type Item = Opt<'a>;
-
-    fn next(&mut self) -> Option<Opt<'a>> {
-        let code = self.endian.u16(self.data, self.pos)?;
-        let len = usize::from(self.endian.u16(self.data, self.pos + 2)?);
-        if code == opt::END {
-            self.pos = self.data.len();
-            return None;
-        }
-        let start = self.pos + 4;
-        let value = self.data.get(start..start + len)?;
-        self.pos = start + pad4(len);
-        Some(Opt {
-            code,
-            value,
-            endian: self.endian,
-        })
-    }
-}
-
-/// Section Header Block view.
-#[derive(Debug, Clone, Copy)]
-pub struct Shb<'a> {
-    /// Byte order of the section.
-    pub endian: Endian,
-    /// Major version (1).
-    pub major: u16,
-    /// Minor version (0).
-    pub minor: u16,
-    /// Section length, `u64::MAX` (-1) when unknown.
-    pub section_len: u64,
-    /// Options.
-    pub options: Options<'a>,
-}
-
-impl<'a> Shb<'a> {
-    /// `shb_hardware`.
-    pub fn hardware(&self) -> Option<&'a [u8]> {
-        self.options.get(opt::SHB_HARDWARE).map(|o| o.value)
-    }
-    /// `shb_os`.
-    pub fn os(&self) -> Option<&'a [u8]> {
-        self.options.get(opt::SHB_OS).map(|o| o.value)
-    }
-    /// `shb_userappl`.
-    pub fn userappl(&self) -> Option<&'a [u8]> {
-        self.options.get(opt::SHB_USERAPPL).map(|o| o.value)
-    }
-}
-
-/// Interface Description Block view.
-#[derive(Debug, Clone, Copy)]
-pub struct Idb<'a> {
-    /// Link type.
-    pub linktype: u16,
-    /// Snapshot length (0 = unlimited).
-    pub snaplen: u32,
-    /// Options.
-    pub options: Options<'a>,
-}
-
-impl<'a> Idb<'a> {
-    /// `if_tsresol`, 6 (microseconds) when absent as the spec says.
-    pub fn tsresol(&self) -> u8 {
-        match self.options.get(opt::IF_TSRESOL) {
-            Some(Opt { value: [v], .. }) => *v,
-            _ => 6,
-        }
-    }
-    /// `if_name`.
-    pub fn name(&self) -> Option<&'a [u8]> {
-        self.options.get(opt::IF_NAME).map(|o| o.value)
-    }
-    /// `if_description`.
-    pub fn description(&self) -> Option<&'a [u8]> {
-        self.options.get(opt::IF_DESCRIPTION).map(|o| o.value)
-    }
-    /// `if_hardware`.
-    pub fn hardware(&self) -> Option<&'a [u8]> {
-        self.options.get(opt::IF_HARDWARE).map(|o| o.value)
-    }
-}
-
-/// Enhanced Packet Block view.
-#[derive(Debug, Clone, Copy)]
-pub struct Epb<'a> {
-    /// Interface id.
-    pub interface: u32,
-    /// Timestamp in units of the interface's `if_tsresol`.
-    pub ts: u64,
-    /// Length of the frame on the wire.
-    pub orig_len: u32,
-    /// Captured bytes (`data.len()` is caplen).
-    pub data: &'a [u8],
-    /// Options.
-    pub options: Options<'a>,
-}
-
-impl Epb<'_> {
-    /// `epb_flags`.
-    pub fn flags(&self) -> Option<u32> {
-        self.options.get(opt::EPB_FLAGS)?.as_u32()
-    }
-    /// `epb_dropcount`.
-    pub fn dropcount(&self) -> Option<u64> {
-        self.options.get(opt::EPB_DROPCOUNT)?.as_u64()
-    }
-    /// `epb_queue`.
-    pub fn queue(&self) -> Option<u32> {
-        self.options.get(opt::EPB_QUEUE)?.as_u32()
-    }
-}
-
-/// Interface Statistics Block view.
-#[derive(Debug, Clone, Copy)]
-pub struct Isb<'a> {
-    /// Interface id.
-    pub interface: u32,
-    /// Timestamp in units of the interface's `if_tsresol`.
-    pub ts: u64,
-    /// Options.
-    pub options: Options<'a>,
-}
-
-impl Isb<'_> {
-    /// Decodes the options into an [`IsbInfo`] (timestamps left in the
-    /// interface's units).
-    pub fn info(&self) -> IsbInfo {
-        let u = |c| self.options.get(c).and_then(|o| o.as_u64());
-        let t = |c| self.options.get(c).and_then(|o| o.as_ts());
-        IsbInfo {
-            interface: self.interface,
-            ts_ns: self.ts,
-            start_ns: t(opt::ISB_STARTTIME),
-            end_ns: t(opt::ISB_ENDTIME),
-            ifrecv: u(opt::ISB_IFRECV),
-            ifdrop: u(opt::ISB_IFDROP),
-            filteraccept: u(opt::ISB_FILTERACCEPT),
-            osdrop: u(opt::ISB_OSDROP),
-            usrdeliv: u(opt::ISB_USRDELIV),
-        }
-    }
-}
-
-/// A parsed block.
-#[derive(Debug, Clone, Copy)]
-pub enum Block<'a> {
-    /// Section Header Block.
-    Shb(Shb<'a>),
-    /// Interface Description Block.
-    Idb(Idb<'a>),
-    /// Enhanced Packet Block.
-    Epb(Epb<'a>),
-    /// Simple Packet Block: original length and the bytes present (the
-    /// reader cannot apply the interface's snaplen; `data` may hold padding).
-    Spb {
-        /// Original length.
-        orig_len: u32,
-        /// Body after the length field.
-        data: &'a [u8],
-    },
-    /// Interface Statistics Block.
-    Isb(Isb<'a>),
-    /// hpcap padding block.
-    Pad,
-    /// hpcap block header record (a [`BLOCK_HEADER_TYPE`] block whose
-    /// payload does not decode is returned as [`Block::Other`]).
-    Header(BlockHeader),
-    /// Any other block type.
-    Other {
-        /// Block type.
-        btype: u32,
-        /// Body (between the length fields).
-        body: &'a [u8],
-    },
-}
-
-/// Parses the block at `data[at..]` in byte order `endian` (an SHB sets its
-/// own order: the returned [`Shb::endian`] applies to the following blocks).
-/// Returns the block and its total length.
-pub fn parse_block(
-    data: &[u8],
-    at: usize,
-    endian: Endian,
-) -> Result<(Block<'_>, usize), ParseError> {
-    let trunc = ParseError::Truncated { offset: at };
-    let bad = ParseError::BadBlock { offset: at };
-    let raw_type = Endian::LE.u32(data, at).ok_or(trunc)?;
-    let e = if raw_type == SHB_TYPE {
-        match Endian::LE.u32(data, at.saturating_add(8)) {
-            Some(BYTE_ORDER_MAGIC) => Endian::LE,
-            Some(m) if m == BYTE_ORDER_MAGIC.swap_bytes() => Endian::BE,
-            Some(_) => return Err(bad),
-            None => return Err(trunc),
-        }
-    } else {
-        endian
-    };
-    let btype = e.u32(data, at).ok_or(trunc)?;
-    let len = e.u32(data, at.saturating_add(4)).ok_or(trunc)? as usize;
-    if len < MIN_BLOCK_LEN || len % 4 != 0 {
-        return Err(bad);
-    }
-    let block = at
-        .checked_add(len)
-        .and_then(|end| data.get(at..end))
-        .ok_or(trunc)?;
-    if e.u32(block, len - 4) != Some(len as u32) {
-        return Err(bad);
-    }
-    let body = block.get(8..len - 4).ok_or(bad)?;
-    let b = match btype {
-        SHB_TYPE => Block::Shb(Shb {
-            endian: e,
-            major: e.u16(body, 4).ok_or(bad)?,
-            minor: e.u16(body, 6).ok_or(bad)?,
-            section_len: e.u64(body, 8).ok_or(bad)?,
-            options: Options::new(body.get(16..).ok_or(bad)?, e),
-        }),
-        IDB_TYPE => Block::Idb(Idb {
-            linktype: e.u16(body, 0).ok_or(bad)?,
-            snaplen: e.u32(body, 4).ok_or(bad)?,
-            options: Options::new(body.get(8..).ok_or(bad)?, e),
-        }),
-        EPB_TYPE => {
-            let caplen = e.u32(body, 12).ok_or(bad)? as usize;
-            let data = body
-                .get(20..20usize.checked_add(caplen).ok_or(bad)?)
-                .ok_or(bad)?;
-            let opts = body.get(20 + pad4(caplen)..).unwrap_or(&[]);
-            Block::Epb(Epb {
-                interface: e.u32(body, 0).ok_or(bad)?,
-                ts: e.ts(body, 4).ok_or(bad)?,
-                orig_len: e.u32(body, 16).ok_or(bad)?,
-                data,
-                options: Options::new(opts, e),
-            })
-        }
-        SPB_TYPE => Block::Spb {
-            orig_len: e.u32(body, 0).ok_or(bad)?,
-            data: body.get(4..).ok_or(bad)?,
-        },
-        ISB_TYPE => Block::Isb(Isb {
-            interface: e.u32(body, 0).ok_or(bad)?,
-            ts: e.ts(body, 4).ok_or(bad)?,
-            options: Options::new(body.get(12..).ok_or(bad)?, e),
-        }),
-        PAD_TYPE => Block::Pad,
-        BLOCK_HEADER_TYPE => match BlockHeader::decode(body, e.big) {
-            Some(h) if body.len() == BLOCK_HEADER_BODY_LEN => Block::Header(h),
-            _ => Block::Other { btype, body },
-        },
-        _ => Block::Other { btype, body },
-    };
-    Ok((b, len))
-}
-
-/// Iterator over the blocks of a pcapng byte stream: a whole file or a run
-/// of stream blocks (which start without an SHB and are little-endian until
-/// an SHB says otherwise). Yields `(offset, block)`; after an error it ends.
-#[derive(Debug, Clone)]
-pub struct Blocks<'a> {
-    data: &'a [u8],
-    pos: usize,
-    endian: Endian,
-    failed: bool,
-}
-
-impl<'a> Blocks<'a> {
-    /// Blocks of `data`, little-endian until an SHB says otherwise.
-    pub fn new(data: &'a [u8]) -> Self {
-        Self::with_endian(data, Endian { big: false })
-    }
-
-    /// Blocks of `data` in byte order `endian` until an SHB says otherwise.
-    pub fn with_endian(data: &'a [u8], endian: Endian) -> Self {
-        Self {
-            data,
-            pos: 0,
-            endian,
-            failed: false,
-        }
-    }
-
-    /// Offset of the next block.
-    pub fn offset(&self) -> usize {
-        self.pos
-    }
-
-    /// Byte order in force.
-    pub fn endian(&self) -> Endian {
-        self.endian
-    }
-}
-
-impl<'a> Iterator for Blocks<'a> {
-    type Item = Result<(usize, Block<'a>), ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.data.len() {
-            return None;
-        }
-        match parse_block(self.data, self.pos, self.endian) {
-            Ok((b, len)) => {
-                let at = self.pos;
-                if let Block::Shb(s) = &b {
-                    self.endian = s.endian;
-                }
-                self.pos += len;
-                Some(Ok((at, b)))
-            }
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
-    }
-}
+#[cfg(not(hpcap_kernel))]
+mod read;
+#[cfg(not(hpcap_kernel))]
+pub use read::*;
 
 #[cfg(test)]
 mod tests {

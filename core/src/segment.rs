@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 //! RX ring segment arithmetic and in-order descriptor return (tail updates).
 //!
-//! One RX ring of `ring_size` descriptors is split into `consumers`
-//! contiguous segments, one per writer thread. The NIC fills descriptors in
-//! ring order, so the segments are visited in order too and the publication
-//! token (see [`super::publish`]) follows the NIC from one segment to the next.
+//! One RX ring of `ring_size` descriptors is split into `segments`
+//! contiguous segments, dealt round-robin to `consumers` writer threads:
+//! writer `j` owns segments `j`, `j + consumers`, `j + 2 * consumers`, ...
+//! The NIC fills descriptors in ring order, so the segments are visited in
+//! order too and the publication token (see [`super::publish`]) follows the
+//! NIC from one segment, and writer, to the next.
+//!
+//! With one segment per writer (HPCAP's split), a writer waits for the
+//! whole ring to come round before its segment fills again. Interleaved
+//! segments ([`RingLayout::interleaved`]) let the writers overlap: one
+//! copies the frames of its segment while the next one already reserves
+//! room for the following segment's frames, so the copies run in parallel
+//! and only the (short) reservation is serialised by the token.
 //!
 //! # Uneven splits
 //!
 //! The ring is cut in units of `align` descriptors (the granularity at which
 //! the NIC accepts tail bumps: 8 on XL710, 1 on 82576). With
-//! `units = ring_size / align`, every segment gets `units / consumers` units
-//! and the first `units % consumers` segments one unit more. Segment ends
+//! `units = ring_size / align`, every segment gets `units / segments` units
+//! and the first `units % segments` segments one unit more. Segment ends
 //! therefore always fall on an aligned descriptor, so the tail bump done at a
 //! segment end needs no rounding; segment lengths differ by at most `align`.
 //!
@@ -32,21 +41,32 @@
 
 use super::arith::{div_u32, rem_u32, rem_u64};
 
-/// Largest number of writer threads (segments) per ring.
+/// Largest number of writer threads per ring.
 pub const MAX_CONSUMERS: u32 = 32;
+
+/// Segment length [`RingLayout::interleaved`] aims at, in descriptors: one
+/// full batch of the engine (`engine::MAX_BATCH`), so a writer hands the
+/// token on after every batch it reserves and copies that batch while the
+/// next writer reserves the following one. (A writer holds the token for
+/// its whole segment; with longer segments its copies would run under the
+/// token, one after the other.)
+pub const SEGMENT_TARGET: u32 = 64;
 
 /// Why a [`RingLayout`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayoutError {
     /// `align` is zero or not a power of two.
-    BadAlign,
+    Align,
     /// `ring_size` is zero or not a multiple of `align` and of 8.
-    BadRingSize,
+    RingSize,
     /// `consumers` is 0, above [`MAX_CONSUMERS`], or leaves a segment with
     /// fewer than `align` descriptors.
-    BadConsumers,
+    Consumers,
+    /// `segments` is not a non-zero multiple of `consumers`, or leaves a
+    /// segment with fewer than `align` descriptors.
+    Segments,
     /// `batch` is zero, not a multiple of `align`, or larger than the ring.
-    BadBatch,
+    Batch,
 }
 
 /// Geometry of one RX ring split into writer segments.
@@ -56,11 +76,13 @@ pub enum LayoutError {
 /// - `align` is a power of two, `ring_size` is a non-zero multiple of 8 and
 ///   of `align`, and `ring_size <= u32::MAX / 2`.
 /// - `1 <= consumers <= MAX_CONSUMERS` and `consumers <= ring_size / align`.
+/// - `segments` is a multiple of `consumers`, `segments <= ring_size / align`.
 /// - `batch` is a non-zero multiple of `align`, `batch <= ring_size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingLayout {
     ring_size: u32,
     consumers: u32,
+    segments: u32,
     align: u32,
     batch: u32,
     /// Units (of `align` descriptors) in every segment.
@@ -70,7 +92,8 @@ pub struct RingLayout {
 }
 
 impl RingLayout {
-    /// Validates and builds a layout.
+    /// Validates and builds a layout with one segment per writer.
+    #[cfg(not(hpcap_kernel))]
     ///
     /// `batch` is the number of released descriptors that justifies a tail
     /// register write (an MMIO write is expensive); `align` is the NIC's
@@ -81,65 +104,134 @@ impl RingLayout {
         batch: u32,
         align: u32,
     ) -> Result<Self, LayoutError> {
+        Self::with_segments(ring_size, consumers, consumers, batch, align)
+    }
+
+    /// A layout whose writers take turns every [`SEGMENT_TARGET`]
+    /// descriptors or so (one segment per writer when there is one writer,
+    /// or when the ring is too small to interleave).
+    pub const fn interleaved(
+        ring_size: u32,
+        consumers: u32,
+        batch: u32,
+        align: u32,
+    ) -> Result<Self, LayoutError> {
+        let mut segments = consumers;
+        if consumers > 1 && align != 0 && consumers != 0 {
+            let want = div_u32(ring_size, SEGMENT_TARGET);
+            let most = div_u32(ring_size, align);
+            let mut n = if want < most { want } else { most };
+            n -= rem_u32(n, consumers);
+            if n > segments {
+                segments = n;
+            }
+        }
+        Self::with_segments(ring_size, consumers, segments, batch, align)
+    }
+
+    /// Validates and builds a layout of `segments` segments dealt
+    /// round-robin to `consumers` writers.
+    pub const fn with_segments(
+        ring_size: u32,
+        consumers: u32,
+        segments: u32,
+        batch: u32,
+        align: u32,
+    ) -> Result<Self, LayoutError> {
         if align == 0 || !align.is_power_of_two() {
-            return Err(LayoutError::BadAlign);
+            return Err(LayoutError::Align);
         }
         if ring_size == 0
             || ring_size % 8 != 0
             || rem_u32(ring_size, align) != 0
             || ring_size > u32::MAX / 2
         {
-            return Err(LayoutError::BadRingSize);
+            return Err(LayoutError::RingSize);
         }
         let units = div_u32(ring_size, align);
         if consumers == 0 || consumers > MAX_CONSUMERS || consumers > units {
-            return Err(LayoutError::BadConsumers);
+            return Err(LayoutError::Consumers);
+        }
+        if segments < consumers || rem_u32(segments, consumers) != 0 || segments > units {
+            return Err(LayoutError::Segments);
         }
         if batch == 0 || rem_u32(batch, align) != 0 || batch > ring_size {
-            return Err(LayoutError::BadBatch);
+            return Err(LayoutError::Batch);
         }
         Ok(Self {
             ring_size,
             consumers,
+            segments,
             align,
             batch,
-            base_units: div_u32(units, consumers),
-            extra: rem_u32(units, consumers),
+            base_units: div_u32(units, segments),
+            extra: rem_u32(units, segments),
         })
     }
 
+    #[cfg(not(hpcap_kernel))]
     /// Number of descriptors in the ring.
     pub const fn ring_size(&self) -> u32 {
         self.ring_size
     }
 
-    /// Number of segments (writer threads).
+    /// Number of writer threads.
     pub const fn consumers(&self) -> u32 {
         self.consumers
     }
 
+    /// Number of segments (a multiple of the writers).
+    #[cfg(not(hpcap_kernel))]
+    pub const fn segments(&self) -> u32 {
+        self.segments
+    }
+
+    /// The writer that owns segment `seg`.
+    #[cfg(not(hpcap_kernel))]
+    pub const fn writer_of(&self, seg: u32) -> u32 {
+        rem_u32(seg, self.consumers)
+    }
+
+    /// The writer after `writer`, i.e. the owner of the segment after any
+    /// of `writer`'s: where the token goes next.
+    pub const fn next_writer(&self, writer: u32) -> u32 {
+        let n = rem_u32(writer, self.consumers) + 1;
+        if n == self.consumers {
+            0
+        } else {
+            n
+        }
+    }
+
+    /// The segment its owner works on after `seg` (one lap of the writers
+    /// later).
+    pub const fn next_own_segment(&self, seg: u32) -> u32 {
+        rem_u32(rem_u32(seg, self.segments) + self.consumers, self.segments)
+    }
+
+    #[cfg(not(hpcap_kernel))]
     /// Tail granularity.
     pub const fn align(&self) -> u32 {
         self.align
     }
 
-    /// First descriptor of segment `seg` (taken modulo `consumers`).
+    /// First descriptor of segment `seg` (taken modulo `segments`).
     pub const fn segment_start(&self, seg: u32) -> u32 {
-        let seg = rem_u32(seg, self.consumers);
+        let seg = rem_u32(seg, self.segments);
         let extra_before = if seg < self.extra { seg } else { self.extra };
         (seg * self.base_units + extra_before) * self.align
     }
 
     /// One past the last descriptor of segment `seg` (taken modulo
-    /// `consumers`); `ring_size` for the last segment.
+    /// `segments`); `ring_size` for the last segment.
     pub const fn segment_end(&self, seg: u32) -> u32 {
-        let seg = rem_u32(seg, self.consumers);
+        let seg = rem_u32(seg, self.segments);
         self.segment_start(seg) + self.segment_len(seg)
     }
 
-    /// Number of descriptors in segment `seg` (taken modulo `consumers`).
+    /// Number of descriptors in segment `seg` (taken modulo `segments`).
     pub const fn segment_len(&self, seg: u32) -> u32 {
-        let seg = rem_u32(seg, self.consumers);
+        let seg = rem_u32(seg, self.segments);
         let units = self.base_units + if seg < self.extra { 1 } else { 0 };
         units * self.align
     }
@@ -153,11 +245,12 @@ impl RingLayout {
         if unit < long_span {
             div_u32(unit, long)
         } else {
-            // `base_units >= 1` by the invariant `consumers <= units`.
+            // `base_units >= 1` by the invariant `segments <= units`.
             self.extra + div_u32(unit - long_span, self.base_units)
         }
     }
 
+    #[cfg(not(hpcap_kernel))]
     /// Ring slot after `i`, wrapping at the ring's end.
     pub const fn next(&self, i: u32) -> u32 {
         let n = rem_u32(i, self.ring_size) + 1;
@@ -168,10 +261,11 @@ impl RingLayout {
         }
     }
 
-    /// Segment after `seg`, i.e. where the token goes next.
+    /// Segment after `seg` in ring order.
+    #[cfg(not(hpcap_kernel))]
     pub const fn next_segment(&self, seg: u32) -> u32 {
-        let n = rem_u32(seg, self.consumers) + 1;
-        if n == self.consumers {
+        let n = rem_u32(seg, self.segments) + 1;
+        if n == self.segments {
             0
         } else {
             n
@@ -180,6 +274,8 @@ impl RingLayout {
 
     /// Ring slot after `i` for the writer that owns it: past its segment's
     /// last descriptor the writer starts its next lap at the segment start.
+    /// (The engine keeps each writer's bounds instead: no divisions.)
+    #[cfg(not(hpcap_kernel))]
     pub const fn next_in_segment(&self, i: u32) -> u32 {
         let seg = self.segment_of(i);
         let n = rem_u32(i, self.ring_size) + 1;
@@ -192,6 +288,7 @@ impl RingLayout {
 
     /// True if ring slot `i` is the last descriptor of its segment, where
     /// the writer passes the token on.
+    #[cfg(not(hpcap_kernel))]
     pub const fn is_segment_last(&self, i: u32) -> bool {
         let i = rem_u32(i, self.ring_size);
         i + 1 == self.segment_end(self.segment_of(i))
@@ -246,21 +343,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_layouts() {
-        assert_eq!(RingLayout::new(4096, 4, 32, 3), Err(LayoutError::BadAlign));
-        assert_eq!(
-            RingLayout::new(4100, 4, 32, 1),
-            Err(LayoutError::BadRingSize)
-        );
-        assert_eq!(
-            RingLayout::new(4096, 0, 32, 8),
-            Err(LayoutError::BadConsumers)
-        );
+        assert_eq!(RingLayout::new(4096, 4, 32, 3), Err(LayoutError::Align));
+        assert_eq!(RingLayout::new(4100, 4, 32, 1), Err(LayoutError::RingSize));
+        assert_eq!(RingLayout::new(4096, 0, 32, 8), Err(LayoutError::Consumers));
         assert_eq!(
             RingLayout::new(4096, 33, 32, 8),
-            Err(LayoutError::BadConsumers)
+            Err(LayoutError::Consumers)
         );
-        assert_eq!(RingLayout::new(16, 3, 8, 8), Err(LayoutError::BadConsumers));
-        assert_eq!(RingLayout::new(4096, 4, 12, 8), Err(LayoutError::BadBatch));
+        assert_eq!(RingLayout::new(16, 3, 8, 8), Err(LayoutError::Consumers));
+        assert_eq!(RingLayout::new(4096, 4, 12, 8), Err(LayoutError::Batch));
         assert!(RingLayout::new(4096, 32, 32, 8).is_ok());
     }
 
@@ -314,28 +405,65 @@ mod tests {
             1u32..=64,
             prop::sample::select(vec![1u32, 2, 8]),
             1u32..=32,
+            1u32..=4,
             1u32..=8,
         )
-            .prop_filter_map("valid layout", |(units8, align, consumers, batch_units)| {
-                RingLayout::new(units8 * 8 * 8, consumers, batch_units * align, align).ok()
-            })
+            .prop_filter_map(
+                "valid layout",
+                |(units8, align, consumers, laps, batch_units)| {
+                    RingLayout::with_segments(
+                        units8 * 8 * 8,
+                        consumers,
+                        consumers * laps,
+                        batch_units * align,
+                        align,
+                    )
+                    .ok()
+                },
+            )
+    }
+
+    #[test]
+    fn interleaved_segments_take_turns() {
+        let l = RingLayout::interleaved(4096, 2, 32, 8).unwrap();
+        assert_eq!((l.segments(), l.segment_len(0)), (64, 64));
+        assert_eq!((l.writer_of(0), l.writer_of(1), l.writer_of(63)), (0, 1, 1));
+        assert_eq!(l.next_own_segment(0), 2);
+        assert_eq!(l.next_own_segment(63), 1);
+        assert_eq!(l.next_writer(1), 0);
+        // One writer, or no room to interleave: one segment per writer.
+        assert_eq!(
+            RingLayout::interleaved(4096, 1, 32, 8).unwrap().segments(),
+            1
+        );
+        assert_eq!(RingLayout::interleaved(64, 4, 8, 8).unwrap().segments(), 4);
+        assert_eq!(
+            RingLayout::with_segments(4096, 2, 3, 32, 8),
+            Err(LayoutError::Segments)
+        );
     }
 
     proptest! {
         #[test]
         fn segments_partition_the_ring(l in layouts()) {
             let mut expected_start = 0;
-            for s in 0..l.consumers() {
+            for s in 0..l.segments() {
                 prop_assert_eq!(l.segment_start(s), expected_start);
                 prop_assert_eq!(l.segment_len(s) % l.align(), 0);
                 prop_assert!(l.segment_len(s) >= l.align());
                 expected_start = l.segment_end(s);
             }
             prop_assert_eq!(expected_start, l.ring_size());
-            let (min, max) = (0..l.consumers()).fold((u32::MAX, 0), |(a, b), s| {
+            let (min, max) = (0..l.segments()).fold((u32::MAX, 0), |(a, b), s| {
                 (a.min(l.segment_len(s)), b.max(l.segment_len(s)))
             });
             prop_assert!(max - min <= l.align());
+            for s in 0..l.segments() {
+                // Round-robin: the next segment in ring order is the next
+                // writer's, and each writer's own segments cycle.
+                prop_assert_eq!(l.writer_of(l.next_segment(s)), l.next_writer(l.writer_of(s)));
+                prop_assert_eq!(l.writer_of(l.next_own_segment(s)), l.writer_of(s));
+            }
             for i in 0..l.ring_size() {
                 let s = l.segment_of(i);
                 prop_assert!(l.segment_start(s) <= i && i < l.segment_end(s));

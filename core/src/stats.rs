@@ -1,16 +1,176 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
-//! Per-device snaplen and drop/filter accounting.
+//! Capture counters: the one definition of every counter's name, meaning,
+//! unit and Prometheus metric, and the per-frame accounting rules.
 //!
 //! [`CaptureStats`] is shared verbatim with userspace through an ioctl, so it
-//! is `#[repr(C)]`, made only of `u64`, and only ever grows at the end (its
-//! size tells the version). Every frame the NIC reports lands in exactly one
-//! fate: stored, filtered, or dropped at one stage, so
-//! `frames_seen == frames_stored + filtered + dropped_*` (NIC misses are
-//! counted by the NIC, not seen by us, and come on top).
+//! is `#[repr(C)]`, made only of `u64`, and only ever grows at the end. It is
+//! generated, together with the [`COUNTERS`] table that names each field,
+//! from one list below: the driver, the software source, `hpcapctl` (text,
+//! JSON and Prometheus output) and `hpcapdd` all go through the table, never
+//! through field positions.
+//!
+//! Every frame that reaches the driver lands in exactly one fate: stored,
+//! filtered, or dropped at one stage, so
+//! `frames_seen == frames_stored + filtered + dropped_ring + dropped_no_space
+//! + dropped_writer + dropped_no_listener`. The NIC's own counters (`nic_*`) are read from the
+//! hardware and come on top; a NIC that has no such counter reports it as
+//! unavailable ([`NicCounters::valid`]), never as 0.
 //!
 //! Counters are plain integers: each capture thread keeps its own and the
 //! device sums them ([`CaptureStats::merge`]) when asked, so the hot path
 //! needs no atomics.
+
+/// What a counter counts.
+#[cfg(not(hpcap_kernel))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Frames.
+    Frames,
+    /// Bytes.
+    Bytes,
+}
+
+/// Where a counter comes from.
+#[cfg(not(hpcap_kernel))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Counted by the capture threads (always available).
+    Driver,
+    /// Read from the NIC; available only if its bit is set in
+    /// [`NicCounters::valid`].
+    Nic(u32),
+}
+
+/// One counter of [`CaptureStats`]: its name and how to export it.
+#[cfg(not(hpcap_kernel))]
+#[derive(Debug, Clone, Copy)]
+pub struct Counter {
+    /// Field name: the key in JSON output and in `include/hpcap.h`.
+    pub name: &'static str,
+    /// One-line meaning (also the Prometheus `# HELP`).
+    pub help: &'static str,
+    /// What it counts.
+    pub unit: Unit,
+    /// Prometheus metric family (a monotonic counter: `_total`, base units).
+    pub metric: &'static str,
+    /// Value of the family's `stage` label, for loss counters.
+    pub stage: Option<&'static str>,
+    /// Driver-counted or NIC-read.
+    pub source: Source,
+    /// Reads the field.
+    pub get: fn(&CaptureStats) -> u64,
+}
+
+/// [`NicCounters::valid`] bit: `nic_received` is read from the NIC.
+pub const NIC_RECEIVED: u32 = 1 << 0;
+/// [`NicCounters::valid`] bit: `nic_missed` is read from the NIC.
+pub const NIC_MISSED: u32 = 1 << 1;
+
+macro_rules! counters {
+    ($(
+        $name:ident: $unit:ident, $metric:literal, $stage:expr, $source:expr,
+        $help:literal;
+    )+) => {
+        /// Capture counters of one device (or one capture thread), exported
+        /// to userspace (`struct hpcap_counters`).
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct CaptureStats {
+            $( #[doc = $help] pub $name: u64, )+
+        }
+
+        /// Every field of [`CaptureStats`], in layout order.
+        #[cfg(not(hpcap_kernel))]
+        pub const COUNTERS: &[Counter] = &[$(
+            Counter {
+                name: stringify!($name),
+                help: $help,
+                unit: Unit::$unit,
+                metric: $metric,
+                stage: $stage,
+                source: $source,
+                get: |s| s.$name,
+            },
+        )+];
+
+        impl CaptureStats {
+            /// All zero.
+            pub const ZERO: Self = Self { $( $name: 0, )+ };
+
+            /// Adds `other`'s counters (per-thread counters into a device
+            /// total).
+            pub fn merge(&mut self, other: &Self) {
+                $( self.$name = self.$name.wrapping_add(other.$name); )+
+            }
+
+            /// The counters in layout order (for storing them in an array
+            /// of atomics).
+            pub fn to_array(self) -> [u64; NCOUNTERS] {
+                [$( self.$name, )+]
+            }
+
+            /// Inverse of [`Self::to_array`].
+            pub fn from_array(a: [u64; NCOUNTERS]) -> Self {
+                let [$( $name, )+] = a;
+                Self { $( $name, )+ }
+            }
+        }
+    };
+}
+
+counters! {
+    frames_seen: Frames, "hpcap_frames_seen_total", None, Source::Driver,
+        "Frames that reached the driver (every completed frame it saw).";
+    bytes_seen: Bytes, "hpcap_bytes_seen_total", None, Source::Driver,
+        "Wire bytes of the frames that reached the driver.";
+    frames_stored: Frames, "hpcap_frames_stored_total", None, Source::Driver,
+        "Frames stored in the stream buffer.";
+    bytes_stored: Bytes, "hpcap_bytes_stored_total", None, Source::Driver,
+        "Captured bytes stored (after snaplen, without record headers).";
+    nic_missed: Frames, "hpcap_frames_dropped_total", Some("nic"), Source::Nic(NIC_MISSED),
+        "Frames the NIC dropped itself for lack of a free descriptor or FIFO space (never seen by the driver; not part of frames_seen).";
+    dropped_ring: Frames, "hpcap_frames_dropped_total", Some("ring"), Source::Driver,
+        "Frames dropped at descriptor level: larger than one receive buffer, or flagged with a MAC error by the NIC.";
+    dropped_no_space: Frames, "hpcap_frames_dropped_total", Some("no_space"), Source::Driver,
+        "Frames dropped for lack of buffer space: a blocking listener has not consumed the bytes the record needed.";
+    bytes_no_space: Bytes, "hpcap_bytes_dropped_total", Some("no_space"), Source::Driver,
+        "Wire bytes of the frames dropped for lack of buffer space.";
+    filtered: Frames, "hpcap_frames_filtered_total", None, Source::Driver,
+        "Frames rejected by the BPF filter.";
+    bytes_filtered: Bytes, "hpcap_bytes_filtered_total", None, Source::Driver,
+        "Wire bytes of the frames rejected by the BPF filter.";
+    truncated_by_snaplen: Frames, "hpcap_frames_truncated_total", None, Source::Driver,
+        "Stored frames that snaplen truncated.";
+    bytes_truncated: Bytes, "hpcap_bytes_truncated_total", None, Source::Driver,
+        "Bytes snaplen cut off those frames.";
+    dropped_writer: Frames, "hpcap_frames_dropped_total", Some("writer"), Source::Driver,
+        "Frames no record could hold (longer than a block, or than the format's length field).";
+    nic_received: Frames, "hpcap_nic_frames_received_total", None, Source::Nic(NIC_RECEIVED),
+        "Frames the NIC counted as received (its good-packets counter).";
+    dropped_no_listener: Frames, "hpcap_frames_dropped_total", Some("no_listener"), Source::Driver,
+        "Frames received while no listener was attached (nothing to store them for).";
+}
+
+/// Number of counters in [`CaptureStats`].
+pub const NCOUNTERS: usize = 15;
+
+/// Size of [`CaptureStats`] in bytes.
+pub const CAPTURE_STATS_LEN: usize = NCOUNTERS * 8;
+const _: () = assert!(core::mem::size_of::<CaptureStats>() == CAPTURE_STATS_LEN);
+#[cfg(not(hpcap_kernel))]
+const _: () = assert!(COUNTERS.len() == NCOUNTERS);
+
+/// The NIC's own counters, as its backend reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NicCounters {
+    /// Frames the NIC received (valid with [`NIC_RECEIVED`]).
+    pub received: u64,
+    /// Frames the NIC dropped for lack of descriptors or FIFO space (valid
+    /// with [`NIC_MISSED`]).
+    pub missed: u64,
+    /// Which of the above this NIC has (`NIC_*` bits).
+    pub valid: u32,
+}
 
 /// Capture length of a frame of `len` bytes under `snaplen` (0 = unlimited).
 pub const fn caplen(len: u32, snaplen: u32) -> u32 {
@@ -28,69 +188,16 @@ pub enum DropStage {
     /// one the NIC flagged with a MAC error. (Ring overflow itself is
     /// counted by the NIC, as `nic_missed`.)
     Ring,
-    /// No room in the buffer (a blocking listener holds the space), or no
-    /// listener attached at all (nothing to store for).
+    /// No room in the buffer: a blocking listener holds the space.
     NoSpace,
-    /// The writer failed (bad frame, too large for a block, internal error).
+    /// No listener is attached: there is nothing to store the frame for.
+    NoListener,
+    /// No record can hold the frame (larger than a block or than the
+    /// format's length field).
     Writer,
 }
 
-/// Capture counters of one device (or one thread), exported to userspace.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CaptureStats {
-    /// Frames received from the NIC (every one that reached the driver).
-    pub frames_seen: u64,
-    /// Wire bytes of those frames.
-    pub bytes_seen: u64,
-    /// Frames stored in the buffer.
-    pub frames_stored: u64,
-    /// Captured bytes stored (after snaplen, without record headers).
-    pub bytes_stored: u64,
-    /// Frames the NIC missed for lack of descriptors (its own counter,
-    /// never seen by the driver; not part of `frames_seen`).
-    pub nic_missed: u64,
-    /// Frames dropped at descriptor level: larger than one receive buffer,
-    /// or flagged with a MAC error by the NIC.
-    pub dropped_ring: u64,
-    /// Frames dropped for lack of buffer space (blocking listeners full).
-    pub dropped_no_space: u64,
-    /// Wire bytes of the frames dropped for lack of space.
-    pub bytes_no_space: u64,
-    /// Frames rejected by the BPF filter.
-    pub filtered: u64,
-    /// Wire bytes of the filtered frames.
-    pub bytes_filtered: u64,
-    /// Stored frames that snaplen truncated.
-    pub truncated_by_snaplen: u64,
-    /// Bytes snaplen cut off those frames.
-    pub bytes_truncated: u64,
-    /// Frames the writer could not store (bad frame, internal error).
-    pub dropped_writer: u64,
-}
-
-/// Size of [`CaptureStats`]: 13 u64 counters.
-pub const CAPTURE_STATS_LEN: usize = 13 * 8;
-const _: () = assert!(core::mem::size_of::<CaptureStats>() == CAPTURE_STATS_LEN);
-
 impl CaptureStats {
-    /// All zero.
-    pub const ZERO: Self = Self {
-        frames_seen: 0,
-        bytes_seen: 0,
-        frames_stored: 0,
-        bytes_stored: 0,
-        nic_missed: 0,
-        dropped_ring: 0,
-        dropped_no_space: 0,
-        bytes_no_space: 0,
-        filtered: 0,
-        bytes_filtered: 0,
-        truncated_by_snaplen: 0,
-        bytes_truncated: 0,
-        dropped_writer: 0,
-    };
-
     /// A frame of `len` wire bytes arrived.
     pub fn seen(&mut self, len: u32) {
         self.frames_seen = self.frames_seen.wrapping_add(1);
@@ -122,6 +229,9 @@ impl CaptureStats {
                 self.bytes_no_space = self.bytes_no_space.wrapping_add(u64::from(len));
             }
             DropStage::Writer => self.dropped_writer = self.dropped_writer.wrapping_add(1),
+            DropStage::NoListener => {
+                self.dropped_no_listener = self.dropped_no_listener.wrapping_add(1)
+            }
         }
     }
 
@@ -130,66 +240,36 @@ impl CaptureStats {
         self.dropped_ring
             .wrapping_add(self.dropped_no_space)
             .wrapping_add(self.dropped_writer)
+            .wrapping_add(self.dropped_no_listener)
     }
 
-    /// Adds `other`'s counters (per-thread counters into a device total).
-    pub fn merge(&mut self, other: &Self) {
-        let a = self.as_array();
-        let b = other.as_array();
-        let mut out = [0u64; 13];
-        for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b.iter())) {
-            *o = x.wrapping_add(*y);
-        }
-        *self = Self::from_array(out);
+    /// Every frame the driver saw has exactly one fate.
+    #[cfg(not(hpcap_kernel))]
+    pub fn fates_add_up(&self) -> bool {
+        self.frames_seen
+            == self
+                .frames_stored
+                .wrapping_add(self.filtered)
+                .wrapping_add(self.dropped_total())
     }
 
-    /// The counters in field order (the ioctl layout).
-    pub fn as_array(&self) -> [u64; 13] {
-        [
-            self.frames_seen,
-            self.bytes_seen,
-            self.frames_stored,
-            self.bytes_stored,
-            self.nic_missed,
-            self.dropped_ring,
-            self.dropped_no_space,
-            self.bytes_no_space,
-            self.filtered,
-            self.bytes_filtered,
-            self.truncated_by_snaplen,
-            self.bytes_truncated,
-            self.dropped_writer,
-        ]
+    /// Sets the NIC-read counters from `nic` (unavailable ones read 0 here;
+    /// `nic.valid` says which are real).
+    pub fn set_nic(&mut self, nic: &NicCounters) {
+        self.nic_received = nic.received;
+        self.nic_missed = nic.missed;
     }
 
-    /// Inverse of [`CaptureStats::as_array`].
-    pub fn from_array(a: [u64; 13]) -> Self {
-        let [frames_seen, bytes_seen, frames_stored, bytes_stored, nic_missed, dropped_ring, dropped_no_space, bytes_no_space, filtered, bytes_filtered, truncated_by_snaplen, bytes_truncated, dropped_writer] =
-            a;
-        Self {
-            frames_seen,
-            bytes_seen,
-            frames_stored,
-            bytes_stored,
-            nic_missed,
-            dropped_ring,
-            dropped_no_space,
-            bytes_no_space,
-            filtered,
-            bytes_filtered,
-            truncated_by_snaplen,
-            bytes_truncated,
-            dropped_writer,
-        }
-    }
-
-    /// The matching pcapng ISB counters: `ifrecv` = seen + NIC misses,
-    /// `ifdrop` = NIC misses, `osdrop` = our drops, `filteraccept` =
-    /// seen − filtered.
-    pub fn isb_counters(&self) -> (u64, u64, u64, u64) {
+    /// The matching pcapng ISB counters `(ifrecv, ifdrop, osdrop,
+    /// filteraccept)`. `ifrecv` and `ifdrop` need the NIC's missed counter
+    /// (`nic_valid` has [`NIC_MISSED`]); without it they are `None`, as an
+    /// unknown count must not be written as 0.
+    #[cfg(not(hpcap_kernel))]
+    pub fn isb_counters(&self, nic_valid: u32) -> (Option<u64>, Option<u64>, u64, u64) {
+        let missed = (nic_valid & NIC_MISSED != 0).then_some(self.nic_missed);
         (
-            self.frames_seen.wrapping_add(self.nic_missed),
-            self.nic_missed,
+            missed.map(|m| self.frames_seen.wrapping_add(m)),
+            missed,
             self.dropped_total(),
             self.frames_seen.wrapping_sub(self.filtered),
         )
@@ -216,15 +296,53 @@ mod tests {
                 _ => s.dropped(DropStage::Ring, *len),
             }
         }
-        assert_eq!(
-            s.frames_seen,
-            s.frames_stored + s.filtered + s.dropped_total()
-        );
+        assert!(s.fates_add_up());
         assert_eq!((s.truncated_by_snaplen, s.bytes_truncated), (1, 1514 - 256));
         assert_eq!(s.bytes_stored, 256 + 128);
         let mut t = s;
         t.merge(&s);
         assert_eq!(t.frames_seen, 10);
-        assert_eq!(CaptureStats::from_array(s.as_array()), s);
+        assert_eq!(CaptureStats::from_array(s.to_array()), s);
+    }
+
+    #[test]
+    fn table_names_every_field_in_layout_order() {
+        // Give each field its index + 1 through the array view, then check
+        // the table reads the same field at the same position.
+        let a: [u64; NCOUNTERS] = core::array::from_fn(|i| i as u64 + 1);
+        let s = CaptureStats::from_array(a);
+        for (i, c) in COUNTERS.iter().enumerate() {
+            assert_eq!((c.get)(&s), i as u64 + 1, "{}", c.name);
+            assert!(c.metric.starts_with("hpcap_") && c.metric.ends_with("_total"));
+            assert!(!c.help.is_empty());
+        }
+        assert_eq!(COUNTERS[0].name, "frames_seen");
+        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "dropped_no_listener");
+        // Loss counters of one family are told apart by their stage label.
+        let drops = [
+            "nic_missed",
+            "dropped_ring",
+            "dropped_no_space",
+            "dropped_writer",
+            "dropped_no_listener",
+        ];
+        for name in drops {
+            let c = COUNTERS.iter().find(|c| c.name == name).unwrap();
+            assert_eq!(c.metric, "hpcap_frames_dropped_total");
+            assert!(c.stage.is_some());
+        }
+    }
+
+    #[test]
+    fn unknown_nic_counters_stay_unknown_in_isb() {
+        let mut s = CaptureStats::ZERO;
+        s.seen(60);
+        s.set_nic(&NicCounters {
+            received: 5,
+            missed: 3,
+            valid: NIC_MISSED,
+        });
+        assert_eq!(s.isb_counters(NIC_MISSED), (Some(4), Some(3), 0, 1));
+        assert_eq!(s.isb_counters(0), (None, None, 0, 1));
     }
 }

@@ -18,6 +18,7 @@ pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 /// Under loom a spinning thread must yield, or the model never lets the
 /// thread it waits for make progress.
 #[inline(always)]
+#[cfg(not(hpcap_kernel))]
 pub(crate) fn spin_hint() {
     #[cfg(all(loom, test))]
     loom::thread::yield_now();

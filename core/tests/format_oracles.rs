@@ -6,11 +6,13 @@
 //! timestamps, and every prefix ending at a block boundary must be a valid
 //! file too. Tests skip (with a note) when a tool is not installed.
 
-use hpcap_core::block::{BlockWriter, Layout, StreamFormat};
+use hpcap_core::config::Stream;
+use hpcap_core::format::StreamFormat;
 use hpcap_core::pcapng::{
-    epb_len, isb_len, write_epb, write_file_header_with, write_isb, EpbOptions, InterfaceInfo,
-    IsbInfo, SectionInfo, FILE_HEADER_LEN,
+    write_block_header, write_epb, write_file_header_with, write_isb, write_pad_at, BlockHeader,
+    EpbOptions, InterfaceInfo, IsbInfo, SectionInfo, FILE_HEADER_LEN,
 };
+use hpcap_core::softnic::{capture, Incoming};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -29,10 +31,11 @@ struct Written {
     packets: Vec<(u64, u32, usize)>,
 }
 
+/// A file as hpcapdd stores the driver's stream: the file header, blocks
+/// the capture engine wrote (snaplen 2000, so long frames are cut), then a
+/// block with EPBs carrying every option and an ISB.
 fn build() -> Written {
-    let layout = Layout::new(BLOCK as u64, 4 * BLOCK as u64, StreamFormat::Pcapng).unwrap();
-    let mut ring = vec![0u8; 4 * BLOCK];
-    let mut w = BlockWriter::new(layout, 0).unwrap();
+    let stream = Stream::new(StreamFormat::Pcapng, 4 * BLOCK as u64, BLOCK as u64).unwrap();
     let mut file = vec![0u8; FILE_HEADER_LEN];
     let info = InterfaceInfo {
         snaplen: 2000,
@@ -45,36 +48,54 @@ fn build() -> Written {
         userappl: "hpcap-rs core tests",
     };
     write_file_header_with(&mut file, &section, &info, "software model").unwrap();
-    let mut packets = Vec::new();
-    let mut flushed = 0u64;
-    let mut flush = |ring: &[u8], upto: u64, file: &mut Vec<u8>| {
-        while flushed + BLOCK as u64 <= upto {
-            let i = layout.buffer_index(flushed);
-            file.extend_from_slice(&ring[i..i + BLOCK]);
-            flushed += BLOCK as u64;
-        }
-    };
     let base = 1_700_000_000_000_000_000u64;
-    for i in 0..400u64 {
-        let wire = 60 + ((i * 977) % 3000) as usize;
-        let cap = wire.min(2000);
-        let ts = base + i * 1_234_567 + 1;
-        let opts = if i % 3 == 0 {
-            EpbOptions {
-                flags: Some(1),
-                dropcount: Some(i),
-                queue: Some((i % 4) as u32),
-            }
-        } else {
-            EpbOptions::NONE
+    let frames: Vec<(u64, Vec<u8>)> = (0..400u64)
+        .map(|i| {
+            let wire = 60 + ((i * 977) % 3000) as usize;
+            let data = (0..wire).map(|k| (k as u64 ^ i) as u8).collect();
+            (base + i * 1_234_567 + 1, data)
+        })
+        .collect();
+    let incoming: Vec<Incoming<'_>> = frames
+        .iter()
+        .map(|(ts, d)| Incoming {
+            bytes: d,
+            ts_ns: Some(*ts),
+            orig_len: None,
+        })
+        .collect();
+    let c = capture(stream, 0, 2000, &incoming);
+    assert_eq!(c.stats.frames_stored, 400);
+    file.extend_from_slice(&c.stream);
+    let mut packets: Vec<(u64, u32, usize)> = frames
+        .iter()
+        .map(|(ts, d)| (*ts, d.len() as u32, d.len().min(2000)))
+        .collect();
+    // One more block: EPBs with options, an ISB, padding.
+    let mut blk = vec![0u8; BLOCK];
+    let offset = c.start + c.stream.len() as u64;
+    let h = BlockHeader {
+        format: StreamFormat::Pcapng.block_header_code(),
+        block_len: BLOCK as u32,
+        records: 0,
+        seq: offset / BLOCK as u64,
+        offset,
+        first_ts_ns: base + 900_000_000,
+        last_ts_ns: 0,
+        drops: 0,
+        flags: 0,
+    };
+    let mut at = write_block_header(&mut blk, 0, &h).unwrap();
+    for i in 0..6u64 {
+        let ts = base + 900_000_000 + i;
+        let data = vec![i as u8; 100 + i as usize];
+        let opts = EpbOptions {
+            flags: (i % 2 == 0).then_some(1),
+            dropcount: Some(i),
+            queue: (i % 3 == 0).then_some((i % 4) as u32),
         };
-        let s = w
-            .reserve(&mut ring[..], epb_len(cap, &opts), ts, u64::MAX)
-            .unwrap();
-        let data: Vec<u8> = (0..cap).map(|k| (k as u64 ^ i) as u8).collect();
-        write_epb(&mut ring, s.index, 0, ts, wire as u32, &data, &opts).unwrap();
-        packets.push((ts, wire as u32, cap));
-        flush(&ring, w.position(), &mut file);
+        at += write_epb(&mut blk, at, 0, ts, 200, &data, &opts).unwrap();
+        packets.push((ts, 200, data.len()));
     }
     let isb = IsbInfo {
         interface: 0,
@@ -86,12 +107,9 @@ fn build() -> Written {
         osdrop: Some(0),
         ..IsbInfo::default()
     };
-    let s = w
-        .reserve(&mut ring[..], isb_len(&isb), isb.ts_ns, u64::MAX)
-        .unwrap();
-    write_isb(&mut ring, s.index, &isb).unwrap();
-    let end = w.finish_block(&mut ring[..], u64::MAX).unwrap();
-    flush(&ring, end, &mut file);
+    at += write_isb(&mut blk, at, &isb).unwrap();
+    write_pad_at(&mut blk, at, BLOCK - at).unwrap();
+    file.extend_from_slice(&blk);
     Written { file, packets }
 }
 

@@ -7,26 +7,47 @@
 //! Only queue 0 is used; interrupts stay masked (the capture threads poll).
 
 use super::{
-    common,
+    e82576_queue as queue,
     poll_until,
     with_bar,
-    Link,
+    Backend,
+    Caps,
     Nic,
-    RingConfig, //
+    RingConfig,
+    Status, //
 };
-use crate::hpcap_core::desc::IgbAdv;
+use crate::hpcap_core::{
+    abi,
+    config::RingLimits,
+    desc::IgbAdv,
+    stats::{
+        NicCounters,
+        NIC_MISSED,
+        NIC_RECEIVED, //
+    }, //
+};
 use core::sync::atomic::{
     AtomicU64,
     Ordering, //
 };
 use kernel::{
+    device::Core,
     io::{
         register,
+        register::Array,
         Io, //
     },
     pci,
     prelude::*,
     time::Delta, //
+};
+
+/// The backend's entry in the device table.
+pub(crate) static BACKEND: Backend = Backend {
+    name: "igb",
+    model: "82576 PF",
+    abi_kind: abi::NIC_IGB,
+    start: crate::capture::start::<Igb>,
 };
 
 /// Bytes of BAR0 the backend maps (the whole 128 KiB register space).
@@ -105,16 +126,23 @@ register! {
         31:0 mask;
     }
 
+    /// Receive Queue Drop Packet Count, read-to-clear (8.10.11): frames
+    /// the queue dropped for lack of a descriptor (with `SRRCTL.DROP_EN`).
+    pub(crate) RQDPC(u32)[4, stride = 0x100] @ 0x2830 {
+        /// Frames dropped.
+        31:0 count;
+    }
 
-
-
-
-
-
-
-    /// Missed Packets Count, read-to-clear (8.19.4).
+    /// Missed Packets Count, read-to-clear (8.19.4): frames dropped for
+    /// lack of receive FIFO space.
     pub(crate) MPC(u32) @ 0x4010 {
-        /// Frames missed for lack of descriptors or FIFO space.
+        /// Frames missed.
+        31:0 count;
+    }
+
+    /// Good Packets Received Count, read-to-clear (8.19.29).
+    pub(crate) GPRC(u32) @ 0x4074 {
+        /// Frames received without error.
         31:0 count;
     }
 
@@ -137,31 +165,42 @@ register! {
     }
 }
 
-/// PHY register 0 (copper control): restart auto-negotiation.
+/// PHY register 0 (copper control, IEEE 802.3 clause 22).
 const PHY_CTRL: u32 = 0;
-const PHY_CTRL_AUTONEG: u32 = 0x1000 | 0x0200;
+/// PHY control: auto-negotiation enable (bit 12) and restart (bit 9).
+const PHY_CTRL_AUTONEG: u32 = (1 << 12) | (1 << 9);
 /// Address of the 82576's internal PHY on MDIO.
 const PHY_ADDR: u32 = 1;
+/// `MDIC.OP` of a write.
+const MDIC_OP_WRITE: u32 = 1;
+
+/// What the 82576 PF can do with one queue.
+const CAPS: Caps = Caps {
+    ring: RingLimits {
+        min: 64,
+        max: 4096,
+        step: 8,
+        tail_step: 1,
+        buf_min: 1024,
+        buf_max: 16384,
+        buf_unit: 1024,
+    },
+    // 9216-byte jumbo frames need buffers of 10 KiB or more.
+    max_frame: 9216,
+    // CTRL.VME stays clear: tags stay in the frame.
+    vlan_stripped: false,
+    counters: NIC_RECEIVED | NIC_MISSED,
+};
 
 /// An 82576 PF driven for capture.
 pub(crate) struct Igb {
     bar: Bar0,
-    /// MPC is read-to-clear: the running total since `start_rx`.
+    /// Running totals of the read-to-clear counters since `start_rx`.
+    received: AtomicU64,
     missed: AtomicU64,
 }
 
 impl Igb {
-    /// Takes over the device: global reset, interrupts masked, link up.
-    pub(crate) fn new(pdev: &pci::Device<kernel::device::Core<'_>>) -> Result<Self> {
-        let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
-        let nic = Self {
-            bar,
-            missed: AtomicU64::new(0),
-        };
-        nic.reset(pdev)?;
-        Ok(nic)
-    }
-
     /// Register access; `f` must not sleep (see [`with_bar`]).
     fn io<R>(&self, f: impl for<'a> FnOnce(&pci::Bar<'a, BAR0_LEN>) -> R) -> Result<R> {
         with_bar(&self.bar, f)
@@ -169,7 +208,7 @@ impl Igb {
 
     /// 82576 datasheet 4.5 (software initialization): mask interrupts,
     /// reset, wait for the EEPROM auto-read, mask again, take ownership.
-    fn reset(&self, pdev: &pci::Device<kernel::device::Core<'_>>) -> Result {
+    fn reset(&self, pdev: &pci::Device<Core<'_>>) -> Result {
         self.io(|b| {
             b.write_reg(IMC::zeroed().with_mask(u32::MAX));
             b.write_reg(EIMC::zeroed().with_mask(u32::MAX));
@@ -206,7 +245,7 @@ impl Igb {
             .try_with_data(val)?
             .try_with_regadd(reg)?
             .try_with_phyadd(PHY_ADDR)?
-            .with_const_op::<1>();
+            .with_const_op::<MDIC_OP_WRITE>();
         self.io(|b| b.write_reg(cmd))?;
         let done = poll_until(
             || self.io(|b| b.read(MDIC)),
@@ -223,13 +262,18 @@ impl Igb {
 
 impl Nic for Igb {
     type Format = IgbAdv;
-    const ABI_KIND: u32 = crate::hpcap_core::abi::NIC_IGB;
-    const MODEL: &'static str = "82576 PF";
-    const TAIL_ALIGN: u32 = 1;
-    /// 9216-byte jumbo frames need 9 KiB+ buffers; see `RingConfig`.
-    const MAX_FRAME: u32 = 9216;
-    // CTRL.VME stays clear: tags stay in the frame.
-    const RX_VLAN_STRIPPED: bool = false;
+
+    /// Takes over the device: global reset, interrupts masked, link up.
+    fn new(pdev: &pci::Device<Core<'_>>) -> Result<(Self, Caps)> {
+        let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
+        let nic = Self {
+            bar,
+            received: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+        };
+        nic.reset(pdev)?;
+        Ok((nic, CAPS))
+    }
 
     /// 82576 datasheet 4.5.9 (receive initialization) for queue 0.
     fn start_rx(&self, ring: &RingConfig) -> Result {
@@ -241,7 +285,7 @@ impl Nic for Igb {
             b.write_reg(RLPML::zeroed().try_with_rlpml(ring.max_frame + 8)?);
             Ok(())
         })??;
-        common::start(&self.bar, ring)?;
+        queue::start(&self.bar, ring)?;
         self.io(|b| {
             // Everything, unfiltered: unicast and multicast promiscuous,
             // broadcast, no VLAN filter, long frames; strip the FCS.
@@ -255,29 +299,53 @@ impl Nic for Igb {
                     .with_vfe(false)
                     .with_secrc(true),
             );
-            // Clear the read-to-clear counter so `missed` counts from now.
-            let _ = b.read(MPC);
+            // Clear the read-to-clear counters so totals count from now.
+            let _ = (b.read(MPC), b.read(GPRC), b.read(RQDPC::at(queue::QUEUE)));
         })?;
+        self.received.store(0, Ordering::Relaxed);
         self.missed.store(0, Ordering::Relaxed);
         Ok(())
     }
 
     fn stop_rx(&self) {
         let _ = self.io(|b| b.update(RCTL, |r| r.with_en(false)));
-        common::stop(&self.bar);
-        let _ = self.io(|b| b.update(CTRL_EXT, |r| r.with_drv_load(false)));
+        queue::stop(&self.bar);
     }
 
-    fn write_tail(&self, tail: u32) -> Result {
-        common::write_tail(&self.bar, tail)
+    fn write_tail(&self, tail: u32) {
+        queue::write_tail(&self.bar, tail);
     }
 
-    fn link(&self) -> Link {
-        common::link(&self.bar)
+    fn service(&self) -> Status {
+        // Frames dropped for lack of a descriptor (RQDPC, with DROP_EN) or
+        // of FIFO space (MPC) are both "missed by the NIC".
+        let (rx, missed) = self
+            .io(|b| {
+                let rx = b.read(GPRC).count().get();
+                let missed = b.read(MPC).count().get() + b.read(RQDPC::at(queue::QUEUE)).count().get();
+                (rx, missed)
+            })
+            .unwrap_or((0, 0));
+        let add = |total: &AtomicU64, v: u32| total.fetch_add(u64::from(v), Ordering::Relaxed) + u64::from(v);
+        Status {
+            link: queue::link(&self.bar),
+            counters: NicCounters {
+                received: add(&self.received, rx),
+                missed: add(&self.missed, missed),
+                valid: CAPS.counters,
+            },
+        }
     }
+}
 
-    fn missed(&self) -> u64 {
-        let now = self.io(|b| b.read(MPC).count().get()).unwrap_or(0);
-        self.missed.fetch_add(u64::from(now), Ordering::Relaxed) + u64::from(now)
+impl Drop for Igb {
+    /// Hands the port back: interrupts masked, DRV_LOAD cleared (the
+    /// receive queue was stopped by its owner before).
+    fn drop(&mut self) {
+        let _ = self.io(|b| {
+            b.update(RCTL, |r| r.with_en(false));
+            b.write_reg(IMC::zeroed().with_mask(u32::MAX));
+            b.update(CTRL_EXT, |r| r.with_drv_load(false));
+        });
     }
 }

@@ -10,15 +10,31 @@
 //! the request below) all multicast.
 
 use super::{
-    common,
+    e82576_queue as queue,
     poll_until,
     with_bar,
-    Link,
+    Backend,
+    Caps,
     Nic,
-    RingConfig, //
+    RingConfig,
+    Status, //
 };
-use crate::hpcap_core::desc::IgbAdv;
+use crate::hpcap_core::{
+    abi,
+    config::RingLimits,
+    desc::IgbAdv,
+    stats::{
+        NicCounters,
+        NIC_RECEIVED, //
+    }, //
+};
+use core::sync::atomic::{
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
 use kernel::{
+    device::Core,
     io::{
         register,
         Io, //
@@ -29,7 +45,19 @@ use kernel::{
         new_mutex,
         Mutex, //
     },
-    time::Delta, //
+    sync::aref::ARef,
+    time::{
+        delay::fsleep,
+        Delta, //
+    }, //
+};
+
+/// The backend's entry in the device table.
+pub(crate) static BACKEND: Backend = Backend {
+    name: "igbvf",
+    model: "82576 VF",
+    abi_kind: abi::NIC_IGBVF,
+    start: crate::capture::start::<IgbVf>,
 };
 
 /// Bytes of the VF's BAR0.
@@ -43,7 +71,6 @@ register! {
         /// VF reset (self-clearing).
         26:26 rst;
     }
-
 
     /// VF-to-PF mailbox control (V2PMAILBOX0).
     pub(crate) V2PMAILBOX(u32) @ 0x0C40 {
@@ -65,18 +92,18 @@ register! {
         7:7 rstd;
     }
 
+    /// VF Good Packets Received Count (8.28): counts up and wraps, not
+    /// cleared on read.
+    pub(crate) VFGPRC(u32) @ 0x0F10 {
+        /// Frames received without error.
+        31:0 count;
+    }
+
     /// VF Extended Interrupt Mask Clear.
     pub(crate) VTEIMC(u32) @ 0x1528 {
         /// Mask bits to clear.
         31:0 mask;
     }
-
-
-
-
-
-
-
 }
 
 /// Mailbox message buffer VMBMEM, 16 dwords.
@@ -92,6 +119,31 @@ const MSGTYPE_ACK: u32 = 0x8000_0000;
 const MSGTYPE_NACK: u32 = 0x4000_0000;
 /// The low 16 bits of word 0 carry the message type.
 const MSG_TYPE_MASK: u32 = 0xFFFF;
+/// Longest frame the igb PF lets a VF receive (plus FCS and one tag).
+const MAX_FRAME: u32 = 9216;
+/// Without a long-packet grant: a standard tagged Ethernet frame.
+const STD_FRAME: u32 = 1518;
+
+/// What the 82576 VF can do with its queue, before the PF's answers.
+const CAPS: Caps = Caps {
+    ring: RingLimits {
+        min: 64,
+        max: 4096,
+        step: 8,
+        tail_step: 1,
+        buf_min: 1024,
+        buf_max: 16384,
+        buf_unit: 1024,
+    },
+    max_frame: MAX_FRAME,
+    // The host's PF sets VMOLR.STRVLAN on this VF's pool when it gives the
+    // VF a port VLAN (or the VF joins one); the VF cannot see that register,
+    // so VP means "stripped", as Linux's igbvf assumes too.
+    vlan_stripped: true,
+    // The VF has a good-packets counter but no missed counter (the PF
+    // counts its queue's drops).
+    counters: NIC_RECEIVED,
+};
 
 /// The PF/VF mailbox. Read-to-clear status bits seen while waiting for one
 /// bit are remembered in `seen`, so none is lost.
@@ -101,27 +153,16 @@ struct Mailbox {
 
 /// An 82576 VF driven for capture.
 pub(crate) struct IgbVf {
+    pdev: ARef<pci::Device>,
     bar: Bar0,
     mbx: Pin<KBox<Mutex<Mailbox>>>,
-    /// VFGPRC-based received count is not needed; the VF has no missed
-    /// counter of its own (drops are counted by the PF per queue).
     mac: [u8; 6],
+    /// VFGPRC at `start_rx`, and the running total since.
+    rx_last: AtomicU32,
+    received: AtomicU64,
 }
 
 impl IgbVf {
-    /// Takes over the VF: reset, PF handshake, multicast promiscuous mode.
-    pub(crate) fn new(pdev: &pci::Device<kernel::device::Core<'_>>) -> Result<Self> {
-        let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
-        let mbx = KBox::pin_init(new_mutex!(Mailbox { seen: 0 }), GFP_KERNEL)?;
-        let mut vf = Self {
-            bar,
-            mbx,
-            mac: [0; 6],
-        };
-        vf.reset(pdev)?;
-        Ok(vf)
-    }
-
     /// Register access; `f` must not sleep (see [`with_bar`]).
     fn io<R>(&self, f: impl for<'a> FnOnce(&pci::Bar<'a, BAR0_LEN>) -> R) -> Result<R> {
         with_bar(&self.bar, f)
@@ -139,14 +180,15 @@ impl IgbVf {
         Ok(false)
     }
 
-    fn mbx_wait(&self, m: &mut Mailbox, bits: u32, what: &str) -> Result {
+    fn mbx_wait(&self, m: &mut Mailbox, bits: V2PMAILBOX, what: &str) -> Result {
+        let bits = bits.into_raw();
         for _ in 0..2000 {
             if self.mbx_check(m, bits)? {
                 return Ok(());
             }
-            kernel::time::delay::fsleep(Delta::from_micros(500));
+            fsleep(Delta::from_micros(500));
         }
-        pr_warn!("igbvf mailbox: no {} from the PF within 1 s\n", what);
+        dev_warn!(self.pdev, "mailbox: no {} from the PF within 1 s\n", what);
         Err(ETIMEDOUT)
     }
 
@@ -167,11 +209,17 @@ impl IgbVf {
                 owned = true;
                 break;
             }
-            kernel::time::delay::fsleep(Delta::from_millis(1));
+            fsleep(Delta::from_millis(1));
         }
         if !owned {
-            let (st, mb) = self.io(|b| (b.read(common::STATUS).into_raw(), b.read(V2PMAILBOX).into_raw()))?;
-            pr_warn!("igbvf mailbox: buffer busy (V2PMAILBOX {:#x}, now {:#x}, STATUS {:#x})\n", m.seen, mb, st);
+            let (st, mb) = self.io(|b| (b.read(queue::STATUS).into_raw(), b.read(V2PMAILBOX).into_raw()))?;
+            dev_warn!(
+                self.pdev,
+                "mailbox: buffer busy (V2PMAILBOX {:#x}, now {:#x}, STATUS {:#x})\n",
+                m.seen,
+                mb,
+                st
+            );
             return Err(EBUSY);
         }
         self.io(|b| -> Result {
@@ -182,8 +230,8 @@ impl IgbVf {
             b.write_reg(V2PMAILBOX::zeroed().with_req(true));
             Ok(())
         })??;
-        self.mbx_wait(&mut m, 1 << 5, "acknowledgement")?; // PFACK
-        self.mbx_wait(&mut m, 1 << 4, "reply")?; // PFSTS
+        self.mbx_wait(&mut m, V2PMAILBOX::zeroed().with_pfack(true), "acknowledgement")?;
+        self.mbx_wait(&mut m, V2PMAILBOX::zeroed().with_pfsts(true), "reply")?;
         self.io(|b| b.write_reg(V2PMAILBOX::zeroed().with_vfu(true)))?;
         let reply = self.io(|b| -> Result<[u32; MBX_WORDS]> {
             let mut r = [0u32; MBX_WORDS];
@@ -204,13 +252,13 @@ impl IgbVf {
     }
 
     /// VF reset, wait for the PF's reset-done, then the reset handshake that
-    /// returns our MAC address, and multicast promiscuous mode.
-    fn reset(&mut self, pdev: &pci::Device<kernel::device::Core<'_>>) -> Result {
+    /// returns our MAC address.
+    fn reset(&mut self) -> Result {
         self.io(|b| {
             b.write_reg(VTEIMC::zeroed().with_mask(u32::MAX));
             b.write_reg(VTCTRL::zeroed().with_rst(true));
         })?;
-        kernel::time::delay::fsleep(Delta::from_millis(10));
+        fsleep(Delta::from_millis(10));
         // The mailbox is unusable while the PF's reset indications (RSTI,
         // and the read-to-clear RSTD) are asserted: wait until a read shows
         // neither, then greet the PF.
@@ -220,15 +268,17 @@ impl IgbVf {
             Delta::from_millis(1),
             Delta::from_millis(1000),
         )
-        .inspect_err(|_| dev_err!(pdev, "the PF did not complete the VF reset; is the PF interface up?\n"))?;
+        .inspect_err(|_| {
+            dev_err!(self.pdev, "the PF did not complete the VF reset; is the PF interface up?\n")
+        })?;
         self.mbx.lock().seen = 0;
         let reply = self
             .mbx_call(&[VF_RESET])
-            .inspect_err(|e| dev_err!(pdev, "VF reset message to the PF failed: {:?}\n", e))?;
+            .inspect_err(|e| dev_err!(self.pdev, "VF reset message to the PF failed: {:?}\n", e))?;
         let mac = [reply[1].to_le_bytes(), reply[2].to_le_bytes()];
         self.mac = [mac[0][0], mac[0][1], mac[0][2], mac[0][3], mac[1][0], mac[1][1]];
         dev_info!(
-            pdev,
+            self.pdev,
             "VF MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
             self.mac[0],
             self.mac[1],
@@ -237,47 +287,78 @@ impl IgbVf {
             self.mac[4],
             self.mac[5]
         );
-        if let Err(e) = self.mbx_call(&[VF_SET_PROMISC | VF_SET_PROMISC_MULTICAST]) {
-            dev_warn!(pdev, "the PF refused multicast promiscuous mode: {:?}\n", e);
-        }
         Ok(())
     }
 }
 
 impl Nic for IgbVf {
     type Format = IgbAdv;
-    const ABI_KIND: u32 = crate::hpcap_core::abi::NIC_IGBVF;
-    const MODEL: &'static str = "82576 VF";
-    const TAIL_ALIGN: u32 = 1;
-    const MAX_FRAME: u32 = 9216;
-    // The host's PF sets VMOLR.STRVLAN on this VF's pool when it gives the VF
-    // a port VLAN (or the VF joins one); the VF cannot see that register, so
-    // VP means "stripped", as Linux's igbvf assumes too. (Linux's igb PF sets
-    // STRVLAN whenever the VF has a VLAN: a port VLAN, or one the VF joined
-    // through the mailbox, which hpcap never asks for.)
-    const RX_VLAN_STRIPPED: bool = true;
+
+    /// Takes over the VF: reset, PF handshake, then asks the PF for
+    /// multicast promiscuous mode and long frames; the caps say what the PF
+    /// granted.
+    fn new(pdev: &pci::Device<Core<'_>>) -> Result<(Self, Caps)> {
+        let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
+        let mbx = KBox::pin_init(new_mutex!(Mailbox { seen: 0 }), GFP_KERNEL)?;
+        let mut vf = Self {
+            pdev: pdev.into(),
+            bar,
+            mbx,
+            mac: [0; 6],
+            rx_last: AtomicU32::new(0),
+            received: AtomicU64::new(0),
+        };
+        vf.reset()?;
+        if let Err(e) = vf.mbx_call(&[VF_SET_PROMISC | VF_SET_PROMISC_MULTICAST]) {
+            dev_warn!(pdev, "the PF refused multicast promiscuous mode: {:?}\n", e);
+        }
+        let mut caps = CAPS;
+        // Frame length as the PF counts it: plus FCS and one VLAN tag.
+        if let Err(e) = vf.mbx_call(&[VF_SET_LPE, MAX_FRAME + 8]) {
+            dev_warn!(pdev, "the PF refused frames of {} bytes ({:?}); capturing up to {}\n", MAX_FRAME, e, STD_FRAME);
+            caps.max_frame = STD_FRAME;
+        }
+        Ok((vf, caps))
+    }
 
     fn start_rx(&self, ring: &RingConfig) -> Result {
-        // The PF limits VF frame sizes; ask for ours (plus FCS and a tag).
-        if let Err(e) = self.mbx_call(&[VF_SET_LPE, ring.max_frame + 8]) {
-            pr_warn!("igbvf: the PF refused max frame {}: {:?}\n", ring.max_frame, e);
-        }
-        common::start(&self.bar, ring)
+        queue::start(&self.bar, ring)?;
+        let now = self.io(|b| b.read(VFGPRC).count().get()).unwrap_or(0);
+        self.rx_last.store(now, Ordering::Relaxed);
+        self.received.store(0, Ordering::Relaxed);
+        Ok(())
     }
 
     fn stop_rx(&self) {
-        common::stop(&self.bar);
+        queue::stop(&self.bar);
     }
 
-    fn write_tail(&self, tail: u32) -> Result {
-        common::write_tail(&self.bar, tail)
+    fn write_tail(&self, tail: u32) {
+        queue::write_tail(&self.bar, tail);
     }
 
-    fn link(&self) -> Link {
-        common::link(&self.bar)
+    fn service(&self) -> Status {
+        // VFGPRC wraps: add the difference since the last read.
+        if let Ok(now) = self.io(|b| b.read(VFGPRC).count().get()) {
+            let last = self.rx_last.swap(now, Ordering::Relaxed);
+            self.received
+                .fetch_add(u64::from(now.wrapping_sub(last)), Ordering::Relaxed);
+        }
+        Status {
+            link: queue::link(&self.bar),
+            counters: NicCounters {
+                received: self.received.load(Ordering::Relaxed),
+                missed: 0,
+                valid: CAPS.counters,
+            },
+        }
     }
+}
 
-    fn missed(&self) -> u64 {
-        0
+impl Drop for IgbVf {
+    /// Masks the VF's interrupts; the receive queue was stopped by its
+    /// owner before.
+    fn drop(&mut self) {
+        let _ = self.io(|b| b.write_reg(VTEIMC::zeroed().with_mask(u32::MAX)));
     }
 }

@@ -5,7 +5,8 @@
 //! the data.
 #![no_main]
 
-use hpcap_core::block::{check_block, find_header, BlockIndex, IndexItem, Layout, StreamFormat};
+use hpcap_core::block::{check_block, find_header, BlockIndex, IndexItem, Layout};
+use hpcap_core::format::StreamFormat;
 use hpcap_core::capfile::Packets;
 use hpcap_core::pcapng::{Block, Blocks, Endian};
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,8 @@
 //! read must convert to pcapng and classic pcap and read back identically.
 #![no_main]
 
-use hpcap_core::block::{check_block, BlockIndex, Layout, StreamFormat};
+use hpcap_core::block::{check_block, BlockIndex, Layout};
+use hpcap_core::format::StreamFormat;
 use hpcap_core::capfile::Packets;
 use hpcap_core::pcapng::{parse_block, Block, Endian};
 use hpcap_core::raw::{
@@ -33,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
     }
-    let layout = Layout::new(1 << 16, 1 << 16, StreamFormat::Raw { block_headers: true }).unwrap();
+    let layout = Layout::new(1 << 16, 1 << 16, StreamFormat::Raw).unwrap();
     for _ in BlockIndex::new(data, layout) {}
     let mut block = vec![0u8; 1 << 16];
     let n = data.len().min(block.len());

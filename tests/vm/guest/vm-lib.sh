@@ -39,6 +39,28 @@ pci_by_driver() {
 	return $found
 }
 
+# PCI addresses of the devices kernel module MODULE can drive, by its own
+# aliases (modinfo -F alias, matched against each device's modalias), one
+# per line in address order; fails if there is none. MODULE is a module name
+# known to modprobe or the path of a .ko file.
+pci_for_module() {
+	local aliases d a m found=1
+	aliases=$(modinfo -F alias "$1" 2>/dev/null | grep '^pci:') || { echo "pci_for_module: no PCI aliases for $1" >&2; return 1; }
+	for d in /sys/bus/pci/devices/*; do
+		read -r m <"$d/modalias" || continue
+		for a in $aliases; do
+			# shellcheck disable=SC2254 # the alias is a glob on purpose
+			case "$m" in $a)
+				echo "${d##*/}"
+				found=0
+				break
+				;;
+			esac
+		done
+	done
+	return $found
+}
+
 # The first PCI device bound to DRIVER (see pci_by_driver).
 pci_first() {
 	local all
@@ -177,6 +199,19 @@ wait_drained() {
 		sleep 0.2
 	done
 	return 0
+}
+
+# Wait until the listener of process $2 on hpcap device $1 has consumed
+# everything published (lag 0), at most $3 s (default 60).
+wait_caught_up() {
+	local tries=0 lag
+	while :; do
+		lag=$(hpcapctl status --json "$1" | jq -e --argjson pid "$2" '[.listener[] | select(.pid == $pid) | .lag] | first') || lag=''
+		[ "$lag" = 0 ] && return 0
+		sleep 0.2
+		tries=$((tries + 1))
+		[ $tries -gt $((${3:-60} * 5)) ] && { echo "wait_caught_up: listener of pid $2 on $1 still lags ($lag)" >&2; return 1; }
+	done
 }
 
 # Wait until file $1 holds a value that stops changing for $2 checks 0.2 s

@@ -114,6 +114,9 @@ struct Stats {
     loops: u64,
     pps_target: u64,
     send_seconds: f64,
+    /// Wall clock (Unix seconds) when the round's first frame was sent, so
+    /// host-side logs (QEMU's trace events) can be cut by round.
+    start_unix_s: f64,
 }
 
 /// One round: what to replay, how often, how fast.
@@ -258,6 +261,9 @@ fn send_round(args: &Args, round: &Round<'_>, out: &mut BufWriter<UnixStream>) -
         ..Stats::default()
     };
     let t0 = Instant::now();
+    st.start_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut last_progress = t0;
     let mut warned_trunc = false;
     for _ in 0..round.loops {

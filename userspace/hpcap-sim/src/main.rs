@@ -1,32 +1,42 @@
 // SPDX-License-Identifier: MIT
 //! `hpcap-sim`: a software capture source. It creates a shared-memory file
-//! (see `hpcap::shm` for the layout) and produces a block-structured stream
-//! into it with the very code the driver uses: the core's `BlockWriter`
-//! (block headers, padding), its EPB/RAW writers, its ordered publication
-//! (`PublishState`) and listener protocol (`ListenerTable`), snaplen and BPF
-//! filter. Frames come from pcap/pcapng files or a synthetic generator.
+//! (see `hpcap::shm` for the layout) and captures into it with exactly the
+//! code the driver's capture threads run: frames arrive on a software NIC
+//! (`hpcap_core::softnic`: an 82576-format RX ring that drops and counts
+//! what finds no free descriptor) and one writer runs the core's capture
+//! engine (`hpcap_core::engine::Writer::poll`: fates, snaplen, the BPF
+//! filter, reservation, record writing, ordered publication) against the
+//! listener protocol. Frames come from pcap/pcapng files or a synthetic
+//! generator.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
 use clap::{Parser, ValueEnum};
-use hpcap::core::abi;
-use hpcap::core::block::{Layout, ReserveError, StreamFormat};
-use hpcap::core::bpf::{self, SockFilter};
-use hpcap::core::pcapng::{epb_len, write_epb_frame, EpbHeader, EpbOptions, EPB_DATA_OFFSET};
-use hpcap::core::publish::{Batch, Geometry};
-use hpcap::core::raw::{raw_len, write_raw, RAW_MAX_CAPLEN};
-use hpcap::core::stats::{self, CaptureStats, DropStage};
+use std::sync::atomic::Ordering;
+
+use hpcap::core::bpf::{SockFilter, Verified};
+use hpcap::core::config::{self, Stream};
+use hpcap::core::desc::IgbAdv;
+use hpcap::core::engine::{
+    Ctx, OnFull as EngineOnFull, Polled, Port, Rec, Settings, Shared as EngineShared, Writer,
+    MAX_BATCH, TAIL_BATCH,
+};
+use hpcap::core::format::StreamFormat;
+use hpcap::core::segment::RingLayout;
+use hpcap::core::softnic::{Incoming, SoftNic};
+use hpcap::core::stats::{self, CaptureStats, NicCounters, COUNTERS};
 use hpcap::files::CaptureFile;
-use hpcap::shm::{geometry_of, CreateParams, ShmSource, STATE_EOS, STATE_RUNNING};
+use hpcap::shm::{CreateParams, ShmSource, STATE_EOS, STATE_RUNNING};
 use hpcap::util::{now_ns, parse_size};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Format {
     /// Native pcapng blocks.
     Pcapng,
-    /// HPCAP RAW records (each block opened by a header-carrying padding record).
+    /// HPCAP RAW records (packet and padding records only, no block headers).
     Raw,
 }
 
@@ -116,9 +126,20 @@ struct Args {
     /// Synthetic timestamps: increment per frame in ns (with --ts-start).
     #[arg(long, default_value_t = 1000, value_name = "NS")]
     ts_step: u64,
-    /// Remove PATH at exit (listeners keep their mapping).
+    /// Keep PATH when exiting (by default it is removed at the end of the
+    /// input and on SIGINT/SIGTERM; listeners keep their mapping either way).
     #[arg(long)]
+    keep: bool,
+    /// Accepted for compatibility: removing PATH at exit is the default.
+    #[arg(long, hide = true)]
     unlink: bool,
+    /// Descriptors of the software NIC's RX ring (a multiple of 8).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    ring_size: u32,
+    /// Bytes per receive buffer of the software NIC; longer frames span
+    /// descriptors and are dropped as on a NIC (`dropped_ring`).
+    #[arg(long, default_value_t = 16384, value_name = "B")]
+    rx_buf: u32,
     /// Write the final counters as JSON to this file.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
@@ -226,45 +247,78 @@ fn synth_frame(buf: &mut [u8], len: usize, seq: u64) {
     }
 }
 
-/// The stream buffer of the producer's mapping.
-#[allow(clippy::mut_from_ref)]
-fn buf_of(shm: &ShmSource) -> &mut [u8] {
-    // SAFETY: we are the only producer; the protocol reserves every range
-    // we write (Batch::place and BlockWriter agree, checked in `push`).
-    unsafe { shm.data().buffer_mut() }
-}
-
-/// The producer: the driver's per-packet path, in userspace.
+/// The producer: a software NIC and the driver's capture engine.
 struct Producer {
     shm: ShmSource,
-    geo: Geometry,
-    writer: hpcap::core::block::BlockWriter,
-    format: Format,
-    on_full: OnFull,
+    stream: Stream,
+    nic: SoftNic<IgbAdv>,
+    ring: RingLayout,
+    engine: EngineShared,
+    writer: Writer<Vec<Rec>>,
+    on_full: EngineOnFull,
+    flush_ns: u64,
     stats: CaptureStats,
-    batch: Option<Batch>,
-    batch_records: u64,
-    filter: Vec<SockFilter>,
+    filter: Option<Verified<Vec<SockFilter>>>,
     filter_version: u32,
     snaplen: u32,
     last_reap: Instant,
-    block_opened: Option<Instant>,
-    flush_after: Duration,
-    produced: u64,
+}
+
+/// ns since the epoch, for the software NIC.
+fn clock() -> u64 {
+    now_ns()
 }
 
 impl Producer {
-    /// Picks up configuration changes made through the control area.
+    fn new(shm: ShmSource, stream: Stream, args: &Args) -> Result<Self> {
+        let ring = RingLayout::new(args.ring_size, 1, TAIL_BATCH.min(args.ring_size / 2), 1)
+            .map_err(|e| anyhow::anyhow!("--ring-size {}: {e:?}", args.ring_size))?;
+        let nic = SoftNic::new(args.ring_size, args.rx_buf, false, clock);
+        let c = shm.control();
+        c.publish.set_tail(ring.initial_tail());
+        nic.write_tail(ring.tail_register(ring.initial_tail()));
+        // Relaxed: read by listeners' statistics only.
+        c.nic_valid
+            .store(stats::NIC_RECEIVED | stats::NIC_MISSED, Ordering::Relaxed);
+        let writer = Writer::new(0, &ring, vec![Rec::EMPTY; MAX_BATCH]);
+        Ok(Self {
+            shm,
+            stream,
+            nic,
+            ring,
+            engine: EngineShared::new(),
+            writer,
+            on_full: match args.on_full {
+                OnFull::Drop => EngineOnFull::Drop,
+                OnFull::Wait => EngineOnFull::Stall,
+            },
+            flush_ns: args.flush_ms.saturating_mul(1_000_000),
+            stats: CaptureStats::ZERO,
+            filter: None,
+            filter_version: 0,
+            snaplen: args.snaplen,
+            last_reap: Instant::now(),
+        })
+    }
+
+    /// Picks up configuration changes made through the control area. A
+    /// filter is verified here, once, when it is installed.
     fn refresh_config(&mut self) {
         let c = self.shm.control();
-        self.snaplen = c.snaplen.load(std::sync::atomic::Ordering::Relaxed);
+        self.snaplen = c.snaplen.load(Ordering::Relaxed);
         if c.filter_version() != self.filter_version {
             let (f, v) = c.filter();
             self.filter_version = v;
-            self.filter = if bpf::verify(&f).is_ok() {
-                f
+            self.filter = if f.is_empty() {
+                None
             } else {
-                Vec::new()
+                match Verified::new(f) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("hpcap-sim: ignoring an invalid filter: {e:?}");
+                        None
+                    }
+                }
             };
         }
     }
@@ -277,202 +331,155 @@ impl Producer {
         }
         self.last_reap = Instant::now();
         let c = self.shm.control();
-        for id in 0..abi::MAX_LISTENERS {
-            let pid = c.listener_pid[id].load(std::sync::atomic::Ordering::Relaxed);
+        for l in c.listeners.list() {
+            let pid = c.listener_pid[l.id.slot()].load(Ordering::Relaxed);
             if pid != 0 && !hpcap::shm::pid_alive(pid) {
-                c.listener_pid[id].store(0, std::sync::atomic::Ordering::Relaxed);
-                let _ = c.listeners.detach(id);
+                c.listener_pid[l.id.slot()].store(0, Ordering::Relaxed);
+                let _ = c.listeners.detach(l.id);
             }
         }
         self.refresh_config();
     }
 
-    fn open_batch(&mut self) -> &mut Batch {
-        if self.batch.is_none() {
-            let c = self.shm.control();
-            let limit = c.listeners.reserve_limit(c.publish.committed(), &self.geo);
-            let b = loop {
-                match c.publish.begin_batch(0, limit) {
-                    Ok(b) => break b,
-                    Err(_) => hpcap::core::publish::spin_wait(),
-                }
-            };
-            self.batch = Some(b);
-            self.batch_records = 0;
+    /// One poll of the capture engine; `flush` lets it close an idle block.
+    fn poll(&mut self, flush: bool) -> Polled {
+        let c = self.shm.control();
+        let cx = Ctx {
+            port: &self.nic,
+            memory: self.shm.data(),
+            publish: &c.publish,
+            listeners: &c.listeners,
+            shared: &self.engine,
+            ring: &self.ring,
+            flush_ns: if flush { self.flush_ns } else { u64::MAX },
+            on_full: self.on_full,
+        };
+        let (stream, snaplen, filter) = (self.stream, self.snaplen, self.filter.as_ref());
+        let p = self.writer.poll(&cx, || Settings {
+            stream,
+            snaplen,
+            filter,
+        });
+        self.stats.merge(&p.stats);
+        if p.wake {
+            c.wake_all();
         }
-        self.batch.as_mut().expect("just opened")
+        p
     }
 
-    /// Publishes the open batch.
-    fn publish(&mut self) {
-        if let Some(b) = self.batch.take() {
-            let c = self.shm.control();
-            self.produced += self.batch_records;
-            let t = c.publish.finish_batch(b, self.produced);
-            let p = c.publish.complete(t);
-            if p.wake {
-                c.wake_all();
-            }
-        }
-        self.shm.control().store_counters(&self.stats);
+    /// Publishes the counters, the NIC's included.
+    fn store_counters(&self) {
+        let mut s = self.stats;
+        s.set_nic(&NicCounters {
+            received: self.nic.received(),
+            missed: self.nic.missed(),
+            valid: stats::NIC_RECEIVED | stats::NIC_MISSED,
+        });
+        self.shm.control().store_counters(&s);
     }
 
     /// Waits until a blocking listener makes room (or is gone).
     fn wait_for_room(&mut self) {
-        self.publish();
+        self.store_counters();
         let c = self.shm.control();
         // Acquire: pairs with listeners' Release bump after acking.
-        let seen = c.wake.load(std::sync::atomic::Ordering::Acquire);
+        let seen = c.wake.load(Ordering::Acquire);
         c.sleep(seen, Duration::from_millis(5));
         self.reap();
     }
 
-    fn push(&mut self, ts_ns: u64, orig_len: u32, frame: &[u8]) -> Result<()> {
-        self.stats.seen(orig_len);
-        if !self.filter.is_empty() {
-            // Verified when installed.
-            let ok = bpf::verify(&self.filter)
-                .map(|p| p.matches(frame, orig_len))
-                .unwrap_or(true);
-            if !ok {
-                self.stats.filter_rejected(orig_len);
-                return Ok(());
+    /// Offers one frame to the NIC, running the engine until the ring has
+    /// room for it (with `--on-full wait`, waiting for listeners too).
+    fn push(&mut self, ts_ns: u64, orig_len: u32, frame: &[u8]) {
+        let need = frame.len().div_ceil(self.nic.buf_size() as usize).max(1) as u32;
+        while self.nic.free() < need && need <= self.nic.count() / 2 {
+            let p = self.poll(false);
+            if p.stalled && hpcap::util::stop_requested().is_none() {
+                self.wait_for_room();
+            } else if p.handled == 0 && p.stalled {
+                // Stopping: let the NIC drop what no longer fits.
+                break;
+            } else if p.handled == 0 {
+                std::thread::yield_now();
             }
         }
-        let caplen = stats::caplen(frame.len() as u32, self.snaplen) as usize;
-        let data = &frame[..caplen];
-        let rec = match self.format {
-            Format::Pcapng => epb_len(caplen, &EpbOptions::NONE),
-            Format::Raw => raw_len(caplen),
-        };
-        if !self.writer.layout().fits_fresh_block(rec as u64)
-            || (self.format == Format::Raw && caplen > RAW_MAX_CAPLEN)
-        {
-            self.stats.dropped(DropStage::Writer, orig_len);
-            self.writer.note_drops(1);
-            return Ok(());
-        }
-        loop {
-            let geo = self.geo;
-            let placed = self.open_batch().place(&geo, rec as u64);
-            let Some(pl) = placed else {
-                if self.on_full == OnFull::Wait && hpcap::util::stop_requested().is_none() {
-                    self.wait_for_room();
-                    continue;
-                }
-                self.stats.dropped(DropStage::NoSpace, orig_len);
-                self.writer.note_drops(1);
-                return Ok(());
-            };
-            let buf = buf_of(&self.shm);
-            let slot = match self.writer.reserve(buf, rec, ts_ns, u64::MAX) {
-                Ok(s) => s,
-                Err(ReserveError::NoSpace) => bail!("block writer out of step with the batch"),
-                Err(e) => bail!("block writer: {e:?}"),
-            };
-            if slot.offset != pl.record.offset {
-                bail!(
-                    "block layout mismatch: batch placed the record at {}, writer at {}",
-                    pl.record.offset,
-                    slot.offset
-                );
-            }
-            match self.format {
-                Format::Pcapng => {
-                    let hdr = EpbHeader {
-                        interface: 0,
-                        ts_ns,
-                        caplen: caplen as u32,
-                        orig_len: orig_len.max(caplen as u32),
-                    };
-                    write_epb_frame(buf, slot.index, &hdr, &EpbOptions::NONE)
-                        .map_err(|e| anyhow::anyhow!("EPB: {e:?}"))?;
-                    buf[slot.index + EPB_DATA_OFFSET..][..caplen].copy_from_slice(data);
-                }
-                Format::Raw => {
-                    write_raw(buf, slot.index, ts_ns, orig_len, data)
-                        .map_err(|e| anyhow::anyhow!("RAW record: {e:?}"))?;
-                }
-            }
-            if pl.header.is_some() {
-                self.block_opened = Some(Instant::now());
-            }
-            self.stats.stored(orig_len, caplen as u32);
-            self.batch_records += 1;
-            if self.writer.layout().offset_in_block(self.writer.position()) == 0 {
-                self.block_opened = None;
-            }
-            if self.batch_records >= 256 {
-                self.publish();
-                self.reap();
-            }
-            return Ok(());
+        self.nic.receive(Incoming {
+            bytes: frame,
+            ts_ns: Some(ts_ns),
+            orig_len: Some(orig_len),
+        });
+        // Keep the ring moving in batches.
+        if self.nic.free() < self.ring.ring_size() / 2 {
+            self.poll(false);
+            self.store_counters();
+            self.reap();
         }
     }
 
-    /// Closes the open block if it has been open too long (idle flush), or
-    /// unconditionally with `force`.
-    fn flush(&mut self, force: bool) {
-        let due = self
-            .block_opened
-            .is_some_and(|t| force || t.elapsed() >= self.flush_after);
-        if !due {
-            return;
+    /// Captures everything the NIC holds, then closes the open block.
+    fn drain(&mut self) {
+        loop {
+            let p = self.poll(false);
+            if p.stalled {
+                if hpcap::util::stop_requested().is_some() {
+                    break;
+                }
+                self.wait_for_room();
+            } else if p.handled == 0 {
+                break;
+            }
         }
-        let geo = self.geo;
-        if self.open_batch().close_block(&geo).is_some() {
-            let buf = buf_of(&self.shm);
-            // Same arithmetic as close_block: cannot fail.
-            let _ = self.writer.finish_block(buf, u64::MAX);
-            self.block_opened = None;
-        }
-        self.publish();
+        // An idle poll with an immediate flush closes the open block.
+        let flush_ns = std::mem::replace(&mut self.flush_ns, 0);
+        self.poll(true);
+        self.flush_ns = flush_ns;
+        self.store_counters();
     }
 }
 
-/// Sleeps until `deadline`, publishing first (and flushing idle blocks)
-/// if the wait is long.
+/// Sleeps until `deadline`, polling (and flushing idle blocks) meanwhile.
 fn pace(p: &mut Producer, deadline: Instant) {
-    let now = Instant::now();
-    if deadline <= now {
-        return;
-    }
-    p.publish();
     loop {
-        p.flush(false);
-        p.reap();
         let now = Instant::now();
         if now >= deadline || hpcap::util::stop_requested().is_some() {
             return;
         }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        if p.poll(true).handled == 0 {
+            p.store_counters();
+            p.reap();
+            std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
+        }
     }
 }
 
 fn run(args: &Args) -> Result<serde_json::Value> {
-    let (format_code, stream_fmt) = match args.format {
-        Format::Pcapng => (abi::FORMAT_PCAPNG, StreamFormat::Pcapng),
-        Format::Raw => (
-            abi::FORMAT_RAW,
-            StreamFormat::Raw {
-                block_headers: true,
-            },
-        ),
+    let format = match args.format {
+        Format::Pcapng => StreamFormat::Pcapng,
+        Format::Raw => StreamFormat::Raw,
     };
-    let layout = Layout::new(args.block_size, args.buffer_size, stream_fmt).map_err(|e| {
+    let stream = Stream::new(format, args.buffer_size, args.block_size).map_err(|e| {
         anyhow::anyhow!(
-            "bad geometry ({e:?}): --block-size must be a power of two in 64K..256M and divide \
-             --buffer-size"
+            "--block-size {} / --buffer-size {}: {}; the buffer must be a whole number of blocks",
+            args.block_size,
+            args.buffer_size,
+            e.explain()
         )
     })?;
-    if args.snaplen != 0 && args.snaplen < 14 {
-        bail!("--snaplen must be 0 or at least 14");
-    }
+    config::snaplen(args.snaplen).map_err(|e| anyhow::anyhow!("--snaplen: {}", e.explain()))?;
     let synthetic = args
         .synthetic
         .as_deref()
         .map(|s| parse_spec(s, args.count))
         .transpose()?;
+    if let Some((Sizes::Fixed(n) | Sizes::Range(_, n), _)) = &synthetic {
+        if *n > args.rx_buf as usize {
+            eprintln!(
+                "hpcap-sim: frames up to {n} B span several {} B receive buffers and are dropped \
+                 as on a NIC (dropped_ring); raise --rx-buf to store them",
+                args.rx_buf
+            );
+        }
+    }
     let input = args
         .pcap
         .as_ref()
@@ -483,31 +490,16 @@ fn run(args: &Args) -> Result<serde_json::Value> {
         &CreateParams {
             buffer_size: args.buffer_size,
             block_size: args.block_size,
-            format: format_code,
+            format: format.abi(),
             snaplen: args.snaplen,
             name: args.name.clone(),
         },
     )
     .with_context(|| format!("creating the software source {}", args.path.display()))?;
-    let geo = geometry_of(&shm.control().info)?;
-    let mut p = Producer {
-        shm,
-        geo,
-        writer: hpcap::core::block::BlockWriter::new(layout, 0)
-            .map_err(|e| anyhow::anyhow!("block writer: {e:?}"))?,
-        format: args.format,
-        on_full: args.on_full,
-        stats: CaptureStats::ZERO,
-        batch: None,
-        batch_records: 0,
-        filter: Vec::new(),
-        filter_version: 0,
-        snaplen: args.snaplen,
-        last_reap: Instant::now(),
-        block_opened: None,
-        flush_after: Duration::from_millis(args.flush_ms),
-        produced: 0,
-    };
+    // From here on the file exists: remove it on every way out (unless
+    // --keep), listeners keep their mappings.
+    let _remove = RemoveOnDrop((!args.keep).then(|| args.path.clone()));
+    let mut p = Producer::new(shm, stream, args)?;
     p.shm.control().set_state(STATE_RUNNING);
     if args.wait_listener {
         eprintln!(
@@ -550,11 +542,8 @@ fn run(args: &Args) -> Result<serde_json::Value> {
                 if stop() {
                     break 'outer;
                 }
-                p.push(pk.ts_ns + shift, pk.orig_len, pk.data)?;
+                p.push(pk.ts_ns + shift, pk.orig_len, pk.data);
                 n += 1;
-                if n.is_multiple_of(4096) {
-                    p.flush(false);
-                }
             }
         } else if let Some((sizes, count)) = &synthetic {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -572,41 +561,52 @@ fn run(args: &Args) -> Result<serde_json::Value> {
                     Some(s) => s + n * args.ts_step,
                     None => now_ns(),
                 };
-                p.push(ts, len as u32, &frame[..len])?;
+                p.push(ts, len as u32, &frame[..len]);
                 n += 1;
-                if n.is_multiple_of(4096) {
-                    p.flush(false);
-                }
             }
         }
     }
-    p.flush(true);
-    p.publish();
+    p.drain();
     p.shm.control().set_state(STATE_EOS);
     let secs = t0.elapsed().as_secs_f64();
-    let s = p.stats;
+    let mut s = p.stats;
+    s.set_nic(&NicCounters {
+        received: p.nic.received(),
+        missed: p.nic.missed(),
+        valid: stats::NIC_RECEIVED | stats::NIC_MISSED,
+    });
     eprintln!(
-        "hpcap-sim: {} frames seen, {} stored, {} dropped (no space {}), {} filtered in {:.2} s ({:.2} Mpps)",
+        "hpcap-sim: {} frames offered, {} seen, {} stored, {} dropped by the NIC, {} dropped \
+         after it (no space {}), {} filtered in {:.2} s ({:.2} Mpps)",
+        n,
         s.frames_seen,
         s.frames_stored,
+        s.nic_missed,
         s.dropped_total(),
         s.dropped_no_space,
         s.filtered,
         secs,
         s.frames_seen as f64 / secs.max(1e-9) / 1e6
     );
-    Ok(serde_json::json!({
-        "frames_seen": s.frames_seen,
-        "bytes_seen": s.bytes_seen,
-        "frames_stored": s.frames_stored,
-        "bytes_stored": s.bytes_stored,
-        "dropped_no_space": s.dropped_no_space,
-        "dropped_writer": s.dropped_writer,
-        "filtered": s.filtered,
-        "truncated_by_snaplen": s.truncated_by_snaplen,
-        "commit": p.shm.control().publish.committed(),
-        "seconds": secs,
-    }))
+    let mut v = serde_json::Map::new();
+    v.insert("frames_offered".into(), n.into());
+    for c in COUNTERS {
+        v.insert(c.name.into(), (c.get)(&s).into());
+    }
+    v.insert("commit".into(), p.shm.control().publish.committed().into());
+    v.insert("seconds".into(), secs.into());
+    Ok(serde_json::Value::Object(v))
+}
+
+/// Removes a path when dropped (the source file, on every way out).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn main() {
@@ -619,9 +619,6 @@ fn main() {
                     eprintln!("hpcap-sim: writing {}: {e}", f.display());
                     std::process::exit(1);
                 }
-            }
-            if args.unlink {
-                let _ = std::fs::remove_file(&args.path);
             }
         }
         Err(e) => {

@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hpcap_core::block::{header_at, StreamFormat};
+use hpcap_core::block::header_at;
 use hpcap_core::capfile::{Packets, ReadError};
+use hpcap_core::format::StreamFormat;
 use hpcap_core::pcapng::{
     self, write_file_header_with, write_idb_with, write_isb, write_pad_at, write_shb_with,
     BlockHeader, EpbOptions, InterfaceInfo, IsbInfo, SectionInfo, FILE_HEADER_LEN,
@@ -87,10 +88,8 @@ pub fn detect(data: &[u8], raw_hint: bool) -> Option<FileKind> {
     }
     let raw_ok = parse_raw(data, 0).is_ok();
     if raw_hint || raw_ok {
-        let fmt = StreamFormat::Raw {
-            block_headers: true,
-        };
-        let block_size = header_at(data, 0, fmt).map(|h| u64::from(h.block_len));
+        // Only RAW files written by early versions have block headers.
+        let block_size = header_at(data, 0, StreamFormat::Raw).map(|h| u64::from(h.block_len));
         return (raw_hint || raw_ok).then_some(FileKind::Raw { block_size });
     }
     None

@@ -42,14 +42,14 @@ pub mod sys {
 /// Errors of this library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A system call failed.
-    #[error("{what}: {source}")]
+    /// A system call failed. The message carries the OS error, so it is
+    /// not also reported as the error's source (that printed it twice).
+    #[error("{what}: {err}")]
     Io {
         /// What was being done.
         what: String,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The source or file is not what it should be.
     #[error("{0}")]
@@ -64,7 +64,7 @@ impl Error {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),
-            source,
+            err: source,
         }
     }
 

@@ -10,8 +10,8 @@
 //!   16  abi::Info (144 B): geometry, format, name; fixed after creation
 //!   160 state, wake (futex word), producer pid, snaplen, filter seqlock
 //!       word, filter length (u32 atomics), start time (u64)
-//!   ... counters: 13 × AtomicU64 in abi::Counters order
-//!   ... per-listener pid and lost-block counters (16 each)
+//!   ... counters: AtomicU64s in abi::Counters order; NIC counter validity
+//!   ... per-listener pids (16)
 //!   ... PublishState (core::publish, 64-byte aligned)
 //!   ... ListenerTable (core::listener, 64-byte aligned)
 //!   ... BPF filter: 4096 × AtomicU64 (one sock_filter each)
@@ -47,16 +47,19 @@ use std::time::Duration;
 
 use hpcap_core::abi::{self, Info, MAX_LISTENERS};
 use hpcap_core::bpf::{SockFilter, MAX_INSNS};
+use hpcap_core::config::{ConfigError, Stream};
+use hpcap_core::format::StreamFormat;
 use hpcap_core::listener::ListenerTable;
 use hpcap_core::publish::{Geometry, PublishState};
-use hpcap_core::stats::CaptureStats;
+use hpcap_core::session::{Sleeper, Slept};
+use hpcap_core::stats::{CaptureStats, NCOUNTERS};
 
 use crate::{Error, Result};
 
 /// Magic at offset 0 of a software source file.
 pub const SHM_MAGIC: [u8; 8] = *b"HPCAPSIM";
 /// Layout version of [`Control`].
-pub const SHM_VERSION: u32 = 1;
+pub const SHM_VERSION: u32 = 2;
 /// Size of the control area; the data buffer starts at this file offset.
 pub const CONTROL_LEN: usize = 64 * 1024;
 /// [`Control::state`]: the producer has started.
@@ -94,11 +97,12 @@ pub struct Control {
     /// When the producer started, ns since the Unix epoch.
     pub start_ns: AtomicU64,
     /// Capture counters in `abi::Counters` field order.
-    pub counters: [AtomicU64; 13],
+    pub counters: [AtomicU64; NCOUNTERS],
+    /// Which NIC counters the producer's software NIC provides
+    /// (`stats::NIC_*` bits).
+    pub nic_valid: AtomicU32,
     /// Process id of each listener slot's owner (0 = unknown).
     pub listener_pid: [AtomicU32; MAX_LISTENERS],
-    /// Blocks lost by each (lossy) listener slot to overruns.
-    pub listener_lost_blocks: [AtomicU64; MAX_LISTENERS],
     /// The core's publication state.
     pub publish: PublishState,
     /// The core's listener table.
@@ -141,7 +145,7 @@ impl Control {
 
     /// Publishes the producer's counters.
     pub fn store_counters(&self, c: &CaptureStats) {
-        for (slot, v) in self.counters.iter().zip(c.as_array()) {
+        for (slot, v) in self.counters.iter().zip(c.to_array()) {
             // Relaxed: statistics.
             slot.store(v, Ordering::Relaxed);
         }
@@ -244,18 +248,53 @@ impl Control {
     }
 }
 
+/// The stream (format and geometry) of a source described by `info`.
+pub fn stream_of(info: &Info) -> Result<Stream> {
+    let bad = |e: ConfigError| {
+        Error::Invalid(format!(
+            "bad stream: format {}, buffer {} B, block {} B: {}",
+            info.format,
+            info.buffer_size,
+            info.block_size,
+            e.explain()
+        ))
+    };
+    let format = StreamFormat::try_from(info.format).map_err(|_| bad(ConfigError::Format))?;
+    Stream::new(format, info.buffer_size, info.block_size).map_err(bad)
+}
+
 /// The core geometry of a source described by `info`.
 pub fn geometry_of(info: &Info) -> Result<Geometry> {
-    let header = match info.format {
-        abi::FORMAT_PCAPNG => hpcap_core::pcapng::BLOCK_HEADER_LEN as u64,
-        _ => hpcap_core::raw::RAW_BLOCK_HEADER_LEN as u64,
-    };
-    Geometry::new(info.buffer_size, info.block_size, header, 12).map_err(|e| {
-        Error::Invalid(format!(
-            "bad geometry: buffer {} B, block {} B: {e:?}",
-            info.buffer_size, info.block_size
-        ))
-    })
+    stream_of(info).map(|s| s.geo)
+}
+
+/// How a listener of a software source sleeps: on the control area's futex
+/// word, registered with the core's wake-up protocol.
+pub struct ShmSleeper<'a> {
+    /// The source's control area.
+    pub control: &'a Control,
+}
+
+impl Sleeper for ShmSleeper<'_> {
+    fn now_ns(&self) -> u64 {
+        crate::util::now_ns()
+    }
+
+    fn ended(&self) -> bool {
+        self.control.ended()
+    }
+
+    fn sleep(&self, target: u64, max_ns: u64) -> Slept {
+        // Read the futex word before registering, so a wake-up in between
+        // changes it and the futex wait returns at once.
+        // Acquire: pairs with the Release bump in `wake_all`.
+        let seen = self.control.wake.load(Ordering::Acquire);
+        if self.control.publish.prepare_wait(target) {
+            return Slept::Woken;
+        }
+        self.control.sleep(seen, Duration::from_nanos(max_ns));
+        Slept::Woken
+    }
 }
 
 /// Whether process `pid` exists.
@@ -434,6 +473,25 @@ impl DoubleMap {
     }
 }
 
+impl hpcap_core::engine::StreamMemory for DoubleMap {
+    unsafe fn span_mut(&self, pos: u64, len: u64) -> Option<&mut [u8]> {
+        let pos = usize::try_from(pos).ok()?;
+        let len = usize::try_from(len).ok()?;
+        if pos.checked_add(len)? > 2 * self.size {
+            return None;
+        }
+        // SAFETY: inside the double mapping; the mapping is writable for
+        // the producer (the only caller of the engine); exclusivity of the
+        // range is the caller's contract.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(pos), len) })
+    }
+
+    fn raw(&self) -> (*mut u8, u64) {
+        // The first of the two views; the engine's spans never wrap.
+        (self.base.as_ptr(), self.size as u64)
+    }
+}
+
 impl Drop for DoubleMap {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `new`/`device` mapped.
@@ -491,16 +549,15 @@ impl ShmSource {
     /// Creates a software source file at `path` (replacing any previous
     /// one atomically: it is built under a temporary name and renamed).
     pub fn create(path: &Path, p: &CreateParams) -> Result<Self> {
-        hpcap_core::block::Layout::new(
-            p.block_size,
-            p.buffer_size,
-            hpcap_core::block::StreamFormat::Pcapng,
-        )
-        .map_err(|e| {
+        let format = StreamFormat::try_from(p.format)
+            .map_err(|_| Error::Invalid(ConfigError::Format.explain().into()))?;
+        Stream::new(format, p.buffer_size, p.block_size).map_err(|e| {
             Error::Invalid(format!(
-                "bad geometry (block {} B, buffer {} B): {e:?}; the block size must be a power \
-                 of two in 64 KiB..256 MiB and divide the buffer size",
-                p.block_size, p.buffer_size
+                "bad geometry (block {} B, buffer {} B): {}; the buffer must be a whole number \
+                 of blocks",
+                p.block_size,
+                p.buffer_size,
+                e.explain()
             ))
         })?;
         let tmp = path.with_file_name(format!(
@@ -645,11 +702,8 @@ impl ShmSource {
     pub fn info(&self) -> Info {
         let c = self.control();
         let mut i = c.info;
-        i.commit = c.publish.committed();
+        hpcap_core::session::fill_info(&mut i, &c.listeners, &c.publish);
         i.snaplen = c.snaplen.load(Ordering::Relaxed);
-        i.listeners = (0..MAX_LISTENERS)
-            .filter(|&id| c.listeners.cursor(id).is_ok())
-            .count() as u32;
         i.link_up = u32::from(!c.ended());
         i
     }

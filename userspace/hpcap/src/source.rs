@@ -7,14 +7,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hpcap_core::abi::{self, Attach, Config, Filter, Info, Stats, Wait};
 use hpcap_core::bpf::SockFilter;
-use hpcap_core::listener::{ListenerError, Mode, ReadCheck, Readiness};
+use hpcap_core::listener::{ListenerError, ListenerId, Mode, ReadCheck};
 use hpcap_core::publish::Geometry;
+use hpcap_core::session::{self, WaitRequest};
 
-use crate::shm::{geometry_of, DoubleMap, ShmSource};
+use crate::shm::{geometry_of, DoubleMap, ShmSleeper, ShmSource};
 use crate::{Error, Result};
 
 /// How a listener treats the producer.
@@ -93,7 +94,16 @@ pub struct Source {
     map: Option<DoubleMap>,
     info: Info,
     geo: Geometry,
-    listener: Option<usize>,
+    listener: Option<Attachment>,
+}
+
+/// This handle's listener.
+#[derive(Debug, Clone, Copy)]
+enum Attachment {
+    /// On a device; its id as the driver reported it in `HPCAP_IOC_STATS`.
+    Device(u32),
+    /// On a software source.
+    Shm(ListenerId),
 }
 
 impl std::fmt::Debug for Source {
@@ -123,12 +133,22 @@ impl Source {
         let meta =
             std::fs::metadata(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
         if meta.file_type().is_char_device() {
+            // Read-write when allowed: a blocking listener needs the node's
+            // write permission (or CAP_NET_ADMIN); a read-only open can
+            // only be a lossy listener (docs/abi.md, permissions).
             let file = OpenOptions::new()
                 .read(true)
+                .write(true)
                 .open(path)
+                .or_else(|e| match e.raw_os_error() {
+                    Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+                        OpenOptions::new().read(true).open(path)
+                    }
+                    _ => Err(e),
+                })
                 .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-            // Every open attaches a blocking listener; stay detached until
-            // asked, so that opening never holds the producer back.
+            // Stay detached until asked, so that a handle that only reads
+            // statistics never counts as a listener.
             ioctl(
                 &file,
                 abi::IOC_DETACH,
@@ -261,8 +281,25 @@ impl Source {
                     mode: mode.abi(),
                     ..Attach::default()
                 };
-                ioctl(f, abi::IOC_ATTACH, &mut a, "HPCAP_IOC_ATTACH")?;
-                self.listener = Some(usize::MAX);
+                ioctl(f, abi::IOC_ATTACH, &mut a, "HPCAP_IOC_ATTACH").map_err(|e| match e {
+                    Error::Io { what, err }
+                        if mode == ListenerMode::Blocking
+                            && err.raw_os_error() == Some(libc::EPERM) =>
+                    {
+                        Error::Io {
+                            what: format!(
+                                "{what} (a blocking listener needs write permission on {} or \
+                                 CAP_NET_ADMIN; a lossy listener needs only read permission)",
+                                self.path.display()
+                            ),
+                            err,
+                        }
+                    }
+                    e => e,
+                })?;
+                let mut st = Stats::ZERO;
+                ioctl(f, abi::IOC_STATS, &mut st, "HPCAP_IOC_STATS")?;
+                self.listener = Some(Attachment::Device(st.self_id));
                 // Format and block size may have been switched since open
                 // (HPCAP_IOC_SET_CONFIG while nobody was attached); now
                 // that we are attached they are fixed: read them again.
@@ -273,18 +310,17 @@ impl Source {
                 Ok(a.start_offset)
             }
             Backend::Shm(s) => {
-                if let Some(id) = self.listener.take() {
-                    let _ = s.control().listeners.detach(id);
-                }
                 let c = s.control();
+                if let Some(Attachment::Shm(id)) = self.listener.take() {
+                    let _ = c.listeners.detach(id);
+                }
                 let a = c
                     .listeners
                     .attach(mode.core(), &c.publish, &self.geo)
                     .map_err(|e| Error::Invalid(format!("attach: {e:?}")))?;
                 // Relaxed: informational (the reaper and status read it).
-                c.listener_pid[a.id].store(std::process::id(), Ordering::Relaxed);
-                c.listener_lost_blocks[a.id].store(0, Ordering::Relaxed);
-                self.listener = Some(a.id);
+                c.listener_pid[a.id.slot()].store(std::process::id(), Ordering::Relaxed);
+                self.listener = Some(Attachment::Shm(a.id));
                 Ok(a.start)
             }
         }
@@ -292,26 +328,38 @@ impl Source {
 
     /// Detaches the listener (also done on drop).
     pub fn detach(&mut self) {
-        let Some(id) = self.listener.take() else {
+        let Some(att) = self.listener.take() else {
             return;
         };
-        match &self.backend {
-            Backend::Device(f) => {
+        match (&self.backend, att) {
+            (Backend::Device(f), _) => {
                 let _ = ioctl(f, abi::IOC_DETACH, std::ptr::null_mut::<u8>(), "detach");
             }
-            Backend::Shm(s) => {
+            (Backend::Shm(s), Attachment::Shm(id)) => {
                 let c = s.control();
-                c.listener_pid[id].store(0, Ordering::Relaxed);
+                c.listener_pid[id.slot()].store(0, Ordering::Relaxed);
                 let _ = c.listeners.detach(id);
                 // The producer may be waiting for room we held.
                 c.wake_all();
             }
+            (Backend::Shm(_), Attachment::Device(_)) => {}
         }
     }
 
-    /// Listener slot id (software sources; devices report it in stats).
-    pub fn listener_id(&self) -> Option<usize> {
-        self.listener.filter(|&id| id != usize::MAX)
+    /// This handle's listener id (as `HPCAP_IOC_STATS` lists it), if
+    /// attached.
+    pub fn listener_id(&self) -> Option<u32> {
+        match self.listener? {
+            Attachment::Device(id) => Some(id),
+            Attachment::Shm(id) => Some(id.raw()),
+        }
+    }
+
+    fn shm_id(&self) -> Result<ListenerId> {
+        match self.listener {
+            Some(Attachment::Shm(id)) => Ok(id),
+            _ => Err(Error::Invalid("not attached".into())),
+        }
     }
 
     /// `len` bytes of the stream at offset `off` (zero-copy, contiguous
@@ -350,10 +398,29 @@ impl Source {
                 })
             }
             Backend::Shm(s) => {
-                let id = self
-                    .listener
-                    .ok_or_else(|| Error::Invalid("not attached".into()))?;
-                shm_wait(s, id, &self.geo, ack, min_bytes, timeout)
+                let id = self.shm_id()?;
+                let c = s.control();
+                let req = WaitRequest {
+                    ack,
+                    min_bytes,
+                    timeout_ns: timeout.map_or(u64::MAX, |t| {
+                        u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+                    }),
+                };
+                let sleeper = ShmSleeper { control: c };
+                let out = session::wait(&c.listeners, &c.publish, &self.geo, id, &req, &sleeper)
+                    .map_err(|e| Error::Invalid(format!("listener {}: {e:?}", id.raw())))?;
+                if ack != 0 {
+                    // The producer may be waiting for the room we freed.
+                    c.wake_all();
+                }
+                Ok(WaitResult {
+                    read_offset: out.read_offset,
+                    available: out.available,
+                    lost_bytes: out.lost_bytes,
+                    lost_blocks: out.lost_blocks,
+                    flags: out.flags,
+                })
             }
         }
     }
@@ -368,16 +435,11 @@ impl Source {
                 Ok((w.flags & abi::WAIT_OVERRUN != 0).then_some((w.lost_bytes, w.lost_blocks)))
             }
             Backend::Shm(s) => {
-                let id = self
-                    .listener
-                    .ok_or_else(|| Error::Invalid("not attached".into()))?;
+                let id = self.shm_id()?;
                 let c = s.control();
                 match c.listeners.check_read(id, &c.publish, &self.geo) {
                     Ok(ReadCheck::Intact) => Ok(None),
-                    Ok(ReadCheck::Overrun(l)) => {
-                        c.listener_lost_blocks[id].fetch_add(l.blocks, Ordering::Relaxed);
-                        Ok(Some((l.bytes, l.blocks)))
-                    }
+                    Ok(ReadCheck::Overrun(l)) => Ok(Some((l.bytes, l.blocks))),
                     Err(ListenerError::Killed) => Err(Error::Hangup),
                     Err(e) => Err(Error::Invalid(format!("check_read: {e:?}"))),
                 }
@@ -393,7 +455,20 @@ impl Source {
                 ioctl(f, abi::IOC_STATS, &mut s, "HPCAP_IOC_STATS")?;
                 Ok(s)
             }
-            Backend::Shm(sh) => Ok(shm_stats(sh, &self.geo, self.listener_id())),
+            Backend::Shm(sh) => {
+                let c = sh.control();
+                let mut st = Stats::ZERO;
+                st.counters = c.counters();
+                // Relaxed: set once by the producer before it starts.
+                st.nic_valid = c.nic_valid.load(Ordering::Relaxed);
+                st.uptime_ns =
+                    crate::util::now_ns().saturating_sub(c.start_ns.load(Ordering::Relaxed));
+                st.self_id = self.listener_id().unwrap_or(u32::MAX);
+                session::fill_stats(&mut st, &c.listeners, &c.publish, &self.geo, |slot| {
+                    c.listener_pid[slot].load(Ordering::Relaxed)
+                });
+                Ok(st)
+            }
         }
     }
 
@@ -404,13 +479,13 @@ impl Source {
                 let mut c = *cfg;
                 let switching = cfg.set & (abi::CONFIG_FORMAT | abi::CONFIG_BLOCK_SIZE) != 0;
                 ioctl(f, abi::IOC_SET_CONFIG, &mut c, "HPCAP_IOC_SET_CONFIG").map_err(|e| match e {
-                    Error::Io { what, source } if switching && source.raw_os_error() == Some(libc::EBUSY) => {
+                    Error::Io { what, err } if switching && err.raw_os_error() == Some(libc::EBUSY) => {
                         Error::Io {
                             what: format!(
                                 "{what} (format and block size change only while no listener is \
                                  attached: stop hpcapdd and other readers; `hpcapctl status` lists them)"
                             ),
-                            source,
+                            err,
                         }
                     }
                     e => e,
@@ -425,10 +500,9 @@ impl Source {
                     ));
                 }
                 if cfg.set & abi::CONFIG_SNAPLEN != 0 {
-                    if cfg.snaplen != 0 && cfg.snaplen < 14 {
-                        return Err(Error::Invalid("snaplen must be 0 or at least 14".into()));
-                    }
-                    s.control().snaplen.store(cfg.snaplen, Ordering::Relaxed);
+                    let v = hpcap_core::config::snaplen(cfg.snaplen)
+                        .map_err(|e| Error::Invalid(e.explain().into()))?;
+                    s.control().snaplen.store(v, Ordering::Relaxed);
                 }
                 Ok(())
             }
@@ -466,7 +540,7 @@ impl Source {
             Backend::Shm(s) => {
                 let c = s.control();
                 c.listeners
-                    .kill(id as usize)
+                    .kill(ListenerId::from_raw(id))
                     .map_err(|e| Error::Invalid(format!("listener {id}: {e:?}")))?;
                 c.wake_all();
                 Ok(())
@@ -479,139 +553,4 @@ impl Drop for Source {
     fn drop(&mut self) {
         self.detach();
     }
-}
-
-fn shm_wait(
-    s: &ShmSource,
-    id: usize,
-    geo: &Geometry,
-    ack: u64,
-    min_bytes: u64,
-    timeout: Option<Duration>,
-) -> Result<WaitResult> {
-    let c = s.control();
-    let killed = |e: ListenerError| match e {
-        ListenerError::Killed => Error::Hangup,
-        e => Error::Invalid(format!("listener {id}: {e:?}")),
-    };
-    let mut out = WaitResult::default();
-    if ack != 0 {
-        match c.listeners.ack(id, ack, &c.publish) {
-            Ok(_) => {}
-            Err(ListenerError::Killed) => {
-                out.flags |= abi::WAIT_HUP;
-                return Ok(out);
-            }
-            Err(e) => return Err(killed(e)),
-        }
-        // The producer may be waiting for the room we freed.
-        c.wake_all();
-    }
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let (cursor, _) = match c.listeners.cursor(id) {
-            Ok(v) => v,
-            Err(ListenerError::Killed) => {
-                out.flags |= abi::WAIT_HUP;
-                return Ok(out);
-            }
-            Err(e) => return Err(killed(e)),
-        };
-        out.read_offset = cursor;
-        out.available = c.publish.committed().saturating_sub(cursor);
-        if min_bytes == 0 {
-            // Lossy listeners still learn about an overrun.
-            if let Ok(Readiness::Overrun(l)) = c.listeners.ready(id, 1, &c.publish, geo) {
-                note_loss(c, id, &mut out, l.bytes, l.blocks);
-                continue;
-            }
-            return Ok(out);
-        }
-        // Read the futex word before checking, so a wake-up in between is
-        // not lost.
-        // Acquire: pairs with the Release bump in `wake_all`.
-        let seen = c.wake.load(Ordering::Acquire);
-        match c.listeners.ready(id, min_bytes, &c.publish, geo) {
-            Ok(Readiness::Ready { available }) => {
-                out.available = available;
-                return Ok(out);
-            }
-            Ok(Readiness::Overrun(l)) => {
-                note_loss(c, id, &mut out, l.bytes, l.blocks);
-                continue;
-            }
-            Ok(Readiness::Pending { target }) => {
-                if c.ended() {
-                    out.flags |= abi::WAIT_HUP;
-                    return Ok(out);
-                }
-                let left = match deadline {
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            out.flags |= abi::WAIT_TIMEOUT;
-                            return Ok(out);
-                        }
-                        d - now
-                    }
-                    None => crate::shm::WAIT_SLICE,
-                };
-                if c.publish.prepare_wait(target) {
-                    continue;
-                }
-                c.sleep(seen, left);
-            }
-            Err(ListenerError::Killed) => {
-                out.flags |= abi::WAIT_HUP;
-                return Ok(out);
-            }
-            Err(e) => return Err(killed(e)),
-        }
-    }
-}
-
-fn note_loss(c: &crate::shm::Control, id: usize, out: &mut WaitResult, bytes: u64, blocks: u64) {
-    out.flags |= abi::WAIT_OVERRUN;
-    out.lost_bytes += bytes;
-    out.lost_blocks += blocks;
-    // Relaxed: statistics.
-    c.listener_lost_blocks[id].fetch_add(blocks, Ordering::Relaxed);
-}
-
-fn shm_stats(s: &ShmSource, geo: &Geometry, me: Option<usize>) -> Stats {
-    let c = s.control();
-    let mut st = Stats::ZERO;
-    st.counters = c.counters();
-    st.commit = c.publish.committed();
-    let reserved = c.publish.reserved();
-    let limit = c.listeners.reserve_limit(st.commit, geo);
-    st.free_bytes = limit.saturating_sub(reserved);
-    let start = c.start_ns.load(Ordering::Relaxed);
-    st.uptime_ns = crate::util::now_ns().saturating_sub(start);
-    st.self_id = me.map_or(u32::MAX, |id| id as u32);
-    let mut n = 0;
-    for id in 0..abi::MAX_LISTENERS {
-        let (cursor, mode, killed) = match c.listeners.cursor(id) {
-            Ok((cur, m)) => (cur, m, false),
-            Err(ListenerError::Killed) => (0, Mode::Blocking, true),
-            Err(_) => continue,
-        };
-        let (lost, _) = c.listeners.losses(id).unwrap_or((0, 0));
-        st.listener[n] = abi::Listener {
-            id: id as u32,
-            mode: match mode {
-                Mode::Blocking => abi::MODE_BLOCKING,
-                Mode::Lossy => abi::MODE_LOSSY,
-            },
-            pid: c.listener_pid[id].load(Ordering::Relaxed),
-            flags: u32::from(killed),
-            cursor,
-            lag: st.commit.saturating_sub(cursor),
-            lost_bytes: lost,
-            lost_blocks: c.listener_lost_blocks[id].load(Ordering::Relaxed),
-        };
-        n += 1;
-    }
-    st.nlisteners = n as u32;
-    st
 }

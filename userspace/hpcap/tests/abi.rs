@@ -79,7 +79,9 @@ fn struct_layouts_match_the_header() {
             bytes_filtered,
             truncated_by_snaplen,
             bytes_truncated,
-            dropped_writer
+            dropped_writer,
+            nic_received,
+            dropped_no_listener
         ]
     );
     same_layout!(
@@ -90,7 +92,10 @@ fn struct_layouts_match_the_header() {
     same_layout!(
         sys::hpcap_stats,
         abi::Stats,
-        [counters, commit, free_bytes, uptime_ns, nlisteners, self_id, listener]
+        [
+            counters, commit, free_bytes, uptime_ns, nlisteners, self_id, nic_valid, reserved,
+            listener
+        ]
     );
     same_layout!(
         sys::hpcap_config,
@@ -123,6 +128,9 @@ fn constants_match_the_header() {
     assert_eq!(sys::HPCAP_NIC_SOFT, abi::NIC_SOFT);
     assert_eq!(sys::HPCAP_MODE_BLOCKING, abi::MODE_BLOCKING);
     assert_eq!(sys::HPCAP_MODE_LOSSY, abi::MODE_LOSSY);
+    assert_eq!(sys::HPCAP_LISTENER_KILLED, abi::LISTENER_KILLED);
+    assert_eq!(sys::HPCAP_NIC_RECEIVED, hpcap::core::stats::NIC_RECEIVED);
+    assert_eq!(sys::HPCAP_NIC_MISSED, hpcap::core::stats::NIC_MISSED);
     assert_eq!(sys::HPCAP_WAIT_OVERRUN, abi::WAIT_OVERRUN);
     assert_eq!(sys::HPCAP_WAIT_HUP, abi::WAIT_HUP);
     assert_eq!(sys::HPCAP_WAIT_TIMEOUT, abi::WAIT_TIMEOUT);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hpcap::core::abi::{self, Stats};
+use hpcap::core::stats::{Source as CounterSource, COUNTERS};
 use hpcap::util::parse_size;
 use hpcap::{Source, SourceKind};
 use serde_json::{json, Value};
@@ -120,27 +121,6 @@ fn nic_name(n: u32) -> &'static str {
     }
 }
 
-/// `set_config`, retried for up to 2 s while a format or block-size change
-/// is refused with EBUSY: every `open()` of a device attaches a listener for
-/// a moment (monitoring that runs `hpcapctl stats` does), so a switch can
-/// collide with one. A listener that stays (hpcapdd) still fails it.
-fn set_config_retrying(s: &hpcap::Source, cfg: &abi::Config) -> hpcap::Result<()> {
-    let switching = cfg.set & (abi::CONFIG_FORMAT | abi::CONFIG_BLOCK_SIZE) != 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        match s.set_config(cfg) {
-            Err(hpcap::Error::Io { source, .. })
-                if switching
-                    && source.raw_os_error() == Some(libc::EBUSY)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            r => return r,
-        }
-    }
-}
-
 fn format_name(f: u32) -> &'static str {
     if f == abi::FORMAT_PCAPNG {
         "pcapng"
@@ -228,23 +208,18 @@ fn info_json(p: &Path, s: &Source) -> Result<Value> {
     }))
 }
 
+/// Every counter of the core's table, by name; a NIC counter this NIC does
+/// not have is `null` (unknown), never 0.
 fn counters_json(st: &Stats) -> Value {
-    let c = st.counters;
-    json!({
-        "frames_seen": c.frames_seen,
-        "bytes_seen": c.bytes_seen,
-        "frames_stored": c.frames_stored,
-        "bytes_stored": c.bytes_stored,
-        "nic_missed": c.nic_missed,
-        "dropped_ring": c.dropped_ring,
-        "dropped_no_space": c.dropped_no_space,
-        "bytes_no_space": c.bytes_no_space,
-        "filtered": c.filtered,
-        "bytes_filtered": c.bytes_filtered,
-        "truncated_by_snaplen": c.truncated_by_snaplen,
-        "bytes_truncated": c.bytes_truncated,
-        "dropped_writer": c.dropped_writer,
-    })
+    let mut m = serde_json::Map::new();
+    for c in COUNTERS {
+        let v = match c.source {
+            CounterSource::Nic(bit) if st.nic_valid & bit == 0 => Value::Null,
+            _ => json!((c.get)(&st.counters)),
+        };
+        m.insert(c.name.into(), v);
+    }
+    Value::Object(m)
 }
 
 fn listeners_json(st: &Stats) -> Value {
@@ -256,7 +231,7 @@ fn listeners_json(st: &Stats) -> Value {
                     "id": l.id,
                     "mode": mode_name(l.mode),
                     "pid": l.pid,
-                    "killed": l.flags & 1 != 0,
+                    "killed": l.flags & abi::LISTENER_KILLED != 0,
                     "cursor": l.cursor,
                     "lag": l.lag,
                     "lost_bytes": l.lost_bytes,
@@ -399,7 +374,11 @@ fn cmd_status(json_out: bool, p: &Path) -> Result<()> {
             human(l.lag),
             human(l.lost_bytes),
             l.lost_blocks,
-            if l.flags & 1 != 0 { "  KILLED" } else { "" }
+            if l.flags & abi::LISTENER_KILLED != 0 {
+                "  KILLED"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -417,33 +396,6 @@ fn prometheus(srcs: &[(PathBuf, Source)]) -> Result<String> {
             .replace('\n', "\\n")
     };
     let mut samples: Vec<Family> = Vec::new();
-    let c_names: [(&str, &str); 13] = [
-        ("frames_seen", "Frames that reached the driver."),
-        ("bytes_seen", "Wire bytes of the frames seen."),
-        ("frames_stored", "Frames stored in the buffer."),
-        ("bytes_stored", "Captured bytes stored (after snaplen)."),
-        (
-            "nic_missed",
-            "Frames the NIC missed for lack of descriptors.",
-        ),
-        (
-            "dropped_ring",
-            "Frames dropped because the RX ring overflowed.",
-        ),
-        (
-            "dropped_no_space",
-            "Frames dropped for lack of buffer space.",
-        ),
-        (
-            "bytes_no_space",
-            "Wire bytes dropped for lack of buffer space.",
-        ),
-        ("filtered", "Frames rejected by the BPF filter."),
-        ("bytes_filtered", "Wire bytes rejected by the BPF filter."),
-        ("truncated_by_snaplen", "Stored frames cut by snaplen."),
-        ("bytes_truncated", "Bytes snaplen cut off."),
-        ("dropped_writer", "Frames the writer could not store."),
-    ];
     let mut per_src = Vec::new();
     for (p, s) in srcs {
         let i = s.info()?;
@@ -455,12 +407,39 @@ fn prometheus(srcs: &[(PathBuf, Source)]) -> Result<String> {
         );
         per_src.push((labels, i, st));
     }
-    for (k, (name, help)) in c_names.iter().enumerate() {
-        let v = per_src
-            .iter()
-            .map(|(l, _, st)| (l.clone(), st.counters.as_array()[k] as f64))
-            .collect();
-        samples.push((name, help, "counter", v));
+    // Counters from the core's table: one family per metric, loss stages
+    // as labels; a NIC counter the NIC does not have is left out.
+    let mut families: Vec<&'static str> = Vec::new();
+    for c in COUNTERS {
+        if !families.contains(&c.metric) {
+            families.push(c.metric);
+        }
+    }
+    for metric in families {
+        let members: Vec<_> = COUNTERS.iter().filter(|c| c.metric == metric).collect();
+        let help = if members.len() == 1 {
+            members[0].help
+        } else if metric.starts_with("hpcap_frames") {
+            "Frames lost, by the stage that lost them."
+        } else {
+            "Wire bytes lost, by the stage that lost them."
+        };
+        let mut v = Vec::new();
+        for (l, _, st) in &per_src {
+            for c in &members {
+                if let CounterSource::Nic(bit) = c.source {
+                    if st.nic_valid & bit == 0 {
+                        continue;
+                    }
+                }
+                let labels = match c.stage {
+                    Some(stage) => format!("{l},stage=\"{stage}\""),
+                    None => l.clone(),
+                };
+                v.push((labels, (c.get)(&st.counters) as f64));
+            }
+        }
+        samples.push((metric, help, "counter", v));
     }
     let mut gauge =
         |name: &'static str, help: &'static str, f: &dyn Fn(&abi::Info, &Stats) -> f64| {
@@ -471,48 +450,38 @@ fn prometheus(srcs: &[(PathBuf, Source)]) -> Result<String> {
             samples.push((name, help, "gauge", v));
         };
     gauge(
-        "buffer_size_bytes",
+        "hpcap_buffer_size_bytes",
         "Size of the capture buffer.",
         &|i, _| i.buffer_size as f64,
     );
-    gauge("block_size_bytes", "Stream block size.", &|i, _| {
+    gauge("hpcap_block_size_bytes", "Stream block size.", &|i, _| {
         i.block_size as f64
     });
     gauge(
-        "buffer_free_bytes",
+        "hpcap_buffer_free_bytes",
         "Room before the slowest blocking listener.",
         &|_, st| st.free_bytes as f64,
     );
     gauge(
-        "commit_offset_bytes",
+        "hpcap_commit_offset_bytes",
         "Stream offset of the end of published data.",
         &|_, st| st.commit as f64,
     );
-    gauge("listeners", "Attached listeners.", &|_, st| {
+    gauge("hpcap_listeners", "Attached listeners.", &|_, st| {
         f64::from(st.nlisteners)
     });
-    gauge("link_up", "1 when the link is up.", &|i, _| {
+    gauge("hpcap_link_up", "1 when the link is up.", &|i, _| {
         f64::from(i.link_up)
     });
     gauge(
-        "uptime_seconds",
+        "hpcap_uptime_seconds",
         "Seconds since the device was bound.",
         &|_, st| st.uptime_ns as f64 / 1e9,
     );
     for (name, help, ty, vals) in samples {
-        out.push_str(&format!(
-            "# HELP hpcap_{name}{} {help}\n",
-            if ty == "counter" { "_total" } else { "" }
-        ));
-        out.push_str(&format!(
-            "# TYPE hpcap_{name}{} {ty}\n",
-            if ty == "counter" { "_total" } else { "" }
-        ));
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {ty}\n"));
         for (l, v) in vals {
-            out.push_str(&format!(
-                "hpcap_{name}{}{{{l}}} {v}\n",
-                if ty == "counter" { "_total" } else { "" }
-            ));
+            out.push_str(&format!("{name}{{{l}}} {v}\n"));
         }
     }
     // Per-listener gauges.
@@ -587,7 +556,13 @@ fn cmd_stats(
                 println!("{}  ({})", p.display(), s.name());
                 if let Some(m) = v["counters"].as_object() {
                     for (k, val) in m {
-                        println!("  {k:22} {val}");
+                        // A NIC counter this NIC does not have.
+                        let shown = if val.is_null() {
+                            "n/a".to_string()
+                        } else {
+                            val.to_string()
+                        };
+                        println!("  {k:22} {shown}");
                     }
                 }
                 println!("  {:22} {}", "commit", st.commit);
@@ -637,14 +612,21 @@ fn cmd_stats(
                            "occupancy_pct": occ, "counters": counters_json(&st)})
                 );
             } else {
+                let nic = if st.nic_valid & hpcap::core::stats::NIC_MISSED != 0 {
+                    c.nic_missed.to_string()
+                } else {
+                    "n/a".to_string()
+                };
                 println!(
-                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (ring {} no-space {} writer {}) | filtered {} | occupancy {:.1}%",
+                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
                     s.name(),
                     pps / 1e6,
                     bps / 1e9,
                     drops,
+                    nic,
                     c.dropped_ring,
                     c.dropped_no_space,
+                    c.dropped_no_listener,
                     c.dropped_writer,
                     c.filtered,
                     occ
@@ -697,7 +679,10 @@ fn main() {
                 bail!("nothing to change: give --snaplen, --filter, --no-filter, --format or --block-size");
             }
             if cfg.set != 0 {
-                set_config_retrying(&s, &cfg).context("setting the configuration")?;
+                // Opening a device attaches nothing (the driver attaches a
+                // file at its first read), so only real listeners, such as a
+                // running hpcapdd, can make a format switch fail with EBUSY.
+                s.set_config(&cfg).context("setting the configuration")?;
             }
             let mut insns = None;
             if let Some(expr) = filter {

@@ -221,11 +221,15 @@ fn prometheus_output_parses_and_matches_json() {
         .arg(&shm.0));
     let text = String::from_utf8(o.stdout).unwrap();
     let m = parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let key = format!(
-        "hpcap_frames_stored_total{{device=\"sim0\",path=\"{}\"}}",
-        shm.0.display()
-    );
-    assert_eq!(m.get(&key).copied(), Some(5000.0), "{text}");
+    // Nobody listened while the simulator ran (as on a device, frames are
+    // then counted, not stored): one loss family, told apart by stage.
+    let labels = format!("device=\"sim0\",path=\"{}\"", shm.0.display());
+    let seen = format!("hpcap_frames_seen_total{{{labels}}}");
+    assert_eq!(m.get(&seen).copied(), Some(5000.0), "{text}");
+    let lost = format!("hpcap_frames_dropped_total{{{labels},stage=\"no_listener\"}}");
+    assert_eq!(m.get(&lost).copied(), Some(5000.0), "{text}");
+    let nic = format!("hpcap_frames_dropped_total{{{labels},stage=\"nic\"}}");
+    assert_eq!(m.get(&nic).copied(), Some(0.0), "{text}");
     assert!(m
         .keys()
         .any(|k| k.starts_with("hpcap_listener_lag_bytes{") && k.contains("mode=\"lossy\"")));

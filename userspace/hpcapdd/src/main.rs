@@ -135,15 +135,20 @@ impl Stats {
         let mpps = d.packets as f64 / dt.max(1e-9) / 1e6;
         eprintln!(
             "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
-             drops: ring {} no-space {} writer {} nic {} | filtered {} | overrun {} blocks",
+             drops: ring {} no-space {} no-listener {} writer {} nic {} | filtered {} | overrun {} blocks",
             if final_ { "total " } else { "" },
             t.packets,
             t.blocks,
             files,
             c.dropped_ring,
             c.dropped_no_space,
+            c.dropped_no_listener,
             c.dropped_writer,
-            c.nic_missed,
+            if st.nic_valid & hpcap::core::stats::NIC_MISSED != 0 {
+                c.nic_missed.to_string()
+            } else {
+                "n/a".to_string()
+            },
             c.filtered,
             lost_k
         );
@@ -162,22 +167,29 @@ impl Stats {
                 "files": files,
                 "lost_bytes": lost_b,
                 "lost_blocks": lost_k,
-                "source": {
-                    "frames_seen": c.frames_seen,
-                    "frames_stored": c.frames_stored,
-                    "bytes_stored": c.bytes_stored,
-                    "nic_missed": c.nic_missed,
-                    "dropped_ring": c.dropped_ring,
-                    "dropped_no_space": c.dropped_no_space,
-                    "dropped_writer": c.dropped_writer,
-                    "filtered": c.filtered,
-                    "commit": st.commit,
-                },
+                "source": source_json(&st),
             });
             writeln!(j, "{v}").context("writing --stats-json")?;
         }
         Ok(())
     }
+}
+
+/// The source's counters by their names in the core's table (a NIC counter
+/// the NIC does not have is null), and its commit offset.
+fn source_json(st: &hpcap::core::abi::Stats) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for c in hpcap::core::stats::COUNTERS {
+        let v = match c.source {
+            hpcap::core::stats::Source::Nic(bit) if st.nic_valid & bit == 0 => {
+                serde_json::Value::Null
+            }
+            _ => (c.get)(&st.counters).into(),
+        };
+        m.insert(c.name.into(), v);
+    }
+    m.insert("commit".into(), st.commit.into());
+    serde_json::Value::Object(m)
 }
 
 /// Metadata of a block: from its header when final, else by parsing it.
@@ -273,7 +285,7 @@ fn run(args: &Args) -> Result<Outcome> {
         if let Some(s) = &mut sink {
             // Counters for the statistics block of files closed by rotation.
             if let Ok(st) = reader.source().stats() {
-                s.set_counters(st.counters);
+                s.set_counters(st.counters, st.nic_valid);
             }
         }
         match reader.next_block(Some(Duration::from_millis(100)))? {
@@ -321,7 +333,7 @@ fn run(args: &Args) -> Result<Outcome> {
     }
     let stats_now = reader.source().stats().unwrap_or(abi::Stats::ZERO);
     if let Some(s) = &mut sink {
-        if let Err(e) = s.close(&stats_now.counters, reader.losses()) {
+        if let Err(e) = s.close(&(stats_now.counters, stats_now.nic_valid), reader.losses()) {
             if matches!(outcome, Outcome::Done) {
                 outcome = disk_full_or(e)?;
             }

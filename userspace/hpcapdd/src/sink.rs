@@ -113,7 +113,7 @@ pub(crate) struct DirSink {
     usrdeliv: u64,
     /// The source's latest counters, for the statistics block of files
     /// closed by rotation.
-    counters: Option<CaptureStats>,
+    counters: Option<(CaptureStats, u32)>,
 }
 
 fn is_enospc(e: &std::io::Error) -> bool {
@@ -180,8 +180,9 @@ impl DirSink {
     }
 
     /// Records the source's counters for the next statistics block.
-    pub(crate) fn set_counters(&mut self, c: CaptureStats) {
-        self.counters = Some(c);
+    /// `nic_valid` says which NIC counters are real (`stats::NIC_*`).
+    pub(crate) fn set_counters(&mut self, c: CaptureStats, nic_valid: u32) {
+        self.counters = Some((c, nic_valid));
     }
 
     pub(crate) fn files_done(&self) -> u64 {
@@ -458,7 +459,11 @@ impl DirSink {
         Ok(())
     }
 
-    fn finish_file(&mut self, counters: Option<&CaptureStats>, losses: (u64, u64)) -> Result<()> {
+    fn finish_file(
+        &mut self,
+        counters: Option<&(CaptureStats, u32)>,
+        losses: (u64, u64),
+    ) -> Result<()> {
         let Some(f) = self.cur.take() else {
             return Ok(());
         };
@@ -470,10 +475,12 @@ impl DirSink {
                 usrdeliv: Some(self.usrdeliv),
                 ..IsbInfo::default()
             };
-            if let Some(c) = counters.or(self.counters.as_ref()) {
-                let (ifrecv, ifdrop, osdrop, accept) = c.isb_counters();
-                isb.ifrecv = Some(ifrecv);
-                isb.ifdrop = Some(ifdrop);
+            if let Some((c, nic_valid)) = counters.or(self.counters.as_ref()) {
+                // Without the NIC's missed counter, ifrecv and ifdrop are
+                // unknown and left out rather than written as 0.
+                let (ifrecv, ifdrop, osdrop, accept) = c.isb_counters(*nic_valid);
+                isb.ifrecv = ifrecv;
+                isb.ifdrop = ifdrop;
                 isb.osdrop = Some(osdrop);
                 isb.filteraccept = Some(accept);
             } else {
@@ -515,7 +522,11 @@ impl DirSink {
     }
 
     /// Closes the current file (end of capture) with the source's counters.
-    pub(crate) fn close(&mut self, counters: &CaptureStats, losses: (u64, u64)) -> Result<()> {
+    pub(crate) fn close(
+        &mut self,
+        counters: &(CaptureStats, u32),
+        losses: (u64, u64),
+    ) -> Result<()> {
         self.finish_file(Some(counters), losses)
     }
 

@@ -475,7 +475,7 @@ fn lossy_listener_overrun_skips_to_intact_blocks() {
     let me = r.source().listener_id().unwrap();
     let l = stats.listener[..stats.nlisteners as usize]
         .iter()
-        .find(|l| l.id as usize == me)
+        .find(|l| l.id == me)
         .unwrap();
     assert_eq!(l.mode, abi::MODE_LOSSY);
     assert_eq!(l.lost_bytes, lost_bytes);

@@ -126,9 +126,12 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// Starts hpcap-sim with `args` and waits until its source file exists.
+/// The file is kept when the simulator ends (`--keep`), so a test can still
+/// read the source's state; [`ShmPath`] removes it.
 pub fn start_sim(shm: &Path, args: &[&str]) -> Child {
     let _ = std::fs::remove_file(shm);
     let child = Command::new(bin("hpcap-sim"))
+        .arg("--keep")
         .args(args)
         .arg(shm)
         .stderr(Stdio::piped())

@@ -7,9 +7,22 @@
 //! `hpcap-abi-probe --poll DEVICE`: blocks in poll(POLLIN) (at most 60 s)
 //! until a block is published for this listener, then checks with
 //! HPCAP_IOC_WAIT that a whole block is indeed available.
+//!
+//! `hpcap-abi-probe --bar32 RESOURCE OFFSET`: prints the 32-bit register at
+//! OFFSET of a PCI memory BAR, through its sysfs `resourceN` file (mapped:
+//! those files cannot be read; the guest has no /dev/mem).
+//!
+//! `hpcap-abi-probe --hold DEVICE`: attaches a blocking listener and never
+//! reads (a stalled consumer holding the producer back), until killed.
+//!
+//! `hpcap-abi-probe --security DEVICE [ROUNDS PER READY_FILE]`: what one
+//! process with access to the device can do to others (see `security.rs`);
+//! it creates READY_FILE when it needs traffic.
 
 use hpcap_core::abi;
 use std::ffi::CString;
+
+mod security;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -76,11 +89,83 @@ fn poll_mode(dev: &str) -> ! {
     std::process::exit(i32::from(!ok));
 }
 
+/// Prints one 32-bit register of a memory BAR.
+fn bar32_mode(resource: &str, offset: &str) -> ! {
+    let off = offset
+        .strip_prefix("0x")
+        .map_or_else(
+            || offset.parse().ok(),
+            |h| usize::from_str_radix(h, 16).ok(),
+        )
+        .filter(|o| o % 4 == 0);
+    let Some(off) = off else {
+        eprintln!("hpcap-abi-probe: bad register offset {offset}");
+        std::process::exit(2);
+    };
+    let path = CString::new(resource).expect("resource path");
+    // SAFETY: plain open of a path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_SYNC) };
+    let len = off + 4;
+    // SAFETY: a shared read-only mapping of the BAR file; checked below.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if fd < 0 || map == libc::MAP_FAILED {
+        eprintln!("hpcap-abi-probe: cannot map {resource}: errno {}", errno());
+        std::process::exit(2);
+    }
+    // SAFETY: `off + 4 <= len` bytes are mapped; device registers are read
+    // with one volatile 32-bit load.
+    let v = unsafe { map.cast::<u8>().add(off).cast::<u32>().read_volatile() };
+    println!("{v}");
+    std::process::exit(0);
+}
+
+/// Attaches a blocking listener and sleeps until killed.
+fn hold_mode(dev: &str) -> ! {
+    let path = CString::new(dev).expect("device path");
+    // SAFETY: plain open of a path; read-write so it may block.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
+    let mut a = abi::Attach {
+        mode: abi::MODE_BLOCKING,
+        ..Default::default()
+    };
+    if fd < 0 || ioctl(fd, abi::IOC_ATTACH, &mut a) < 0 {
+        eprintln!("hpcap-abi-probe: cannot attach to {dev}: errno {}", errno());
+        std::process::exit(2);
+    }
+    println!("holding {dev} from offset {}", a.start_offset);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let first = args.next();
+    if first.as_deref() == Some("--bar32") {
+        let resource = args.next().unwrap_or_default();
+        bar32_mode(&resource, &args.next().unwrap_or_default());
+    }
+    if first.as_deref() == Some("--hold") {
+        hold_mode(&args.next().unwrap_or_else(|| "/dev/hpcap0".into()));
+    }
     if first.as_deref() == Some("--poll") {
         poll_mode(&args.next().unwrap_or_else(|| "/dev/hpcap0".into()));
+    }
+    if first.as_deref() == Some("--security") {
+        let dev = args.next().unwrap_or_else(|| "/dev/hpcap0".into());
+        let rounds = args.next().and_then(|s| s.parse().ok()).unwrap_or(300);
+        let per = args.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+        let ready = args.next();
+        security::run(&dev, rounds, per, ready.as_deref());
     }
     let dev = first.unwrap_or_else(|| "/dev/hpcap0".into());
     let path = CString::new(dev.clone()).expect("device path");

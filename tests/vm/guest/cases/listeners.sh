@@ -26,8 +26,10 @@ inject_wait 600
 sleep 1
 kill -INT $a
 wait $a
-# dd writes through 9p, slowly under TCG: let it catch up with the stream
-# before stopping it, or its file ends inside the block it was copying.
+# dd writes through 9p, slowly under TCG: let it read everything published
+# (the idle flush closed the last block) and write it out before stopping
+# it, or its file ends inside the block it was copying.
+wait_caught_up /dev/hpcap0 $d 120
 wait_size_stable "$HPCAP_OUT/dd.pcapng" 10
 kill $d
 wait $d || true

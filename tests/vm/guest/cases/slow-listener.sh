@@ -6,10 +6,11 @@ set -e
 insmod "$HPCAP_KO" buffer_mb=1 block_kb=64
 pci_rebind "$(pci_first igb)" hpcap
 wait_for /dev/hpcap0
-# A blocking listener that never reads: it holds the producer back.
-# shellcheck disable=SC2217 # the redirection is the point: an open, idle reader
-sleep 600 </dev/hpcap0 &
+# A blocking listener that never reads: it holds the producer back. (An
+# open file that never reads or waits is not a listener at all.)
+hpcap-abi-probe --hold /dev/hpcap0 &
 s=$!
+wait_listeners /dev/hpcap0 1
 mkdir -p /mnt/disk/a
 hpcapdd /dev/hpcap0 /mnt/disk/a 2>"$HPCAP_OUT/a.err" &
 a=$!

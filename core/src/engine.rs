@@ -1,0 +1,1139 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+//! The capture engine: what one capture thread does with one RX ring
+//! segment, from a completed descriptor to a published record.
+//!
+//! It is hardware-independent and used as is by the kernel driver's capture
+//! threads, by the software source (`hpcap-sim`) and by the hot-path
+//! benchmark; they differ only in their [`Port`] (descriptors, buffers,
+//! tail register and clock) and their [`StreamMemory`] (where the stream
+//! buffer is).
+//!
+//! One [`Writer::poll`] of the writer holding the publication token:
+//!
+//! 1. **Tail**: hand released descriptors back to the NIC
+//!    ([`PublishState::tail_update`]).
+//! 2. **Open**: read the device's [`Settings`] (only the token holder
+//!    does), compute the reservation limit from the listeners, open a batch.
+//! 3. **Gather**: for up to [`MAX_BATCH`] completed descriptors of the
+//!    segment, in ring order: timestamp, decide the frame's fate
+//!    ([`Fate`]: ring error, no listener, filtered, too large, no space,
+//!    stored) and reserve room for stored frames. Every frame lands in
+//!    exactly one counter.
+//! 4. **Close**: finish the batch; at the segment's end write the tail and
+//!    pass the token; on an idle link close the open block.
+//! 5. **Copy**, in parallel with the next token holder: padding, block
+//!    header, record header and the one copy of each frame; re-arm every
+//!    descriptor.
+//! 6. **Publish**: complete the batch (ordered publication) and report
+//!    whether sleepers must be woken.
+//!
+//! The caller adds the returned counters to its own and wakes its sleepers;
+//! it owns scheduling (when to poll, when to sleep).
+
+use super::bpf::{Program, SockFilter, Verified};
+use super::config::Stream;
+use super::desc::RxDone;
+use super::format::StreamFormat;
+use super::frame::{WireFrame, TAG_LEN};
+use super::listener::ListenerTable;
+use super::pcapng::{self, BlockHeader};
+use super::publish::{Placement, PublishState, Span};
+use super::segment::RingLayout;
+use super::stats::{self, CaptureStats, DropStage};
+use super::sync::{AtomicU64, Ordering};
+
+/// Descriptors one writer takes per reservation batch.
+pub const MAX_BATCH: usize = 64;
+/// Released descriptors that justify a tail register write.
+pub const TAIL_BATCH: u32 = 32;
+
+/// The hardware side of a capture: one RX ring, its tail register and the
+/// clock, as a capture thread sees them.
+pub trait Port {
+    /// The write-back of descriptor `i` if the NIC has completed it.
+    fn poll(&self, i: u32) -> Option<RxDone>;
+
+    /// The first `len` bytes of descriptor `i`'s receive buffer (capped at
+    /// the buffer size).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns descriptor `i`: [`Self::poll`] reported it done and
+    /// it has not been re-armed since, so nothing writes the buffer while
+    /// the slice lives.
+    unsafe fn frame(&self, i: u32, len: u32) -> &[u8];
+
+    /// Re-arms descriptor `i` with its buffer (the caller owns it); the NIC
+    /// gets it back with a later tail write.
+    fn arm(&self, i: u32);
+
+    /// Writes the tail register: descriptors up to (not including) `tail`
+    /// belong to the NIC.
+    fn write_tail(&self, tail: u32);
+
+    /// The current time in ns since the Unix epoch (idle timing).
+    fn now_ns(&self) -> u64;
+
+    /// The timestamp of the frame in descriptor `i`, taken when the engine
+    /// first sees it completed (in ring order, so timestamps are ordered).
+    /// Default: the clock, which is what a driver without hardware
+    /// timestamps records.
+    fn timestamp(&self, _i: u32) -> u64 {
+        self.now_ns()
+    }
+
+    /// The length on the wire of the frame in descriptor `i`, given the
+    /// length of the frame as delivered (`wire`, with a stripped VLAN tag
+    /// put back). Hardware delivers whole frames; a software NIC replaying
+    /// a trace captured with a snapshot length knows the original length.
+    fn orig_len(&self, _i: u32, wire: u32) -> u32 {
+        wire
+    }
+
+    /// Whether a VLAN tag that a descriptor reports was stripped from the
+    /// delivered bytes (and must be put back), rather than only reported.
+    fn vlan_stripped(&self) -> bool;
+}
+
+/// The stream buffer the engine writes records into.
+pub trait StreamMemory {
+    /// The buffer bytes `[pos, pos + len)`, or `None` if out of range.
+    ///
+    /// # Safety
+    ///
+    /// The range must be reserved for the caller alone by the publication
+    /// protocol (no other writer touches it and no reader relies on it
+    /// until it is published) for as long as the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn span_mut(&self, pos: u64, len: u64) -> Option<&mut [u8]>;
+
+    /// The buffer's first byte and its length in bytes, for the record hot
+    /// path: the engine writes each record through a pointer into the span
+    /// its placement reserved, rather than building a checked slice per
+    /// record. Writing through it has [`Self::span_mut`]'s contract.
+    fn raw(&self) -> (*mut u8, u64);
+}
+
+/// A filter installed on the device.
+pub trait Filter {
+    /// The verified program.
+    fn program(&self) -> Program<'_>;
+}
+
+impl<S: core::ops::Deref<Target = [SockFilter]>> Filter for Verified<S> {
+    fn program(&self) -> Program<'_> {
+        Verified::program(self)
+    }
+}
+
+impl<F: Filter + ?Sized> Filter for &F {
+    fn program(&self) -> Program<'_> {
+        (**self).program()
+    }
+}
+
+/// The device settings a batch uses, read once per batch by the token
+/// holder.
+pub struct Settings<F> {
+    /// Format and layout of the stream.
+    pub stream: Stream,
+    /// Snapshot length (0 = whole frames).
+    pub snaplen: u32,
+    /// The BPF filter, if one is installed.
+    pub filter: Option<F>,
+}
+
+/// What to do with a frame that does not fit before the reservation limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Drop and count it, as a NIC must (the driver).
+    Drop,
+    /// Leave its descriptor completed and stop the batch before it; the
+    /// next poll retries. Only a software NIC that can wait (a lossless
+    /// replay) uses this.
+    Stall,
+}
+
+/// Device-wide engine state shared by all writers of one ring: all-zero is
+/// the initial state.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Shared {
+    /// Descriptors consumed in ring order (token holder only).
+    consumed: AtomicU64,
+    /// Frames lost after the driver saw them, all writers (for block
+    /// headers).
+    drops: AtomicU64,
+    /// `drops` when the last block header was written.
+    drops_at_header: AtomicU64,
+}
+
+impl Shared {
+    /// Fresh state.
+    pub fn new() -> Self {
+        Self {
+            consumed: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            drops_at_header: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Everything one poll works on. Built by the caller for each poll (a few
+/// references), so the engine holds no pointers of its own.
+pub struct Ctx<'a, P: ?Sized, M: ?Sized> {
+    /// The NIC side.
+    pub port: &'a P,
+    /// The stream buffer.
+    pub memory: &'a M,
+    /// Ordered publication state.
+    pub publish: &'a PublishState,
+    /// Listener cursors (the reservation limit).
+    pub listeners: &'a ListenerTable,
+    /// Engine state shared by the writers.
+    pub shared: &'a Shared,
+    /// The ring's split into segments.
+    pub ring: &'a RingLayout,
+    /// Close a partly filled block after this long without traffic (ns).
+    pub flush_ns: u64,
+    /// What to do when the buffer is full.
+    pub on_full: OnFull,
+}
+
+/// Why a completed descriptor's frame was not stored, or that it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Not a frame (an XL710 programming status): recycled, not counted.
+    NotAFrame,
+    /// Part of a frame spanning descriptors, before its last one.
+    Fragment,
+    /// Dropped at `stage`.
+    Dropped(DropStage),
+    /// Rejected by the filter.
+    Filtered,
+    /// Stored at the placement recorded in its [`Rec`].
+    Stored,
+}
+
+/// One frame of a batch, between reservation and copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Rec {
+    desc: u32,
+    /// Bytes the NIC wrote into the descriptor's buffer.
+    bytes: u32,
+    /// Length on the wire.
+    len: u32,
+    caplen: u32,
+    ts_ns: u64,
+    /// TCI of a VLAN tag the NIC stripped from the bytes.
+    tci: Option<u16>,
+    place: Option<Placement>,
+}
+
+impl Rec {
+    /// An empty record (storage for [`Writer`] batches).
+    pub const EMPTY: Self = Self {
+        desc: 0,
+        bytes: 0,
+        len: 0,
+        caplen: 0,
+        ts_ns: 0,
+        tci: None,
+        place: None,
+    };
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polled {
+    /// Descriptors handled (0: nothing to do; the caller may back off).
+    pub handled: usize,
+    /// Counters of this poll's frames, for the caller's per-writer total.
+    pub stats: CaptureStats,
+    /// Sleepers wait for what this poll published: wake them.
+    pub wake: bool,
+    /// [`OnFull::Stall`] stopped the batch: wait for room, then poll again.
+    pub stalled: bool,
+    /// Another writer holds the token: traffic may well be flowing and the
+    /// token may come back within a batch's time, so a caller with nothing
+    /// handled should wait briefly (spin) rather than sleep.
+    pub token_elsewhere: bool,
+}
+
+impl Polled {
+    const IDLE: Self = Self {
+        handled: 0,
+        stats: CaptureStats::ZERO,
+        wake: false,
+        stalled: false,
+        token_elsewhere: false,
+    };
+}
+
+/// One capture thread's state: its segment, its position in it and its
+/// current batch. `R` is the batch storage (at least [`MAX_BATCH`]
+/// [`Rec`]s; a heap allocation in the kernel, whose stacks are small).
+pub struct Writer<R> {
+    id: u32,
+    /// The segment this writer works on, `[seg_start, seg_end)`: kept
+    /// here so the loop steps through it without the ring layout's
+    /// divisions.
+    seg: u32,
+    seg_start: u32,
+    seg_end: u32,
+    next: u32,
+    in_frame: bool,
+    idle_since_ns: u64,
+    recs: R,
+}
+
+impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
+    /// Writer `id` of `ring` (it owns segment `id`), with batch storage
+    /// `recs`.
+    pub fn new(id: u32, ring: &RingLayout, recs: R) -> Self {
+        Self {
+            id,
+            seg: id,
+            seg_start: ring.segment_start(id),
+            seg_end: ring.segment_end(id),
+            next: ring.segment_start(id),
+            in_frame: false,
+            idle_since_ns: 0,
+            recs,
+        }
+    }
+
+    /// One poll. `settings` is called only if this writer holds the token
+    /// (only the token holder looks at descriptors).
+    pub fn poll<P, M, F>(
+        &mut self,
+        cx: &Ctx<'_, P, M>,
+        settings: impl FnOnce() -> Settings<F>,
+    ) -> Polled
+    where
+        P: Port + ?Sized,
+        M: StreamMemory + ?Sized,
+        F: Filter,
+    {
+        let j = self.id;
+        if !cx.publish.holds_token(j) {
+            return Polled {
+                token_elsewhere: true,
+                ..Polled::IDLE
+            };
+        }
+        // 1. Tail.
+        if let Some(t) = cx.publish.tail_update(j, cx.ring) {
+            cx.port.write_tail(t);
+        }
+        // 2. Open.
+        let cfg = settings();
+        let copying = cx.listeners.any_attached();
+        let limit = cx
+            .listeners
+            .reserve_limit(cx.publish.committed(), &cfg.stream.geo);
+        let Ok(mut batch) = cx.publish.begin_batch(j, limit) else {
+            // Too many batches await publication: come back later.
+            return Polled::IDLE;
+        };
+        let filter = if copying { cfg.filter.as_ref() } else { None };
+        let prog = filter.map(|f| f.program());
+        // 3. Gather.
+        let mut stats = CaptureStats::ZERO;
+        let recs = &mut *self.recs;
+        let room = recs.len().min(MAX_BATCH);
+        let mut n = 0;
+        let mut seg_done = false;
+        let mut stalled = false;
+        let mut i = self.next;
+        let vlan_stripped = cx.port.vlan_stripped();
+        while n < room {
+            let Some(done) = cx.port.poll(i) else {
+                break;
+            };
+            // Filled in place: a record is too large to build and copy.
+            let Some(rec) = recs.get_mut(n) else {
+                break;
+            };
+            let tci = if vlan_stripped { done.vlan } else { None };
+            // The frame as on the wire: what was delivered, plus the tag
+            // the NIC stripped (`WireFrame::len` without building one).
+            let wire = done
+                .len
+                .saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
+            rec.desc = i;
+            rec.bytes = done.len;
+            rec.len = cx.port.orig_len(i, wire);
+            rec.caplen = 0;
+            rec.ts_ns = cx.port.timestamp(i);
+            rec.tci = tci;
+            rec.place = None;
+            let fate = multi_descriptor_fate(&mut self.in_frame, &done).unwrap_or_else(|| {
+                // The filter reads the frame; the descriptor is done and
+                // this writer owns it until the copy phase re-arms it.
+                let filtered_out = prog.as_ref().is_some_and(|p| {
+                    // SAFETY: as just said.
+                    let frame = WireFrame::new(unsafe { cx.port.frame(i, done.len) }, tci);
+                    !p.matches_frame(&frame, rec.len)
+                });
+                fate(wire, rec, copying, filtered_out, &cfg, &mut batch)
+            });
+            match fate {
+                Fate::Dropped(DropStage::NoSpace) if cx.on_full == OnFull::Stall => {
+                    // Not consumed: this descriptor is polled again.
+                    stalled = true;
+                    break;
+                }
+                Fate::NotAFrame | Fate::Fragment => {}
+                Fate::Dropped(stage) => {
+                    stats.seen(rec.len);
+                    stats.dropped(stage, rec.len);
+                }
+                Fate::Filtered => {
+                    stats.seen(rec.len);
+                    stats.filter_rejected(rec.len);
+                }
+                Fate::Stored => {
+                    stats.seen(rec.len);
+                    stats.stored(rec.len, rec.caplen);
+                }
+            }
+            n += 1;
+            i += 1;
+            if i == self.seg_end {
+                // Past the segment's last descriptor: the token moves on to
+                // the next segment's writer, this one goes on with its own
+                // next segment.
+                self.seg = cx.ring.next_own_segment(self.seg);
+                self.seg_start = cx.ring.segment_start(self.seg);
+                self.seg_end = cx.ring.segment_end(self.seg);
+                i = self.seg_start;
+                seg_done = true;
+                break;
+            }
+        }
+        // 4. Close.
+        let now = cx.port.now_ns();
+        if n > 0 {
+            self.idle_since_ns = now;
+        }
+        let flush = if n == 0
+            && !stalled
+            && copying
+            && now.saturating_sub(self.idle_since_ns) >= cx.flush_ns
+        {
+            batch.close_block(&cfg.stream.geo)
+        } else {
+            None
+        };
+        if n == 0 && flush.is_none() {
+            // An empty batch reserved nothing; dropping it changes nothing.
+            return Polled {
+                stalled,
+                ..Polled::IDLE
+            };
+        }
+        let drops = stats.dropped_total();
+        if drops != 0 {
+            // Relaxed: an approximate figure for block headers.
+            cx.shared.drops.fetch_add(drops, Ordering::Relaxed);
+        }
+        // Relaxed: token-protected (only the holder consumes descriptors).
+        let consumed = cx.shared.consumed.load(Ordering::Relaxed) + n as u64;
+        cx.shared.consumed.store(consumed, Ordering::Relaxed);
+        let ticket = cx.publish.finish_batch(batch, consumed);
+        self.next = i;
+        if seg_done {
+            if let Some(t) = cx.publish.tail_update(j, cx.ring) {
+                cx.port.write_tail(t);
+            }
+            cx.publish.pass_token(j, cx.ring.next_writer(j));
+        }
+        // 5. Copy, in parallel with the next token holder. One loop per
+        // format, so the format is a constant inside it.
+        let format = cfg.stream.format;
+        let done = recs.get(..n).unwrap_or(&[]);
+        match format {
+            StreamFormat::Pcapng => copy(cx, &cfg.stream, StreamFormat::Pcapng, done),
+            StreamFormat::Raw => copy(cx, &cfg.stream, StreamFormat::Raw, done),
+        }
+        if let Some(span) = flush {
+            write_pad(cx, format, &span);
+        }
+        // 6. Publish.
+        let published = cx.publish.complete(ticket);
+        Polled {
+            handled: n.max(1),
+            stats,
+            wake: published.wake,
+            stalled,
+            token_elsewhere: false,
+        }
+    }
+}
+
+/// The fate of a descriptor that is part of a frame spanning several
+/// descriptors, carries an error, or is no frame at all; `None` for a
+/// normal single-descriptor frame. Spanning frames are larger than the
+/// receive buffer; they and frames with MAC errors are counted once, at
+/// their last descriptor. `in_frame` tracks a spanning frame across polls.
+fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
+    if done.skip {
+        return Some(Fate::NotAFrame);
+    }
+    if *in_frame || !done.eop || done.error {
+        *in_frame = !done.eop;
+        return Some(if done.eop {
+            Fate::Dropped(DropStage::Ring)
+        } else {
+            Fate::Fragment
+        });
+    }
+    None
+}
+
+/// The fate of a whole, error-free frame of `delivered` bytes (as on the
+/// wire); reserves its record if it is stored (and sets `rec.caplen`).
+#[inline(always)]
+fn fate<F: Filter>(
+    delivered: u32,
+    rec: &mut Rec,
+    copying: bool,
+    filtered_out: bool,
+    cfg: &Settings<F>,
+    batch: &mut super::publish::Batch,
+) -> Fate {
+    if !copying {
+        return Fate::Dropped(DropStage::NoListener);
+    }
+    if filtered_out {
+        return Fate::Filtered;
+    }
+    // The stored bytes never exceed what was delivered.
+    rec.caplen = stats::caplen(rec.len, cfg.snaplen).min(delivered);
+    let geo = &cfg.stream.geo;
+    let Some(len) = cfg.stream.format.record_len(rec.caplen) else {
+        return Fate::Dropped(DropStage::Writer);
+    };
+    rec.place = batch.place(geo, len);
+    match rec.place {
+        Some(_) => Fate::Stored,
+        // Refused: no block can hold the record, or the limit.
+        None if !geo.fits_fresh_block(len) => Fate::Dropped(DropStage::Writer),
+        None => Fate::Dropped(DropStage::NoSpace),
+    }
+}
+
+/// The copy phase: stores every placed record of the batch and re-arms
+/// every descriptor. `format` is `stream.format`, passed as a constant by
+/// the caller.
+#[inline(always)]
+fn copy<P, M>(cx: &Ctx<'_, P, M>, stream: &Stream, format: StreamFormat, recs: &[Rec])
+where
+    P: Port + ?Sized,
+    M: StreamMemory + ?Sized,
+{
+    for rec in recs {
+        if let Some(p) = &rec.place {
+            // SAFETY: the descriptor is still owned by this writer (it is
+            // re-armed just below).
+            let bytes = unsafe { cx.port.frame(rec.desc, rec.bytes) };
+            let frame = WireFrame::new(bytes, rec.tci);
+            store(cx, stream, format, rec, p, &frame);
+        }
+        cx.port.arm(rec.desc);
+    }
+}
+
+/// Writes a record's padding, block header and record into its reserved
+/// spans.
+#[inline(always)]
+fn store<P, M>(
+    cx: &Ctx<'_, P, M>,
+    stream: &Stream,
+    format: StreamFormat,
+    rec: &Rec,
+    p: &Placement,
+    frame: &WireFrame<'_>,
+) where
+    P: Port + ?Sized,
+    M: StreamMemory + ?Sized,
+{
+    if let Some(pad) = p.pad(&stream.geo) {
+        write_pad(cx, format, &pad);
+    }
+    if let Some(h) = p.header(&stream.geo) {
+        // Drops since the previous block header, all writers (approximate
+        // with several writers). Relaxed: statistics.
+        let total = cx.shared.drops.load(Ordering::Relaxed);
+        let drops = total.saturating_sub(cx.shared.drops_at_header.swap(total, Ordering::Relaxed));
+        let hdr = BlockHeader {
+            format: format.block_header_code(),
+            // CAST: block sizes are at most 256 MiB (config::MAX_BLOCK_SHIFT).
+            block_len: stream.geo.block_size() as u32,
+            records: 0,
+            seq: h.offset >> stream.geo.block_size().trailing_zeros(),
+            offset: h.offset,
+            first_ts_ns: rec.ts_ns,
+            last_ts_ns: 0,
+            drops,
+            flags: 0,
+        };
+        // SAFETY: `h` was reserved by this writer's ticket, not yet
+        // completed.
+        if let Some(buf) = unsafe { cx.memory.span_mut(h.pos, h.len) } {
+            let _ = pcapng::write_block_header(buf, 0, &hdr);
+        }
+    }
+    let r = &p.record;
+    let (base, size) = cx.memory.raw();
+    // The placement keeps every span inside the buffer (`publish`'s
+    // positions never wrap inside a block); one cheap check stays in
+    // release builds as defence against a placement bug.
+    debug_assert!(r.len == format.record_len(rec.caplen).unwrap_or(0));
+    if r.pos.checked_add(r.len).is_some_and(|end| end <= size) {
+        // CAST: `pos < size`, a buffer offset that fits `usize`.
+        // SAFETY: `[pos, pos + len)` is inside the buffer (just checked),
+        // reserved by this writer's ticket and not yet completed, so nothing
+        // else touches it; `len` is `record_len(caplen)` and `fate` chose
+        // `caplen <= frame.len()` within the format's limit.
+        unsafe {
+            format.write_record_raw(
+                base.add(r.pos as usize),
+                rec.ts_ns,
+                rec.caplen,
+                rec.len,
+                frame,
+            )
+        };
+    }
+}
+
+fn write_pad<P, M>(cx: &Ctx<'_, P, M>, format: StreamFormat, span: &Span)
+where
+    P: ?Sized,
+    M: StreamMemory + ?Sized,
+{
+    // SAFETY: the span was reserved by the caller's ticket.
+    if let Some(buf) = unsafe { cx.memory.span_mut(span.pos, span.len) } {
+        let _ = format.write_pad(buf);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+pub(crate) mod tests {
+    extern crate std;
+
+    use super::super::block::{check_block, Layout};
+    use super::super::bpf::{SockFilter, Verified};
+    use super::super::desc::{Iavf32, IgbAdv};
+    use super::super::listener::{ListenerId, ListenerTable, Mode};
+    use super::super::pcapng::{Block, Blocks};
+    use super::super::raw::{RawRecord, RawRecords};
+    pub(crate) use super::super::softnic::Captured;
+    use super::super::softnic::{Incoming, SoftBuffer, SoftNic};
+    use super::*;
+    use std::boxed::Box;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A fixed clock: idle flushes are driven by `Ctx::flush_ns`.
+    fn clock() -> u64 {
+        1_000_000_000
+    }
+
+    /// One frame of a test trace: bytes and timestamp.
+    pub(crate) struct Frame {
+        pub(crate) bytes: Vec<u8>,
+        pub(crate) ts: u64,
+    }
+
+    /// `n`-byte frame number `i`: a recognisable fill.
+    pub(crate) fn frame(i: usize, n: usize) -> Frame {
+        let mut bytes = vec![(i % 251) as u8; n];
+        bytes[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        Frame {
+            bytes,
+            ts: 1_700_000_000_000_000_000 + i as u64 * 1000,
+        }
+    }
+
+    /// A device: ring, buffer, publication and listener state.
+    pub(crate) struct Rig {
+        pub(crate) nic: SoftNic<IgbAdv>,
+        pub(crate) mem: SoftBuffer,
+        pub(crate) publish: PublishState,
+        pub(crate) listeners: ListenerTable,
+        pub(crate) shared: Shared,
+        pub(crate) ring: RingLayout,
+        pub(crate) stream: Stream,
+        pub(crate) writers: Vec<Writer<Box<[Rec]>>>,
+    }
+
+    impl Rig {
+        pub(crate) fn new(
+            stream: Stream,
+            ring_size: u32,
+            buf: u32,
+            consumers: u32,
+            start: u64,
+        ) -> Self {
+            let ring =
+                RingLayout::new(ring_size, consumers, TAIL_BATCH.min(ring_size / 2), 1).unwrap();
+            let nic = SoftNic::new(ring_size, buf, false, clock);
+            let publish = PublishState::starting_at(start);
+            publish.set_tail(ring.initial_tail());
+            nic.write_tail(ring.tail_register(ring.initial_tail()));
+            let writers = (0..consumers)
+                .map(|j| Writer::new(j, &ring, vec![Rec::EMPTY; MAX_BATCH].into_boxed_slice()))
+                .collect();
+            Self {
+                nic,
+                mem: SoftBuffer::new(stream.geo.buffer_size() as usize),
+                publish,
+                listeners: ListenerTable::new(),
+                shared: Shared::new(),
+                ring,
+                stream,
+                writers,
+            }
+        }
+
+        fn ctx(&self, flush_ns: u64, on_full: OnFull) -> Ctx<'_, SoftNic<IgbAdv>, SoftBuffer> {
+            Ctx {
+                port: &self.nic,
+                memory: &self.mem,
+                publish: &self.publish,
+                listeners: &self.listeners,
+                shared: &self.shared,
+                ring: &self.ring,
+                flush_ns,
+                on_full,
+            }
+        }
+
+        /// Polls every writer once; returns the summed result.
+        pub(crate) fn poll_all(
+            &mut self,
+            flush_ns: u64,
+            on_full: OnFull,
+            snaplen: u32,
+            filter: Option<&Verified<Vec<SockFilter>>>,
+        ) -> Polled {
+            let mut sum = Polled::IDLE;
+            let mut writers = core::mem::take(&mut self.writers);
+            for w in writers.iter_mut() {
+                let stream = self.stream;
+                let p = w.poll(&self.ctx(flush_ns, on_full), || Settings {
+                    stream,
+                    snaplen,
+                    filter,
+                });
+                sum.handled += p.handled;
+                sum.stats.merge(&p.stats);
+                sum.wake |= p.wake;
+                sum.stalled |= p.stalled;
+            }
+            self.writers = writers;
+            sum
+        }
+
+        /// Copies what listener `id` may read and acknowledges it.
+        pub(crate) fn drain(&self, id: ListenerId, out: &mut Vec<u8>) {
+            let (cursor, _) = self.listeners.cursor(id).unwrap();
+            let commit = self.publish.committed();
+            let geo = &self.stream.geo;
+            let mut at = cursor;
+            while at < commit {
+                let pos = geo.position(at);
+                let n = (commit - at).min(geo.buffer_size() - pos);
+                // SAFETY: published and not yet acknowledged by this
+                // blocking listener, so not rewritten.
+                out.extend(unsafe { self.mem.read(pos as usize, n as usize) });
+                at += n;
+            }
+            self.listeners
+                .ack(id, commit - cursor, &self.publish)
+                .unwrap();
+        }
+    }
+
+    /// Runs `frames` through the engine (see `softnic::capture`).
+    pub(crate) fn capture(stream: Stream, start: u64, frames: &[Frame]) -> Captured {
+        let incoming: Vec<Incoming<'_>> = frames
+            .iter()
+            .map(|f| Incoming {
+                bytes: &f.bytes,
+                ts_ns: Some(f.ts),
+                orig_len: None,
+            })
+            .collect();
+        let c = super::super::softnic::capture(stream, start, 0, &incoming);
+        assert_eq!(c.stats.nic_missed, 0);
+        c
+    }
+
+    /// Checks every block of `c` and returns the packets in it.
+    pub(crate) fn packets(stream: &Stream, c: &Captured) -> Vec<(Vec<u8>, u64)> {
+        let b = stream.geo.block_size();
+        let layout = Layout::new(b, stream.geo.buffer_size(), stream.format).unwrap();
+        assert_eq!(c.stream.len() as u64 % b, 0, "ends on a block boundary");
+        let mut out = Vec::new();
+        for (k, blk) in c.stream.chunks(b as usize).enumerate() {
+            let info = check_block(blk, &layout, Some(c.start + k as u64 * b)).unwrap();
+            let before = out.len();
+            match stream.format {
+                StreamFormat::Pcapng => {
+                    assert!(info.header.is_some());
+                    for r in Blocks::new(blk) {
+                        if let (_, Block::Epb(e)) = r.unwrap() {
+                            out.push((e.data.to_vec(), e.ts));
+                        }
+                    }
+                }
+                StreamFormat::Raw => {
+                    assert!(info.header.is_none(), "RAW streams have no block headers");
+                    for r in RawRecords::new(blk) {
+                        if let (_, RawRecord::Packet(p)) = r.unwrap() {
+                            out.push((p.data.to_vec(), p.ts_ns()));
+                        }
+                    }
+                }
+            }
+            assert_eq!(out.len() - before, info.packets as usize);
+        }
+        out
+    }
+
+    fn assert_same(frames: &[Frame], got: &[(Vec<u8>, u64)]) {
+        assert_eq!(frames.len(), got.len());
+        for (i, (f, (data, ts))) in frames.iter().zip(got).enumerate() {
+            assert_eq!((&f.bytes[..], f.ts), (&data[..], *ts), "frame {i}");
+        }
+    }
+
+    #[test]
+    fn every_frame_size_through_small_blocks() {
+        let frames: Vec<Frame> = (60..=9018).map(|n| frame(n, n)).collect();
+        let rev: Vec<Frame> = (60..=9018).rev().map(|n| frame(n, n)).collect();
+        for format in StreamFormat::ALL {
+            // Starts below 2^32 and crosses it; the buffer is 3 blocks (not
+            // a power of two).
+            let s = Stream::new(format, 3 << 16, 1 << 16).unwrap();
+            let c = capture(s, (1 << 32) - (5 << 16), &frames);
+            assert!(c.stream.len() > 500 << 16);
+            assert_same(&frames, &packets(&s, &c));
+            assert!(c.stats.fates_add_up() && c.stats.frames_stored == frames.len() as u64);
+            let s = Stream::new(format, 3 << 17, 1 << 17).unwrap();
+            let c = capture(s, (1 << 40) + (9 << 17), &rev);
+            assert_same(&rev, &packets(&s, &c));
+        }
+    }
+
+    #[test]
+    fn default_block_size_mixed_sizes() {
+        let mut x = 12345u32;
+        let frames: Vec<Frame> = (0..6000)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let n = [60, 64, 128, 512, 1514, 9018][(x >> 16) as usize % 6] + (x as usize % 3);
+                frame(i, n)
+            })
+            .collect();
+        for format in StreamFormat::ALL {
+            let s = Stream::new(format, 8 << 22, 1 << 22).unwrap();
+            let c = capture(s, 0, &frames);
+            assert!(c.stream.len() >= 2 << 22);
+            assert_same(&frames, &packets(&s, &c));
+        }
+    }
+
+    /// Every fate, each counted once: no listener, ring error (a frame
+    /// spanning descriptors), filtered, snaplen, too large for a block,
+    /// no space, stored; and a NIC drop when the ring is full.
+    #[test]
+    fn every_frame_has_one_fate() {
+        let s = Stream::new(StreamFormat::Pcapng, 2 << 16, 1 << 16).unwrap();
+        let mut rig = Rig::new(s, 64, 8192, 1, 0);
+        let offer = |rig: &Rig, n: usize| {
+            rig.nic.receive(Incoming {
+                bytes: &frame(n, n).bytes,
+                ts_ns: None,
+                orig_len: None,
+            })
+        };
+        // No listener: counted, nothing stored.
+        assert!(offer(&rig, 100));
+        let p = rig.poll_all(u64::MAX, OnFull::Drop, 0, None);
+        assert_eq!((p.stats.frames_seen, p.stats.dropped_no_listener), (1, 1));
+        assert_eq!(rig.publish.committed(), 0);
+        let l = rig
+            .listeners
+            .attach(Mode::Blocking, &rig.publish, &s.geo)
+            .unwrap();
+        // Spans two descriptors (8192-byte buffers): one ring drop.
+        assert!(offer(&rig, 9000));
+        // Filter "len >= 200": rejects the 100-byte frame.
+        let prog = Verified::new(vec![
+            SockFilter {
+                code: 0x80,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            }, // ld len
+            SockFilter {
+                code: 0x35,
+                jt: 0,
+                jf: 1,
+                k: 200,
+            }, // jge #200
+            SockFilter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: 65535,
+            }, // ret #65535
+            SockFilter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            }, // ret #0
+        ])
+        .unwrap();
+        assert!(offer(&rig, 100));
+        // Stored, cut to snaplen 128.
+        assert!(offer(&rig, 1000));
+        let p = rig.poll_all(u64::MAX, OnFull::Drop, 128, Some(&prog));
+        let st = p.stats;
+        assert_eq!(
+            (
+                st.frames_seen,
+                st.dropped_ring,
+                st.filtered,
+                st.frames_stored
+            ),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(
+            (st.truncated_by_snaplen, st.bytes_truncated, st.bytes_stored),
+            (1, 872, 128)
+        );
+        assert!(st.fates_add_up());
+        // No space: the listener holds the buffer; fill it with 1000-byte
+        // frames until one is refused.
+        let mut total = CaptureStats::ZERO;
+        for _ in 0..20 {
+            while rig.nic.free() > 0 {
+                offer(&rig, 1000);
+            }
+            total.merge(&rig.poll_all(u64::MAX, OnFull::Drop, 0, None).stats);
+            if total.dropped_no_space > 0 {
+                break;
+            }
+        }
+        assert!(
+            total.dropped_no_space > 0 && total.bytes_no_space == total.dropped_no_space * 1000,
+            "{total:?}"
+        );
+        assert!(total.fates_add_up());
+        assert_eq!(rig.nic.missed(), 0);
+        // The ring is full when nobody polls: the NIC drops and counts.
+        let free = rig.nic.free();
+        for _ in 0..free + 3 {
+            offer(&rig, 60);
+        }
+        assert_eq!(rig.nic.missed(), 3);
+        let _ = l;
+    }
+
+    #[test]
+    fn too_large_for_a_block_is_a_writer_drop() {
+        let s = Stream::new(StreamFormat::Pcapng, 2 << 16, 1 << 16).unwrap();
+        let mut rig = Rig::new(s, 64, 65536, 1, 0);
+        rig.listeners
+            .attach(Mode::Blocking, &rig.publish, &s.geo)
+            .unwrap();
+        // 65536 - 76 (header) - 32 (EPB overhead) = 65428 bytes fit.
+        for n in [65428usize, 65429] {
+            assert!(rig.nic.receive(Incoming {
+                bytes: &frame(n, n).bytes,
+                ts_ns: None,
+                orig_len: None,
+            }));
+        }
+        let p = rig.poll_all(u64::MAX, OnFull::Drop, 0, None);
+        assert_eq!((p.stats.frames_stored, p.stats.dropped_writer), (1, 1));
+    }
+
+    #[test]
+    fn stripped_vlan_tags_are_put_back() {
+        let s = Stream::new(StreamFormat::Raw, 2 << 16, 1 << 16).unwrap();
+        let mut rig = Rig::new(s, 64, 2048, 1, 0);
+        rig.nic = SoftNic::new(64, 2048, true, clock);
+        rig.nic
+            .write_tail(rig.ring.tail_register(rig.ring.initial_tail()));
+        let l = rig
+            .listeners
+            .attach(Mode::Blocking, &rig.publish, &s.geo)
+            .unwrap();
+        let mut tagged = frame(7, 64).bytes;
+        tagged[12..16].copy_from_slice(&[0x81, 0x00, 0x20, 0x64]);
+        assert!(rig.nic.receive(Incoming {
+            bytes: &tagged,
+            ts_ns: Some(5),
+            orig_len: None,
+        }));
+        rig.poll_all(0, OnFull::Drop, 0, None);
+        rig.poll_all(0, OnFull::Drop, 0, None);
+        let mut out = Vec::new();
+        rig.drain(l.id, &mut out);
+        let c = Captured {
+            stream: out,
+            start: l.start,
+            stats: CaptureStats::ZERO,
+        };
+        assert_eq!(packets(&s, &c), vec![(tagged, 5)]);
+    }
+
+    /// A lossless replay waits for the listener instead of dropping.
+    #[test]
+    fn stall_waits_for_room() {
+        let s = Stream::new(StreamFormat::Pcapng, 2 << 16, 1 << 16).unwrap();
+        let mut rig = Rig::new(s, 64, 2048, 1, 0);
+        let l = rig
+            .listeners
+            .attach(Mode::Blocking, &rig.publish, &s.geo)
+            .unwrap();
+        let frames: Vec<Frame> = (0..400).map(|i| frame(i, 1000)).collect();
+        let mut out = Vec::new();
+        let (mut next, mut stalls, mut stats) = (0, 0, CaptureStats::ZERO);
+        while next < frames.len() || rig.publish.reserved() % (1 << 16) != 0 {
+            while next < frames.len() && rig.nic.free() > 0 {
+                rig.nic.receive(Incoming {
+                    bytes: &frames[next].bytes,
+                    ts_ns: Some(frames[next].ts),
+                    orig_len: None,
+                });
+                next += 1;
+            }
+            let flush = if next == frames.len() { 0 } else { u64::MAX };
+            let p = rig.poll_all(flush, OnFull::Stall, 0, None);
+            stats.merge(&p.stats);
+            if p.stalled {
+                // Only now does the reader catch up.
+                stalls += 1;
+                rig.drain(l.id, &mut out);
+            }
+        }
+        rig.drain(l.id, &mut out);
+        assert!(stalls > 0, "the buffer never filled");
+        assert_eq!((stats.frames_stored, stats.dropped_no_space), (400, 0));
+        let c = Captured {
+            stream: out,
+            start: l.start,
+            stats,
+        };
+        assert_same(&frames, &packets(&s, &c));
+    }
+
+    /// Two writers on two threads share the ring and the stream; the stream
+    /// holds every frame once, in ring order, and the iavf descriptor format
+    /// decodes the same: with one segment per writer and with segments
+    /// interleaved (the writers take turns every 16 descriptors).
+    #[test]
+    fn two_writers_publish_in_order() {
+        two_writers(RingLayout::new(128, 2, 32, 8).unwrap());
+        two_writers(RingLayout::with_segments(128, 2, 8, 16, 8).unwrap());
+    }
+
+    fn two_writers(ring: RingLayout) {
+        let s = Stream::new(StreamFormat::Pcapng, 4 << 16, 1 << 16).unwrap();
+        let nic: SoftNic<Iavf32> = SoftNic::new(128, 2048, false, clock);
+        let publish = PublishState::new();
+        publish.set_tail(ring.initial_tail());
+        nic.write_tail(ring.tail_register(ring.initial_tail()));
+        let listeners = ListenerTable::new();
+        let shared = Shared::new();
+        let mem = SoftBuffer::new(4 << 16);
+        let l = listeners.attach(Mode::Blocking, &publish, &s.geo).unwrap();
+        let frames: Vec<Frame> = (0..3000).map(|i| frame(i, 60 + i % 700)).collect();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let cx = |flush_ns| Ctx {
+            port: &nic,
+            memory: &mem,
+            publish: &publish,
+            listeners: &listeners,
+            shared: &shared,
+            ring: &ring,
+            flush_ns,
+            on_full: OnFull::Stall,
+        };
+        let mut out = Vec::new();
+        std::thread::scope(|sc| {
+            for j in 0..2 {
+                let (cx, done, publish, ring) = (&cx, &done, &publish, &ring);
+                sc.spawn(move || {
+                    let mut w = Writer::new(j, ring, vec![Rec::EMPTY; MAX_BATCH]);
+                    loop {
+                        let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                        let p = w.poll(&cx(if finished { 0 } else { u64::MAX }), || Settings {
+                            stream: s,
+                            snaplen: 0,
+                            filter: None::<&Verified<Vec<SockFilter>>>,
+                        });
+                        if finished && p.handled == 0 && publish.reserved() % (1 << 16) == 0 {
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                });
+            }
+            let mut next = 0;
+            while next < frames.len() {
+                if nic.free() > 0 {
+                    let f = &frames[next];
+                    nic.receive(Incoming {
+                        bytes: &f.bytes,
+                        ts_ns: Some(f.ts),
+                        orig_len: None,
+                    });
+                    next += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+                // Read as we go, so the writers never run out of room.
+                let (cursor, _) = listeners.cursor(l.id).unwrap();
+                let commit = publish.committed();
+                let geo = &s.geo;
+                let mut at = cursor;
+                while at < commit {
+                    let pos = geo.position(at);
+                    let n = (commit - at).min(geo.buffer_size() - pos);
+                    // SAFETY: published, protected by our blocking cursor.
+                    out.extend(unsafe { mem.read(pos as usize, n as usize) });
+                    at += n;
+                }
+                listeners.ack(l.id, commit - cursor, &publish).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        let (cursor, _) = listeners.cursor(l.id).unwrap();
+        let commit = publish.committed();
+        let mut at = cursor;
+        while at < commit {
+            let pos = s.geo.position(at);
+            let n = (commit - at).min(s.geo.buffer_size() - pos);
+            // SAFETY: the writers have stopped.
+            out.extend(unsafe { mem.read(pos as usize, n as usize) });
+            at += n;
+        }
+        let c = Captured {
+            stream: out,
+            start: l.start,
+            stats: CaptureStats::ZERO,
+        };
+        assert_same(&frames, &packets(&s, &c));
+        assert_eq!(nic.missed(), 0);
+    }
+}
