@@ -3,12 +3,14 @@
 #
 # Debian guest (--kernel stock --nics 2), hpcap-dkms and hpcap-tools
 # installed: the packages' state, the udev rule, hpcap-bind@ and hpcapdd@
-# on two ports through the recipes of docs/deployment.md, one replay that
+# on two ports through the recipes of docs/deployment.md, hpcapctl-serve
+# answering /metrics for both, one replay that
 # both ports receive, `systemctl stop` (files closed validly), restart on
 # failure, and the services' confinement. Leaves in $HPCAP_OUT: svc0/ and
 # svc1/ (the stored files), state.txt, nodes.txt, listeners.*.json,
 # status.*.txt (/proc/PID/status of each hpcapdd), security.txt, and
-# result.*.txt (each service's result after the stop).
+# result.*.txt (each service's result after the stop), and of the metrics
+# service metrics.http (its answer), status.serve.txt, security.serve.txt.
 set -e
 # shellcheck source=tests/vm/guest/docker-lib.sh
 . /opt/hpcap/lib/docker-lib.sh
@@ -66,6 +68,25 @@ wait_drained /dev/hpcap1
 sleep 1
 hpcapctl stats --json /dev/hpcap0 >"$HPCAP_OUT/listeners.0.json"
 hpcapctl stats --json /dev/hpcap1 >"$HPCAP_OUT/listeners.1.json"
+
+# The Prometheus exporter (recipe metrics-enable): every device, as a
+# transient user in group hpcap. bash's /dev/tcp stands in for curl.
+recipe metrics-enable
+n=0
+until bash -c 'exec 3<>/dev/tcp/127.0.0.1/9977 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' \
+	>"$HPCAP_OUT/metrics.http" 2>/dev/null && grep -q '^hpcap_frames_stored_total' "$HPCAP_OUT/metrics.http"; do
+	sleep 0.5
+	n=$((n + 1))
+	[ $n -lt 120 ] || { echo "hpcapctl-serve does not answer"; systemctl status --no-pager hpcapctl-serve; exit 1; }
+done
+head -n 1 "$HPCAP_OUT/metrics.http"
+pid=$(systemctl show -P MainPID hpcapctl-serve.service)
+grep -E '^(Uid|Gid|Groups|NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb|Seccomp):' "/proc/$pid/status" \
+	>"$HPCAP_OUT/status.serve.txt"
+getent group hpcap | cut -d: -f3 >"$HPCAP_OUT/hpcap-gid.txt"
+systemd-analyze security --no-pager hpcapctl-serve.service >"$HPCAP_OUT/security.serve.txt" 2>&1 || true
+tail -n 1 "$HPCAP_OUT/security.serve.txt"
+systemctl disable --now hpcapctl-serve.service
 
 # systemctl stop: SIGTERM, hpcapdd flushes the last block and closes its file.
 systemctl stop hpcapdd@hpcap0.service hpcapdd@hpcap1.service
