@@ -777,3 +777,18 @@ fn prometheus_scrapes_serve_and_answers_queries() {
     // tell "absent" from a number).
     assert_eq!(query("hpcap_no_such_metric"), None);
 }
+
+#[test]
+fn a_missing_device_node_gets_a_hint() {
+    let o = Command::new(bin("hpcapctl"))
+        .args(["status", "/dev/hpcap-test-no-such-node"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(
+        err.contains("hpcapctl: hint: no such device node") && err.contains("--device"),
+        "{err}"
+    );
+}

@@ -373,7 +373,10 @@ fn main() {
 /// Why a capture device could not be opened, in the usual cases (a missing
 /// node, missing permission): a hint printed after the error.
 fn device_hint(e: &anyhow::Error) -> Option<&'static str> {
-    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>())?;
+    let io = e.chain().find_map(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<hpcap::Error>()?.io_error())
+    })?;
     if !format!("{e:#}").contains("/dev/hpcap") {
         return None;
     }
