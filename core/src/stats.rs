@@ -153,6 +153,33 @@ counters! {
         "Frames dropped for lack of buffer space that only lingering listeners (named listeners whose owner went away, kept for a restart) held.";
 }
 
+/// `# HELP` of the metric families whose counters are told apart by their
+/// `stage` label (a family without stages is one counter and takes that
+/// counter's help).
+#[cfg(not(hpcap_kernel))]
+pub const FAMILY_HELP: &[(&str, &str)] = &[
+    (
+        "hpcap_frames_dropped_total",
+        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, no_listener, writer).",
+    ),
+    (
+        "hpcap_bytes_dropped_total",
+        "Wire bytes of the frames lost, by the stage that lost them (label stage).",
+    ),
+];
+
+/// The `# HELP` of metric family `metric`: the family's from
+/// [`FAMILY_HELP`] if it has stages, else that of its one counter.
+#[cfg(not(hpcap_kernel))]
+pub fn family_help(metric: &str) -> Option<&'static str> {
+    if let Some((_, h)) = FAMILY_HELP.iter().find(|(m, _)| *m == metric) {
+        return Some(h);
+    }
+    let mut members = COUNTERS.iter().filter(|c| c.metric == metric);
+    let first = members.next()?;
+    members.next().is_none().then_some(first.help)
+}
+
 /// Number of counters in [`CaptureStats`].
 pub const NCOUNTERS: usize = 16;
 
@@ -287,6 +314,49 @@ impl CaptureStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_family_is_named_and_explained() {
+        for c in COUNTERS {
+            // Prometheus conventions: a counter family ends in `_total` and
+            // names its unit (frames or bytes); the loss families tell their
+            // counters apart by stage.
+            assert!(
+                c.metric.starts_with("hpcap_") && c.metric.ends_with("_total"),
+                "{}",
+                c.metric
+            );
+            let unit = match c.unit {
+                Unit::Frames => "frames",
+                Unit::Bytes => "bytes",
+            };
+            assert!(c.metric.contains(unit), "{} counts {unit}", c.metric);
+            let staged = FAMILY_HELP.iter().any(|(m, _)| *m == c.metric);
+            assert_eq!(staged, c.stage.is_some(), "{}: stage label", c.name);
+            assert!(
+                family_help(c.metric).is_some_and(|h| !h.is_empty()),
+                "{}",
+                c.metric
+            );
+            // Two counters of one family never share a stage.
+            assert_eq!(
+                COUNTERS
+                    .iter()
+                    .filter(|o| o.metric == c.metric && o.stage == c.stage)
+                    .count(),
+                1,
+                "{}",
+                c.name
+            );
+        }
+        for (m, _) in FAMILY_HELP {
+            assert!(
+                COUNTERS.iter().any(|c| c.metric == *m),
+                "{m} has no counter"
+            );
+        }
+        assert_eq!(family_help("hpcap_nonexistent_total"), None);
+    }
 
     #[test]
     fn snaplen_and_fates_add_up() {

@@ -60,6 +60,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The OS error of an [`Error::Io`] (it is part of the message, not the
+    /// error's source, so `anyhow`'s chain does not list it).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Self::Io { err, .. } => Some(err),
+            _ => None,
+        }
+    }
+
     /// An I/O error with context.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {

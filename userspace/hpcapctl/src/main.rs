@@ -5,6 +5,8 @@
 //! listeners.
 
 mod bpfc;
+mod metrics;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,6 +36,7 @@ EXAMPLES:
   hpcapctl status /dev/hpcap0
   hpcapctl stats --watch 1 /dev/hpcap0
   hpcapctl stats --prometheus /dev/hpcap0 > /var/lib/node_exporter/hpcap.prom
+  hpcapctl serve --listen 127.0.0.1:9977
   hpcapctl config --snaplen 128 --filter 'tcp port 443' /dev/hpcap0
   hpcapctl kill /dev/hpcap0 2
   hpcapctl kill /dev/hpcap0 raid0      (a named listener, lingering or not)"
@@ -91,6 +94,29 @@ enum Cmd {
         block_size: Option<u64>,
         /// /dev/hpcapN or a software source path.
         source: PathBuf,
+    },
+    /// Serve the metrics of `stats --prometheus` over HTTP for Prometheus.
+    #[command(
+        long_about = "Serves /metrics over HTTP for Prometheus: the text `hpcapctl stats \
+--prometheus` prints, read afresh at every scrape from every hpcap device and software source found \
+(or the SOURCEs named). Opening a source attaches no listener, so scraping never holds the capture \
+back, and read permission on the nodes is all it needs (group hpcap). A source that cannot be read \
+shows as hpcap_source_up 0 and is logged once. Stops on SIGINT or SIGTERM.",
+        after_help = "EXAMPLES:
+  hpcapctl serve                                  # every source, on 127.0.0.1:9977
+  hpcapctl serve --listen :9977 /dev/hpcap0       # one device, on every IPv4 address
+  curl -s http://127.0.0.1:9977/metrics | grep hpcap_frames_dropped_total
+
+Prometheus: scrape_configs: [{job_name: hpcap, static_configs: [{targets: ['HOST:9977']}]}]"
+    )]
+    Serve {
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT, or :PORT for every
+        /// IPv4 address ([::]:PORT: every address, IPv6 too). Port 0: any
+        /// free port, printed at start.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9977", value_parser = serve::parse_listen)]
+        listen: std::net::SocketAddr,
+        /// Sources (every one found at each scrape if none given).
+        sources: Vec<PathBuf>,
     },
     /// Kill a listener: it stops holding the capture back and gets a
     /// hang-up; a lingering named listener is freed at once.
@@ -407,150 +433,6 @@ fn cmd_status(json_out: bool, p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One metric family: name, help, type, labelled values.
-type Family = (&'static str, &'static str, &'static str, Vec<(String, f64)>);
-
-/// Prometheus text exposition format for the sources.
-fn prometheus(srcs: &[(PathBuf, Source)]) -> Result<String> {
-    let mut out = String::new();
-    let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    let mut samples: Vec<Family> = Vec::new();
-    let mut per_src = Vec::new();
-    for (p, s) in srcs {
-        let i = s.info()?;
-        let st = s.stats()?;
-        let labels = format!(
-            "device=\"{}\",path=\"{}\"",
-            esc(&cstr(&i.name)),
-            esc(&p.to_string_lossy())
-        );
-        per_src.push((labels, i, st));
-    }
-    // Counters from the core's table: one family per metric, loss stages
-    // as labels; a NIC counter the NIC does not have is left out.
-    let mut families: Vec<&'static str> = Vec::new();
-    for c in COUNTERS {
-        if !families.contains(&c.metric) {
-            families.push(c.metric);
-        }
-    }
-    for metric in families {
-        let members: Vec<_> = COUNTERS.iter().filter(|c| c.metric == metric).collect();
-        let help = if members.len() == 1 {
-            members[0].help
-        } else if metric.starts_with("hpcap_frames") {
-            "Frames lost, by the stage that lost them."
-        } else {
-            "Wire bytes lost, by the stage that lost them."
-        };
-        let mut v = Vec::new();
-        for (l, _, st) in &per_src {
-            for c in &members {
-                if let CounterSource::Nic(bit) = c.source {
-                    if st.nic_valid & bit == 0 {
-                        continue;
-                    }
-                }
-                let labels = match c.stage {
-                    Some(stage) => format!("{l},stage=\"{stage}\""),
-                    None => l.clone(),
-                };
-                v.push((labels, (c.get)(&st.counters) as f64));
-            }
-        }
-        samples.push((metric, help, "counter", v));
-    }
-    let mut gauge =
-        |name: &'static str, help: &'static str, f: &dyn Fn(&abi::Info, &Stats) -> f64| {
-            let v = per_src
-                .iter()
-                .map(|(l, i, st)| (l.clone(), f(i, st)))
-                .collect();
-            samples.push((name, help, "gauge", v));
-        };
-    gauge(
-        "hpcap_buffer_size_bytes",
-        "Size of the capture buffer.",
-        &|i, _| i.buffer_size as f64,
-    );
-    gauge("hpcap_block_size_bytes", "Stream block size.", &|i, _| {
-        i.block_size as f64
-    });
-    gauge(
-        "hpcap_buffer_free_bytes",
-        "Room before the slowest blocking listener.",
-        &|_, st| st.free_bytes as f64,
-    );
-    gauge(
-        "hpcap_commit_offset_bytes",
-        "Stream offset of the end of published data.",
-        &|_, st| st.commit as f64,
-    );
-    gauge("hpcap_listeners", "Attached listeners.", &|_, st| {
-        f64::from(st.nlisteners)
-    });
-    gauge(
-        "hpcap_listeners_lingering",
-        "Named listeners whose process went away, kept for a successor.",
-        &|_, st| {
-            st.listener[..(st.nlisteners as usize).min(abi::MAX_LISTENERS)]
-                .iter()
-                .filter(|l| l.flags & abi::LISTENER_LINGERING != 0)
-                .count() as f64
-        },
-    );
-    gauge("hpcap_link_up", "1 when the link is up.", &|i, _| {
-        f64::from(i.link_up)
-    });
-    gauge(
-        "hpcap_uptime_seconds",
-        "Seconds since the device was bound.",
-        &|_, st| st.uptime_ns as f64 / 1e9,
-    );
-    for (name, help, ty, vals) in samples {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {ty}\n"));
-        for (l, v) in vals {
-            out.push_str(&format!("{name}{{{l}}} {v}\n"));
-        }
-    }
-    // Per-listener gauges.
-    for (metric, help) in [
-        (
-            "listener_lag_bytes",
-            "Published bytes the listener has not consumed.",
-        ),
-        (
-            "listener_lost_bytes",
-            "Bytes a lossy listener lost to overruns.",
-        ),
-    ] {
-        out.push_str(&format!(
-            "# HELP hpcap_{metric} {help}\n# TYPE hpcap_{metric} gauge\n"
-        ));
-        for (l, _, st) in &per_src {
-            for li in &st.listener[..st.nlisteners as usize] {
-                let v = if metric == "listener_lag_bytes" {
-                    li.lag
-                } else {
-                    li.lost_bytes
-                };
-                let name =
-                    listener_name(li).map_or(String::new(), |n| format!(",name=\"{}\"", esc(&n)));
-                out.push_str(&format!(
-                    "hpcap_{metric}{{{l},listener=\"{}\",mode=\"{}\"{name}}} {v}\n",
-                    li.id,
-                    mode_name(li.mode)
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn cmd_stats(
     json_out: bool,
     sources: &[PathBuf],
@@ -571,7 +453,13 @@ fn cmd_stats(
         .map(|p| open(p).map(|s| (p.clone(), s)))
         .collect::<Result<_>>()?;
     if prom {
-        print!("{}", prometheus(&srcs)?);
+        let readings = srcs
+            .iter()
+            .map(|(p, s)| {
+                metrics::Reading::of(p, s).with_context(|| format!("reading {}", p.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        print!("{}", metrics::render(&readings, &[]));
         return Ok(());
     }
     let Some(every) = watch else {
@@ -686,6 +574,7 @@ fn main() {
             prometheus,
             sources,
         } => cmd_stats(args.json, sources, *watch, *count, *prometheus),
+        Cmd::Serve { listen, sources } => serve::run(*listen, sources.clone()),
         Cmd::Config {
             snaplen,
             filter,
@@ -765,6 +654,33 @@ fn main() {
     };
     if let Err(e) = r {
         eprintln!("hpcapctl: error: {e:#}");
+        if let Some(h) = device_hint(&e) {
+            eprintln!("hpcapctl: hint: {h}");
+        }
         std::process::exit(1);
+    }
+}
+
+/// Why a capture device could not be opened, in the usual cases (a missing
+/// node, missing permission): a hint printed after the error.
+fn device_hint(e: &anyhow::Error) -> Option<&'static str> {
+    let io = e.chain().find_map(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<hpcap::Error>()?.io_error())
+    })?;
+    if !format!("{e:#}").contains("/dev/hpcap") {
+        return None;
+    }
+    match io.kind() {
+        std::io::ErrorKind::NotFound => Some(
+            "no such device node: is hpcap.ko loaded and the port bound to it (hpcapctl list)? \
+             In a container, pass the node: docker run --device /dev/hpcapN ...",
+        ),
+        std::io::ErrorKind::PermissionDenied => Some(
+            "the nodes belong to user and group hpcap, mode 0640 (the hpcap-tools udev rule): \
+             members of group hpcap may read them (lossy listeners), the hpcap user may also record \
+             losslessly; in a container: --user UID:GID with the hpcap group's GID",
+        ),
+        _ => None,
     }
 }
