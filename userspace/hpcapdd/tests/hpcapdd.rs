@@ -318,6 +318,10 @@ fn sigint_at_random_moments_leaves_valid_files() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // The delay counts from when hpcapdd catches SIGINT (before, the
+        // signal's default action ends it, as for any program): starting
+        // a 50 MB debug binary takes longer than 7 ms on a loaded machine.
+        wait_catches_sigint(dd.id());
         std::thread::sleep(Duration::from_millis(*d));
         // SAFETY: signalling our own child.
         unsafe { libc::kill(dd.id() as i32, libc::SIGINT) };
@@ -636,4 +640,23 @@ fn a_missing_device_node_gets_a_hint() {
         err.contains("hint: no such device node") && err.contains("--device"),
         "{err}"
     );
+}
+
+/// Waits (up to 30 s) until process `pid` has a handler for SIGINT, from
+/// the `SigCgt` mask in /proc/PID/status.
+fn wait_catches_sigint(pid: u32) {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = st
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (libc::SIGINT - 1)) != 0);
+        if caught {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("process {pid} did not install a SIGINT handler within 30 s");
 }
