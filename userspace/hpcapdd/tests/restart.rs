@@ -124,10 +124,12 @@ fn restarts(tag: &str, format: &str) {
     let shm = ShmPath::new(tag);
     let dir = TempDir::new(tag);
     let out = dir.path().join("out");
-    let json = dir.path().join("stats.json");
     let sim_json = dir.path().join("sim.json");
     let sj = sim_json.to_string_lossy().into_owned();
-    let mut s = sim_args(format, frames, "15000");
+    // 6000 frames/s: a stream of ~6.7 s, longer than the killed runs take
+    // together on a quiet machine; on a loaded one the stream may end
+    // during a run meant to be killed, which then is the last run.
+    let mut s = sim_args(format, frames, "6000");
     s.extend_from_slice(&["--stats-json", &sj]);
     let mut sim = start_sim(&shm.0, &s);
     let dd_args = [
@@ -139,16 +141,43 @@ fn restarts(tag: &str, format: &str) {
         "1M",
     ];
     let mut log = String::new();
-    for k in 0..6 {
-        let mut dd = hpcapdd(&dd_args, &shm.0, &out)
+    let mut kills = 0;
+    let mut last_json = None;
+    for k in 0..7 {
+        // Every run writes its own statistics: the run that reaches the end
+        // of the stream is the one whose summary is checked.
+        let js = dir.path().join(format!("stats.{k}.json"));
+        let jss = js.to_string_lossy().into_owned();
+        let mut a = dd_args.to_vec();
+        a.extend_from_slice(&["--stats-json", &jss]);
+        let mut dd = hpcapdd(&a, &shm.0, &out)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        if k == 6 {
+            // The last one runs to the end of the stream.
+            let st = wait_timeout(&mut dd, 120);
+            log += &format!("--- last run\n{}", stderr_of(&mut dd));
+            assert!(st.success(), "hpcapdd: {st}\n{log}");
+            last_json = Some(js);
+            break;
+        }
         // One kill very early (before or while attaching), the others
         // anywhere in the first 1.2 s of a run.
         let ms = if k == 1 { 3 } else { 20 + rng.next() % 1200 };
         std::thread::sleep(Duration::from_millis(ms));
+        if let Some(st) = dd.try_wait().unwrap() {
+            // The stream ended before the kill: this run was the last.
+            log += &format!(
+                "--- run {k} reached the end of the stream before {ms} ms\n{}",
+                stderr_of(&mut dd)
+            );
+            assert!(st.success(), "hpcapdd: {st}\n{log}");
+            last_json = Some(js);
+            break;
+        }
         kill9(&mut dd);
+        kills += 1;
         log += &format!("--- run {k}, SIGKILL after {ms} ms\n{}", stderr_of(&mut dd));
         assert!(
             sim.try_wait().unwrap().is_none(),
@@ -156,17 +185,11 @@ fn restarts(tag: &str, format: &str) {
              listener\n{log}"
         );
     }
-    // The last one runs to the end of the stream.
-    let js = json.to_string_lossy().into_owned();
-    let mut a = dd_args.to_vec();
-    a.extend_from_slice(&["--stats-json", &js]);
-    let mut dd = hpcapdd(&a, &shm.0, &out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let st = wait_timeout(&mut dd, 120);
-    log += &format!("--- last run\n{}", stderr_of(&mut dd));
-    assert!(st.success(), "hpcapdd: {st}\n{log}");
+    // Run 0 is killed at the latest 1.22 s into a 6.7 s stream, run 1
+    // 3 ms after it starts: two kills happen unless the machine stalls for
+    // seconds.
+    assert!(kills >= 2, "only {kills} kill(s) happened\n{log}");
+    let json = last_json.unwrap();
     assert!(wait_timeout(&mut sim, 60).success());
     eprintln!("{log}");
     let files = files_under(&out);
