@@ -474,6 +474,11 @@ fn prometheus(srcs: &[(PathBuf, Source)]) -> Result<String> {
         f64::from(i.link_up)
     });
     gauge(
+        "hpcap_nic_resets",
+        "Times the NIC was reset under the capture (each a gap in the stream).",
+        &|_, st| f64::from(st.nic_resets),
+    );
+    gauge(
         "hpcap_uptime_seconds",
         "Seconds since the device was bound.",
         &|_, st| st.uptime_ns as f64 / 1e9,
@@ -549,6 +554,7 @@ fn cmd_stats(
                 "counters": counters_json(&st),
                 "commit": st.commit,
                 "free_bytes": st.free_bytes,
+                "nic_resets": st.nic_resets,
                 "uptime_s": st.uptime_ns as f64 / 1e9,
                 "listener": listeners_json(&st),
             });
@@ -567,6 +573,7 @@ fn cmd_stats(
                 }
                 println!("  {:22} {}", "commit", st.commit);
                 println!("  {:22} {}", "free_bytes", st.free_bytes);
+                println!("  {:22} {}", "nic_resets", st.nic_resets);
             }
             all.push(v);
         }
