@@ -344,6 +344,10 @@ impl Vf {
         self.macs = vec![self.config.mac];
         self.unicast_promisc = false;
         self.multicast_promisc = false;
+        // Linux's PF frees and allocates the VF's VSI in a reset
+        // (`i40e_cleanup_reset_vf`), and a new VSI's counters start at
+        // zero (`i40e_vsi_reset_stats`).
+        self.eth = EthStats::default();
     }
 
     /// Starts a VF reset (VFGEN_RSTAT goes through INPROGRESS; the mailbox

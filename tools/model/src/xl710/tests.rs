@@ -464,6 +464,8 @@ fn untrusted_vf_may_not_add_a_foreign_unicast_mac() {
 fn vf_reset_clears_the_mailbox_and_completes() {
     let mut d = Driver::new(Config::default());
     d.bring_up();
+    assert!(d.rx(&frame(OWN, 60, 0)));
+    assert_eq!(d.vf.eth.rx_unicast, 1);
     d.send(op::RESET_VF, &[]);
     assert_eq!(d.r(reg::VFGEN_RSTAT), reg::VFR_INPROGRESS);
     assert_eq!(
@@ -473,6 +475,8 @@ fn vf_reset_clears_the_mailbox_and_completes() {
     );
     assert!(!d.rx(&frame(OWN, 60, 0)));
     assert_eq!(d.vf.stats.not_ready, 1);
+    // The PF gives the VF a new VSI, whose counters start at zero.
+    assert_eq!(d.vf.eth, EthStats::default());
     d.now += Duration::from_millis(25);
     d.vf.tick(d.now, &mut d.p);
     assert_eq!(d.r(reg::VFGEN_RSTAT), reg::VFR_VFACTIVE);
