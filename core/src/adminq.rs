@@ -26,6 +26,7 @@ pub mod flag {
     /// Descriptor done: the other side has processed it.
     pub const DD: u16 = 1 << 0;
     /// Command completed.
+    #[cfg_attr(hpcap_kernel, allow(dead_code))]
     pub const CMP: u16 = 1 << 1;
     /// Command failed; `retval` says why.
     pub const ERR: u16 = 1 << 2;
@@ -128,7 +129,7 @@ fn u32_at(b: &[u8; DESC_LEN], at: usize) -> u32 {
 
 impl Desc {
     /// The descriptor as it lies in memory.
-    pub fn to_bytes(&self) -> [u8; DESC_LEN] {
+    pub fn to_bytes(self) -> [u8; DESC_LEN] {
         let mut b = [0u8; DESC_LEN];
         let fields: [(usize, &[u8]); 10] = [
             (0, &self.flags.to_le_bytes()),
@@ -168,7 +169,7 @@ impl Desc {
 
     /// The descriptor as four little-endian 64-bit words (how a driver
     /// writes it into DMA memory with whole-word stores).
-    pub fn to_words(&self) -> [u64; 4] {
+    pub fn to_words(self) -> [u64; 4] {
         let b = self.to_bytes();
         let mut w = [0u64; 4];
         for (i, w) in w.iter_mut().enumerate() {
@@ -193,6 +194,7 @@ impl Desc {
     }
 
     /// The bus address of the descriptor's buffer.
+    #[cfg_attr(hpcap_kernel, allow(dead_code))]
     pub fn buffer(&self) -> u64 {
         (u64::from(self.addr_high) << 32) | u64::from(self.addr_low)
     }

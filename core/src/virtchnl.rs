@@ -131,6 +131,7 @@ pub const FLAG_MULTICAST_PROMISC: u16 = 1 << 1;
 /// `VIRTCHNL_RXDID_1_32B_BASE`: the legacy 32-byte RX descriptor.
 pub const RXDID_LEGACY_32B: u8 = 1;
 /// `VIRTCHNL_ETHER_ADDR_PRIMARY`: the VF's own (primary) MAC address.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const ETHER_ADDR_PRIMARY: u8 = 1;
 /// Most queue pairs a VSI may configure in one message
 /// (`VIRTCHNL_OP_CONFIG_VSI_QUEUES_MAX`).
@@ -151,6 +152,7 @@ pub const VERSION_INFO_LEN: usize = 8;
 /// Fixed part of `virtchnl_vf_resource`.
 const VF_RESOURCE_HDR: usize = 20;
 /// `virtchnl_vf_resource_LEGACY_SIZEOF`.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const VF_RESOURCE_LEGACY: usize = 36;
 /// `virtchnl_vsi_resource`.
 pub const VSI_RESOURCE_LEN: usize = 16;
@@ -171,10 +173,13 @@ pub const VECTOR_MAP_LEN: usize = 12;
 /// `virtchnl_queue_select`.
 pub const QUEUE_SELECT_LEN: usize = 12;
 /// Fixed part of `virtchnl_ether_addr_list`.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 const ETHER_ADDR_LIST_HDR: usize = 4;
 /// `virtchnl_ether_addr_list_LEGACY_SIZEOF`.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const ETHER_ADDR_LIST_LEGACY: usize = 12;
 /// `virtchnl_ether_addr`.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const ETHER_ADDR_LEN: usize = 8;
 /// `virtchnl_promisc_info`.
 pub const PROMISC_INFO_LEN: usize = 4;
@@ -689,6 +694,7 @@ impl QueueSelect {
 }
 
 /// `struct virtchnl_ether_addr`.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EtherAddr {
     /// The address.
@@ -698,6 +704,7 @@ pub struct EtherAddr {
 }
 
 /// `struct virtchnl_ether_addr_list` (ADD_ETH_ADDR, DEL_ETH_ADDR).
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EtherAddrList<'a> {
     /// VSI id.
@@ -707,6 +714,7 @@ pub struct EtherAddrList<'a> {
     bytes: &'a [u8],
 }
 
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 impl<'a> EtherAddrList<'a> {
     /// Encodes a request; the message length
     /// ([`ETHER_ADDR_LIST_LEGACY`] + 8 per address).
