@@ -8,18 +8,19 @@
 #   make test     everything CI runs (.ci/run calls exactly this)
 #   make bench    benchmarks (ratios measured side by side; not part of test)
 #   make bench-plot  out/bench/hotpath.svg: hot-path ratios across revisions
+#   make deb      Debian packages hpcap-tools and hpcap-dkms in target/deb/
 
 RUST_TOOLCHAIN := $(shell sed -n 's/^RUST_TOOLCHAIN=//p' tools/kernel/versions)
 export RUSTUP_TOOLCHAIN := $(RUST_TOOLCHAIN)
 CARGO ?= cargo
 
-.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench bench-plot clean help
+.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench bench-plot deb clean help
 
 all: userspace module
 
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "other targets: deps kernel module userspace fmt clippy unit check vmtest clean"
+	@echo "other targets: deps kernel module userspace fmt clippy unit check vmtest deb clean"
 
 deps:
 	tools/deps/install
@@ -58,6 +59,9 @@ bench:
 
 bench-plot:
 	tests/bench/plot out/bench/results.jsonl out/bench/hotpath.svg
+
+deb: userspace
+	tools/packaging/deb/build
 
 clean:
 	-tools/kernel/module clean

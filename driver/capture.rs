@@ -604,8 +604,9 @@ impl<N: Nic> ThreadBody for Consumer<N> {
 /// backs off like an idle one (tens of microseconds: several batches).
 const TOKEN_SPINS: u32 = 4096;
 
-/// The slow path of one device: link state and NIC counters every 100 ms,
-/// read by the backend ([`Nic::service`]) off the capture threads.
+/// The slow path of one device, every 100 ms off the capture threads:
+/// link state and NIC counters, read by the backend ([`Nic::service`]),
+/// and the expiry of lingering listeners.
 struct Service<N: Nic> {
     rx: Arc<Rx<N>>,
     last_ns: AtomicU64,
@@ -675,6 +676,10 @@ impl<N: Nic> Service<N> {
     }
 
     fn refresh(&self) {
+        // Lingering listeners past their deadline stop holding the
+        // producer back (an attach by name also frees one it finds
+        // expired); the consumers re-read the limit every batch.
+        self.rx.shared.listeners.expire(kthread::mono_ns());
         let mut s = self.rx.queue.nic().service();
         if s.reset && self.recover() {
             s = self.rx.queue.nic().service();

@@ -12,7 +12,7 @@
 //! Every frame that reaches the driver lands in exactly one fate: stored,
 //! filtered, or dropped at one stage, so
 //! `frames_seen == frames_stored + filtered + dropped_ring + dropped_no_space
-//! + dropped_writer + dropped_no_listener`. The NIC's own counters (`nic_*`) are read from the
+//! + dropped_lingering + dropped_writer + dropped_no_listener`. The NIC's own counters (`nic_*`) are read from the
 //! hardware and come on top; a NIC that has no such counter reports it as
 //! unavailable ([`NicCounters::valid`]), never as 0.
 //!
@@ -149,10 +149,39 @@ counters! {
         "Frames the NIC counted as received (its good-packets counter).";
     dropped_no_listener: Frames, "hpcap_frames_dropped_total", Some("no_listener"), Source::Driver,
         "Frames received while no listener was attached (nothing to store them for).";
+    dropped_lingering: Frames, "hpcap_frames_dropped_total", Some("lingering"), Source::Driver,
+        "Frames dropped for lack of buffer space that only lingering listeners (named listeners whose owner went away, kept for a restart) held.";
+}
+
+/// `# HELP` of the metric families whose counters are told apart by their
+/// `stage` label (a family without stages is one counter and takes that
+/// counter's help).
+#[cfg(not(hpcap_kernel))]
+pub const FAMILY_HELP: &[(&str, &str)] = &[
+    (
+        "hpcap_frames_dropped_total",
+        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, no_listener, writer).",
+    ),
+    (
+        "hpcap_bytes_dropped_total",
+        "Wire bytes of the frames lost, by the stage that lost them (label stage).",
+    ),
+];
+
+/// The `# HELP` of metric family `metric`: the family's from
+/// [`FAMILY_HELP`] if it has stages, else that of its one counter.
+#[cfg(not(hpcap_kernel))]
+pub fn family_help(metric: &str) -> Option<&'static str> {
+    if let Some((_, h)) = FAMILY_HELP.iter().find(|(m, _)| *m == metric) {
+        return Some(h);
+    }
+    let mut members = COUNTERS.iter().filter(|c| c.metric == metric);
+    let first = members.next()?;
+    members.next().is_none().then_some(first.help)
 }
 
 /// Number of counters in [`CaptureStats`].
-pub const NCOUNTERS: usize = 15;
+pub const NCOUNTERS: usize = 16;
 
 /// Size of [`CaptureStats`] in bytes.
 pub const CAPTURE_STATS_LEN: usize = NCOUNTERS * 8;
@@ -190,6 +219,10 @@ pub enum DropStage {
     Ring,
     /// No room in the buffer: a blocking listener holds the space.
     NoSpace,
+    /// No room in the buffer, but only because of lingering listeners
+    /// (named listeners whose owner went away): without them the frame
+    /// would have been stored.
+    Lingering,
     /// No listener is attached: there is nothing to store the frame for.
     NoListener,
     /// No record can hold the frame (larger than a block or than the
@@ -228,6 +261,7 @@ impl CaptureStats {
                 self.dropped_no_space = self.dropped_no_space.wrapping_add(1);
                 self.bytes_no_space = self.bytes_no_space.wrapping_add(u64::from(len));
             }
+            DropStage::Lingering => self.dropped_lingering = self.dropped_lingering.wrapping_add(1),
             DropStage::Writer => self.dropped_writer = self.dropped_writer.wrapping_add(1),
             DropStage::NoListener => {
                 self.dropped_no_listener = self.dropped_no_listener.wrapping_add(1)
@@ -241,6 +275,7 @@ impl CaptureStats {
             .wrapping_add(self.dropped_no_space)
             .wrapping_add(self.dropped_writer)
             .wrapping_add(self.dropped_no_listener)
+            .wrapping_add(self.dropped_lingering)
     }
 
     /// Every frame the driver saw has exactly one fate.
@@ -281,27 +316,73 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metric_family_is_named_and_explained() {
+        for c in COUNTERS {
+            // Prometheus conventions: a counter family ends in `_total` and
+            // names its unit (frames or bytes); the loss families tell their
+            // counters apart by stage.
+            assert!(
+                c.metric.starts_with("hpcap_") && c.metric.ends_with("_total"),
+                "{}",
+                c.metric
+            );
+            let unit = match c.unit {
+                Unit::Frames => "frames",
+                Unit::Bytes => "bytes",
+            };
+            assert!(c.metric.contains(unit), "{} counts {unit}", c.metric);
+            let staged = FAMILY_HELP.iter().any(|(m, _)| *m == c.metric);
+            assert_eq!(staged, c.stage.is_some(), "{}: stage label", c.name);
+            assert!(
+                family_help(c.metric).is_some_and(|h| !h.is_empty()),
+                "{}",
+                c.metric
+            );
+            // Two counters of one family never share a stage.
+            assert_eq!(
+                COUNTERS
+                    .iter()
+                    .filter(|o| o.metric == c.metric && o.stage == c.stage)
+                    .count(),
+                1,
+                "{}",
+                c.name
+            );
+        }
+        for (m, _) in FAMILY_HELP {
+            assert!(
+                COUNTERS.iter().any(|c| c.metric == *m),
+                "{m} has no counter"
+            );
+        }
+        assert_eq!(family_help("hpcap_nonexistent_total"), None);
+    }
+
+    #[test]
     fn snaplen_and_fates_add_up() {
         assert_eq!(caplen(1514, 0), 1514);
         assert_eq!(caplen(1514, 96), 96);
         assert_eq!(caplen(60, 96), 60);
         let mut s = CaptureStats::ZERO;
-        for (i, len) in [60u32, 1514, 9018, 128, 64].iter().enumerate() {
+        for (i, len) in [60u32, 1514, 9018, 128, 64, 200].iter().enumerate() {
             s.seen(*len);
             match i {
                 0 => s.filter_rejected(*len),
                 1 => s.stored(*len, caplen(*len, 256)),
                 2 => s.dropped(DropStage::NoSpace, *len),
                 3 => s.stored(*len, caplen(*len, 256)),
-                _ => s.dropped(DropStage::Ring, *len),
+                4 => s.dropped(DropStage::Ring, *len),
+                _ => s.dropped(DropStage::Lingering, *len),
             }
         }
         assert!(s.fates_add_up());
+        assert_eq!((s.dropped_lingering, s.dropped_no_space), (1, 1));
+        assert_eq!(s.dropped_total(), 3);
         assert_eq!((s.truncated_by_snaplen, s.bytes_truncated), (1, 1514 - 256));
         assert_eq!(s.bytes_stored, 256 + 128);
         let mut t = s;
         t.merge(&s);
-        assert_eq!(t.frames_seen, 10);
+        assert_eq!(t.frames_seen, 12);
         assert_eq!(CaptureStats::from_array(s.to_array()), s);
     }
 
@@ -317,7 +398,7 @@ mod tests {
             assert!(!c.help.is_empty());
         }
         assert_eq!(COUNTERS[0].name, "frames_seen");
-        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "dropped_no_listener");
+        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "dropped_lingering");
         // Loss counters of one family are told apart by their stage label.
         let drops = [
             "nic_missed",
@@ -325,6 +406,7 @@ mod tests {
             "dropped_no_space",
             "dropped_writer",
             "dropped_no_listener",
+            "dropped_lingering",
         ];
         for name in drops {
             let c = COUNTERS.iter().find(|c| c.name == name).unwrap();

@@ -13,6 +13,7 @@
 #            `tcpdump -w`; the interface's counters before and after in
 #            nic-stats.json, tcpdump's report in tcpdump.err.
 set -e
+uname -r >"$HPCAP_OUT/kernel-release"
 
 # The port to capture from, bound to DRIVER (hpcap or the kernel's own);
 # prints its PCI address.

@@ -5,6 +5,8 @@
 //! listeners.
 
 mod bpfc;
+mod metrics;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,8 +36,10 @@ EXAMPLES:
   hpcapctl status /dev/hpcap0
   hpcapctl stats --watch 1 /dev/hpcap0
   hpcapctl stats --prometheus /dev/hpcap0 > /var/lib/node_exporter/hpcap.prom
+  hpcapctl serve --listen 127.0.0.1:9977
   hpcapctl config --snaplen 128 --filter 'tcp port 443' /dev/hpcap0
-  hpcapctl kill /dev/hpcap0 2"
+  hpcapctl kill /dev/hpcap0 2
+  hpcapctl kill /dev/hpcap0 raid0      (a named listener, lingering or not)"
 )]
 struct Args {
     /// Print JSON instead of text.
@@ -91,12 +95,41 @@ enum Cmd {
         /// /dev/hpcapN or a software source path.
         source: PathBuf,
     },
-    /// Kill a listener: it stops holding the capture back and gets a hang-up.
+    /// Serve the metrics of `stats --prometheus` over HTTP for Prometheus.
+    #[command(
+        long_about = "Serves /metrics over HTTP for Prometheus: the text `hpcapctl stats \
+--prometheus` prints, read afresh at every scrape from every hpcap device and software source found \
+(or the SOURCEs named). Opening a source attaches no listener, so scraping never holds the capture \
+back, and read permission on the nodes is all it needs (group hpcap). A source that cannot be read \
+shows as hpcap_source_up 0 and is logged once. Stops on SIGINT or SIGTERM.",
+        after_help = "EXAMPLES:
+  hpcapctl serve                                  # every source, on 127.0.0.1:9977
+  hpcapctl serve --listen :9977 /dev/hpcap0       # one device, on every IPv4 address
+  curl -s http://127.0.0.1:9977/metrics | grep hpcap_frames_dropped_total
+
+Prometheus: scrape_configs: [{job_name: hpcap, static_configs: [{targets: ['HOST:9977']}]}]"
+    )]
+    Serve {
+        /// Address to listen on: HOST:PORT, [IPV6]:PORT, or :PORT for every
+        /// IPv4 address ([::]:PORT: every address, IPv6 too). Port 0: any
+        /// free port, printed at start.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9977", value_parser = serve::parse_listen)]
+        listen: std::net::SocketAddr,
+        /// Sources (every one found at each scrape if none given).
+        sources: Vec<PathBuf>,
+    },
+    /// Kill a listener: it stops holding the capture back and gets a
+    /// hang-up; a lingering named listener is freed at once.
     Kill {
         /// /dev/hpcapN or a software source path.
         source: PathBuf,
-        /// Listener id (see `hpcapctl status`).
-        id: u32,
+        /// Listener id, or the name of a named listener (see `hpcapctl
+        /// status`).
+        #[arg(value_name = "ID|NAME")]
+        listener: String,
+        /// LISTENER is a name even if it is a number.
+        #[arg(long)]
+        by_name: bool,
     },
 }
 
@@ -222,16 +255,26 @@ fn counters_json(st: &Stats) -> Value {
     Value::Object(m)
 }
 
+/// A listener's name, if it has one.
+fn listener_name(l: &abi::Listener) -> Option<String> {
+    (l.flags & abi::LISTENER_NAMED != 0).then(|| cstr(&l.name))
+}
+
 fn listeners_json(st: &Stats) -> Value {
     Value::Array(
         st.listener[..(st.nlisteners as usize).min(abi::MAX_LISTENERS)]
             .iter()
             .map(|l| {
+                let lingering = l.flags & abi::LISTENER_LINGERING != 0;
                 json!({
                     "id": l.id,
+                    "name": listener_name(l),
                     "mode": mode_name(l.mode),
                     "pid": l.pid,
                     "killed": l.flags & abi::LISTENER_KILLED != 0,
+                    "lingering": lingering,
+                    "linger_ms": (l.flags & abi::LISTENER_NAMED != 0).then_some(l.linger_ms),
+                    "linger_left_ms": lingering.then_some(l.linger_left_ms),
                     "cursor": l.cursor,
                     "lag": l.lag,
                     "lost_bytes": l.lost_bytes,
@@ -365,160 +408,29 @@ fn cmd_status(json_out: bool, p: &Path) -> Result<()> {
     }
     println!("  listeners   {}", st.nlisteners);
     for l in &st.listener[..st.nlisteners as usize] {
+        let mut state = String::new();
+        if l.flags & abi::LISTENER_KILLED != 0 {
+            state += "  KILLED";
+        }
+        if l.flags & abi::LISTENER_LINGERING != 0 {
+            state += &format!(
+                "  LINGERING (process gone; freed in {:.1} s unless `hpcapdd --name` resumes it)",
+                f64::from(l.linger_left_ms) / 1000.0
+            );
+        }
         println!(
-            "    id {:2}  {:8}  pid {:7}  cursor {:14}  lag {:>10}  lost {} in {} blocks{}",
+            "    id {:<6}  {:8}  {:16}  pid {:7}  cursor {:14}  lag {:>10}  lost {} in {} blocks{state}",
             l.id,
             mode_name(l.mode),
+            listener_name(l).map_or("-".to_string(), |n| format!("name {n}")),
             l.pid,
             l.cursor,
             human(l.lag),
             human(l.lost_bytes),
             l.lost_blocks,
-            if l.flags & abi::LISTENER_KILLED != 0 {
-                "  KILLED"
-            } else {
-                ""
-            }
         );
     }
     Ok(())
-}
-
-/// One metric family: name, help, type, labelled values.
-type Family = (&'static str, &'static str, &'static str, Vec<(String, f64)>);
-
-/// Prometheus text exposition format for the sources.
-fn prometheus(srcs: &[(PathBuf, Source)]) -> Result<String> {
-    let mut out = String::new();
-    let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    let mut samples: Vec<Family> = Vec::new();
-    let mut per_src = Vec::new();
-    for (p, s) in srcs {
-        let i = s.info()?;
-        let st = s.stats()?;
-        let labels = format!(
-            "device=\"{}\",path=\"{}\"",
-            esc(&cstr(&i.name)),
-            esc(&p.to_string_lossy())
-        );
-        per_src.push((labels, i, st));
-    }
-    // Counters from the core's table: one family per metric, loss stages
-    // as labels; a NIC counter the NIC does not have is left out.
-    let mut families: Vec<&'static str> = Vec::new();
-    for c in COUNTERS {
-        if !families.contains(&c.metric) {
-            families.push(c.metric);
-        }
-    }
-    for metric in families {
-        let members: Vec<_> = COUNTERS.iter().filter(|c| c.metric == metric).collect();
-        let help = if members.len() == 1 {
-            members[0].help
-        } else if metric.starts_with("hpcap_frames") {
-            "Frames lost, by the stage that lost them."
-        } else {
-            "Wire bytes lost, by the stage that lost them."
-        };
-        let mut v = Vec::new();
-        for (l, _, st) in &per_src {
-            for c in &members {
-                if let CounterSource::Nic(bit) = c.source {
-                    if st.nic_valid & bit == 0 {
-                        continue;
-                    }
-                }
-                let labels = match c.stage {
-                    Some(stage) => format!("{l},stage=\"{stage}\""),
-                    None => l.clone(),
-                };
-                v.push((labels, (c.get)(&st.counters) as f64));
-            }
-        }
-        samples.push((metric, help, "counter", v));
-    }
-    let mut gauge =
-        |name: &'static str, help: &'static str, f: &dyn Fn(&abi::Info, &Stats) -> f64| {
-            let v = per_src
-                .iter()
-                .map(|(l, i, st)| (l.clone(), f(i, st)))
-                .collect();
-            samples.push((name, help, "gauge", v));
-        };
-    gauge(
-        "hpcap_buffer_size_bytes",
-        "Size of the capture buffer.",
-        &|i, _| i.buffer_size as f64,
-    );
-    gauge("hpcap_block_size_bytes", "Stream block size.", &|i, _| {
-        i.block_size as f64
-    });
-    gauge(
-        "hpcap_buffer_free_bytes",
-        "Room before the slowest blocking listener.",
-        &|_, st| st.free_bytes as f64,
-    );
-    gauge(
-        "hpcap_commit_offset_bytes",
-        "Stream offset of the end of published data.",
-        &|_, st| st.commit as f64,
-    );
-    gauge("hpcap_listeners", "Attached listeners.", &|_, st| {
-        f64::from(st.nlisteners)
-    });
-    gauge("hpcap_link_up", "1 when the link is up.", &|i, _| {
-        f64::from(i.link_up)
-    });
-    gauge(
-        "hpcap_nic_resets",
-        "Times the NIC was reset under the capture (each a gap in the stream).",
-        &|_, st| f64::from(st.nic_resets),
-    );
-    gauge(
-        "hpcap_uptime_seconds",
-        "Seconds since the device was bound.",
-        &|_, st| st.uptime_ns as f64 / 1e9,
-    );
-    for (name, help, ty, vals) in samples {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {ty}\n"));
-        for (l, v) in vals {
-            out.push_str(&format!("{name}{{{l}}} {v}\n"));
-        }
-    }
-    // Per-listener gauges.
-    for (metric, help) in [
-        (
-            "listener_lag_bytes",
-            "Published bytes the listener has not consumed.",
-        ),
-        (
-            "listener_lost_bytes",
-            "Bytes a lossy listener lost to overruns.",
-        ),
-    ] {
-        out.push_str(&format!(
-            "# HELP hpcap_{metric} {help}\n# TYPE hpcap_{metric} gauge\n"
-        ));
-        for (l, _, st) in &per_src {
-            for li in &st.listener[..st.nlisteners as usize] {
-                let v = if metric == "listener_lag_bytes" {
-                    li.lag
-                } else {
-                    li.lost_bytes
-                };
-                out.push_str(&format!(
-                    "hpcap_{metric}{{{l},listener=\"{}\",mode=\"{}\"}} {v}\n",
-                    li.id,
-                    mode_name(li.mode)
-                ));
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn cmd_stats(
@@ -541,7 +453,13 @@ fn cmd_stats(
         .map(|p| open(p).map(|s| (p.clone(), s)))
         .collect::<Result<_>>()?;
     if prom {
-        print!("{}", prometheus(&srcs)?);
+        let readings = srcs
+            .iter()
+            .map(|(p, s)| {
+                metrics::Reading::of(p, s).with_context(|| format!("reading {}", p.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        print!("{}", metrics::render(&readings, &[]));
         return Ok(());
     }
     let Some(every) = watch else {
@@ -625,7 +543,7 @@ fn cmd_stats(
                     "n/a".to_string()
                 };
                 println!(
-                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
+                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} lingering {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
                     s.name(),
                     pps / 1e6,
                     bps / 1e9,
@@ -633,6 +551,7 @@ fn cmd_stats(
                     nic,
                     c.dropped_ring,
                     c.dropped_no_space,
+                    c.dropped_lingering,
                     c.dropped_no_listener,
                     c.dropped_writer,
                     c.filtered,
@@ -657,6 +576,7 @@ fn main() {
             prometheus,
             sources,
         } => cmd_stats(args.json, sources, *watch, *count, *prometheus),
+        Cmd::Serve { listen, sources } => serve::run(*listen, sources.clone()),
         Cmd::Config {
             snaplen,
             filter,
@@ -710,20 +630,59 @@ fn main() {
             }
             Ok(())
         })(),
-        Cmd::Kill { source, id } => (|| -> Result<()> {
+        Cmd::Kill {
+            source,
+            listener,
+            by_name,
+        } => (|| -> Result<()> {
             let s = open(source)?;
-            s.kill_listener(*id)
-                .with_context(|| format!("killing listener {id}"))?;
+            let id = match listener.parse::<u32>() {
+                Ok(id) if !by_name => {
+                    s.kill_listener(id)
+                        .with_context(|| format!("killing listener {id}"))?;
+                    id
+                }
+                _ => s
+                    .kill_named(listener)
+                    .with_context(|| format!("killing the listener named {listener:?}"))?,
+            };
             if args.json {
                 println!("{}", json!({"path": source, "killed": id}));
             } else {
-                println!("{}: listener {id} killed", source.display());
+                println!("{}: listener {listener} (id {id}) killed", source.display());
             }
             Ok(())
         })(),
     };
     if let Err(e) = r {
         eprintln!("hpcapctl: error: {e:#}");
+        if let Some(h) = device_hint(&e) {
+            eprintln!("hpcapctl: hint: {h}");
+        }
         std::process::exit(1);
+    }
+}
+
+/// Why a capture device could not be opened, in the usual cases (a missing
+/// node, missing permission): a hint printed after the error.
+fn device_hint(e: &anyhow::Error) -> Option<&'static str> {
+    let io = e.chain().find_map(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<hpcap::Error>()?.io_error())
+    })?;
+    if !format!("{e:#}").contains("/dev/hpcap") {
+        return None;
+    }
+    match io.kind() {
+        std::io::ErrorKind::NotFound => Some(
+            "no such device node: is hpcap.ko loaded and the port bound to it (hpcapctl list)? \
+             In a container, pass the node: docker run --device /dev/hpcapN ...",
+        ),
+        std::io::ErrorKind::PermissionDenied => Some(
+            "the nodes belong to user and group hpcap, mode 0640 (the hpcap-tools udev rule): \
+             members of group hpcap may read them (lossy listeners), the hpcap user may also record \
+             losslessly; in a container: --user UID:GID with the hpcap group's GID",
+        ),
+        _ => None,
     }
 }

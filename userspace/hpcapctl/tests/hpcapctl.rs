@@ -4,6 +4,7 @@
 //! (snaplen, BPF filter) takes effect, listeners can be killed.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -377,4 +378,499 @@ fn kill_listener_releases_the_producer() {
             capinfos_count(&f);
         }
     }
+}
+
+/// Named listeners in `status` (text and JSON) and in the Prometheus
+/// output; a lingering one is listed as such and `kill NAME` frees it.
+#[test]
+fn named_and_lingering_listeners_are_listed_and_killed_by_name() {
+    let shm = ShmPath::new("ctlnamed");
+    let dir = TempDir::new("ctlnamed");
+    let mut sim = start_sim(
+        &shm.0,
+        &[
+            "--synthetic",
+            "64:100000000",
+            "--pps",
+            "20000",
+            "--block-size",
+            "64K",
+            "--buffer-size",
+            "256K",
+        ],
+    );
+    let p = shm.0.to_str().unwrap();
+    let mut dd = Command::new(bin("hpcapdd"))
+        .args(["--name", "ctl-test.1", "--linger", "1h"])
+        .arg(&shm.0)
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listener = |want_lingering: bool| {
+        for _ in 0..500 {
+            let st = ctl(&["status", p]);
+            if let Some(l) = st["listener"].as_array().and_then(|a| a.first()) {
+                if l["lingering"] == want_lingering {
+                    return l.clone();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no listener with lingering = {want_lingering}");
+    };
+    let l = listener(false);
+    assert_eq!(l["name"], "ctl-test.1");
+    assert_eq!(l["linger_ms"], 3_600_000);
+    assert_eq!(l["linger_left_ms"], serde_json::Value::Null);
+    assert_eq!(l["pid"], dd.id());
+    // SIGKILL: it lingers, still named, with its time left.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(dd.id() as i32, libc::SIGKILL) };
+    let _ = dd.wait();
+    let l = listener(true);
+    assert_eq!(l["name"], "ctl-test.1");
+    let left = l["linger_left_ms"].as_u64().unwrap();
+    assert!(left > 3_000_000 && left <= 3_600_000, "{left}");
+    let text = run(Command::new(bin("hpcapctl")).args(["status", p]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("name ctl-test.1") && text.contains("LINGERING"),
+        "{text}"
+    );
+    let prom = run(Command::new(bin("hpcapctl")).args(["stats", "--prometheus", p]));
+    let prom = String::from_utf8_lossy(&prom.stdout);
+    let m = parse_prometheus(&prom).unwrap();
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("hpcap_listeners_lingering{") && *v == 1.0),
+        "{prom}"
+    );
+    assert!(prom.contains("name=\"ctl-test.1\""), "{prom}");
+    assert!(prom.contains("stage=\"lingering\""), "{prom}");
+    // Unknown names are an error; the right one frees it at once.
+    let o = Command::new(bin("hpcapctl"))
+        .args(["kill", p, "nobody"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let k = ctl(&["kill", p, "ctl-test.1"]);
+    assert_eq!(k["killed"], l["id"]);
+    assert_eq!(ctl(&["status", p])["listener"], serde_json::json!([]));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sim.id() as i32, libc::SIGTERM) };
+    assert!(wait_timeout(&mut sim, 20).success());
+}
+
+// ------------------------------------------------------------ hpcapctl serve
+
+/// A child process killed (SIGTERM, then SIGKILL) when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `hpcapctl serve --listen 127.0.0.1:0 ARGS`; returns it and the
+/// address it printed.
+fn start_serve(args: &[&std::ffi::OsStr]) -> (Reaped, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin("hpcapctl"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning hpcapctl serve");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics\n"))
+        .unwrap_or_else(|| panic!("hpcapctl serve printed {line:?}"))
+        .to_string();
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        while err.read_line(&mut l).is_ok_and(|n| n > 0) {
+            eprint!("[serve] {l}");
+            l.clear();
+        }
+    });
+    (Reaped(child), addr)
+}
+
+/// One HTTP/1.0 request; returns the status code, headers and body.
+fn http(addr: &str, method: &str, path: &str) -> (u32, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response {resp:?}"));
+    (code, head.to_string(), body.to_string())
+}
+
+/// The directory of Debian's `prometheus` and `promtool`:
+/// $HPCAP_PROMETHEUS_DIR, else what tools/deps/prometheus extracts. None
+/// (with the reason printed) when neither gives them; with
+/// HPCAP_REQUIRE_PROMETHEUS=1 (tests/run, `make test`) that is a failure.
+fn prometheus_dir() -> Option<PathBuf> {
+    let why = match std::env::var_os("HPCAP_PROMETHEUS_DIR") {
+        Some(d) if PathBuf::from(&d).join("promtool").is_file() => return Some(d.into()),
+        Some(d) => format!("HPCAP_PROMETHEUS_DIR={d:?} holds no promtool"),
+        None => {
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/deps/prometheus");
+            match Command::new(&script).stderr(Stdio::piped()).output() {
+                Ok(o) if o.status.success() => {
+                    let d = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+                    if d.join("promtool").is_file() && d.join("prometheus").is_file() {
+                        return Some(d);
+                    }
+                    format!(
+                        "{} printed {}, which holds no prometheus/promtool",
+                        script.display(),
+                        d.display()
+                    )
+                }
+                Ok(o) => format!(
+                    "{} failed: {}",
+                    script.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => format!("running {}: {e}", script.display()),
+            }
+        }
+    };
+    assert!(
+        std::env::var_os("HPCAP_REQUIRE_PROMETHEUS").is_none_or(|v| v != "1"),
+        "Prometheus is required here (HPCAP_REQUIRE_PROMETHEUS=1) but unavailable: {why}"
+    );
+    eprintln!("SKIP: Debian's prometheus/promtool are unavailable: {why}");
+    None
+}
+
+/// A software source that saw `n` frames while nobody listened, and a
+/// lossy listener attached to it afterwards (so per-listener series exist).
+fn idle_source(tag: &str, n: u32) -> (ShmPath, hpcap::BlockReader) {
+    let shm = ShmPath::new(tag);
+    let mut sim = start_sim(
+        &shm.0,
+        &[
+            "--synthetic",
+            &format!("64:{n}"),
+            "--block-size",
+            "64K",
+            "--buffer-size",
+            "256K",
+        ],
+    );
+    assert!(wait_timeout(&mut sim, 30).success());
+    let src = hpcap::Source::open(&shm.0).unwrap();
+    let r = hpcap::BlockReader::new(src, hpcap::ListenerMode::Lossy).unwrap();
+    (shm, r)
+}
+
+#[test]
+fn serve_answers_what_stats_prints_and_reports_lost_sources() {
+    let (shm, _reader) = idle_source("serve", 4000);
+    let (_serve, addr) = start_serve(&[shm.0.as_os_str()]);
+    let (code, head, body) = http(&addr, "GET", "/metrics");
+    assert_eq!(code, 200, "{head}\n{body}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let served = parse_prometheus(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    // The same generator as `stats --prometheus`: the same series and
+    // values (uptime and the up gauge aside).
+    let o = run(Command::new(bin("hpcapctl"))
+        .args(["stats", "--prometheus"])
+        .arg(&shm.0));
+    let printed = parse_prometheus(&String::from_utf8(o.stdout).unwrap()).unwrap();
+    let keys = |m: &HashMap<String, f64>| {
+        let mut k: Vec<_> = m
+            .keys()
+            .filter(|k| !k.starts_with("hpcap_uptime_seconds"))
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&served), keys(&printed));
+    for k in keys(&printed) {
+        assert_eq!(served[&k], printed[&k], "{k}");
+    }
+    let path = shm.0.display().to_string();
+    let labels = format!("device=\"sim0\",path=\"{path}\"");
+    assert_eq!(served[&format!("hpcap_source_up{{path=\"{path}\"}}")], 1.0);
+    assert_eq!(
+        served[&format!("hpcap_frames_seen_total{{{labels}}}")],
+        4000.0
+    );
+    assert_eq!(
+        served[&format!("hpcap_frames_dropped_total{{{labels},stage=\"no_listener\"}}")],
+        4000.0
+    );
+    assert_eq!(
+        served[&format!("hpcap_buffer_size_bytes{{{labels}}}")],
+        262144.0
+    );
+    assert_eq!(served[&format!("hpcap_listeners{{{labels}}}")], 1.0);
+    assert!(served
+        .keys()
+        .any(|k| k.starts_with("hpcap_listener_lag_bytes{") && k.contains("mode=\"lossy\"")));
+    assert!(served
+        .keys()
+        .any(|k| k.starts_with("hpcap_listener_lost_bytes_total{")));
+    // HEAD: headers only; other paths and methods are refused.
+    let (code, _, body) = http(&addr, "HEAD", "/metrics");
+    assert_eq!((code, body.as_str()), (200, ""));
+    assert_eq!(http(&addr, "GET", "/nothing").0, 404);
+    let (code, head, _) = http(&addr, "POST", "/metrics");
+    assert_eq!(code, 405);
+    assert!(head.contains("Allow: GET, HEAD"), "{head}");
+    // The source goes away: the next scrape says so instead of failing.
+    drop(_reader);
+    std::fs::remove_file(&shm.0).unwrap();
+    let (code, _, body) = http(&addr, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let m = parse_prometheus(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(
+        m[&format!("hpcap_source_up{{path=\"{path}\"}}")],
+        0.0,
+        "{body}"
+    );
+    assert!(
+        !m.keys().any(|k| k.starts_with("hpcap_frames_seen_total")),
+        "{body}"
+    );
+}
+
+#[test]
+fn serve_refuses_bad_listen_addresses_and_missing_sources() {
+    for bad in ["nonsense", "127.0.0.1", "127.0.0.1:99999"] {
+        let o = Command::new(bin("hpcapctl"))
+            .args(["serve", "--listen", bad])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--listen"),
+            "{bad}"
+        );
+    }
+    let o = Command::new(bin("hpcapctl"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "/dev/shm/hpcap-test-no-such-source",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such source"));
+    // A port in use: a clear error, not a panic.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let o = Command::new(bin("hpcapctl"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn promtool_accepts_the_metrics() {
+    let Some(dir) = prometheus_dir() else {
+        return;
+    };
+    let (shm, _reader) = idle_source("promtool", 1000);
+    let (_serve, addr) = start_serve(&[shm.0.as_os_str()]);
+    let (code, _, body) = http(&addr, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let mut p = Command::new(dir.join("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    }
+    let o = p.wait_with_output().unwrap();
+    // promtool prints lint findings and fails on them.
+    assert!(
+        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+        "promtool check metrics: {}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // An oracle that can fail: promtool rejects a counter without `_total`.
+    let mut p = Command::new(dir.join("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let bad = "# HELP hpcap_frames counted\n# TYPE hpcap_frames counter\nhpcap_frames 1\n";
+        p.stdin.take().unwrap().write_all(bad.as_bytes()).unwrap();
+    }
+    assert!(!p.wait_with_output().unwrap().status.success());
+}
+
+/// `s` percent-encoded for a URL query.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_serve_and_answers_queries() {
+    let Some(dir) = prometheus_dir() else {
+        return;
+    };
+    let (shm, _reader) = idle_source("promscrape", 2345);
+    let (_serve, addr) = start_serve(&[shm.0.as_os_str()]);
+    let tmp = TempDir::new("prometheus");
+    let cfg = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: hpcap\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    // A free loopback port for Prometheus's own API (it cannot report one
+    // it picked itself).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let web = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(tmp.path().join("prometheus.log")).unwrap();
+    let _prom = Reaped(
+        Command::new(dir.join("prometheus"))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let path = shm.0.display().to_string();
+    let query = |q: &str| -> Option<f64> {
+        let mut s = std::net::TcpStream::connect(&web).ok()?;
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        write!(
+            s,
+            "GET /api/v1/query?query={} HTTP/1.0\r\nHost: {web}\r\n\r\n",
+            urlencode(q)
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let body = resp.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        assert_eq!(v["status"], "success", "{q}: {body}");
+        let r = v["data"]["result"].as_array()?;
+        assert!(r.len() <= 1, "{q}: {body}");
+        r.first()?["value"][1].as_str()?.parse().ok()
+    };
+    let seen_q = format!("hpcap_frames_seen_total{{job=\"hpcap\",path=\"{path}\"}}");
+    // Prometheus starts, scrapes every second: allow a loaded machine a
+    // couple of minutes.
+    let t = std::time::Instant::now();
+    let seen = loop {
+        if let Some(v) = query(&seen_q) {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "Prometheus never returned {seen_q}; its log:\n{}",
+            std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(seen, 2345.0);
+    assert_eq!(query("up{job=\"hpcap\"}"), Some(1.0));
+    assert_eq!(
+        query(&format!(
+            "hpcap_frames_dropped_total{{path=\"{path}\",stage=\"no_listener\"}}"
+        )),
+        Some(2345.0)
+    );
+    assert_eq!(
+        query(&format!("hpcap_buffer_size_bytes{{path=\"{path}\"}}")),
+        Some(262144.0)
+    );
+    assert_eq!(
+        query(&format!(
+            "sum(hpcap_listeners{{device=\"sim0\",path=\"{path}\"}})"
+        )),
+        Some(1.0)
+    );
+    // A series that does not exist gives no value (the query helper can
+    // tell "absent" from a number).
+    assert_eq!(query("hpcap_no_such_metric"), None);
+}
+
+#[test]
+fn a_missing_device_node_gets_a_hint() {
+    let o = Command::new(bin("hpcapctl"))
+        .args(["status", "/dev/hpcap-test-no-such-node"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(
+        err.contains("hpcapctl: hint: no such device node") && err.contains("--device"),
+        "{err}"
+    );
 }

@@ -620,3 +620,20 @@ fn retention_keeps_min_free_space() {
     }
     assert_eq!(prev, Some(179_999));
 }
+
+#[test]
+fn a_missing_device_node_gets_a_hint() {
+    let dir = TempDir::new("nonode");
+    let o = Command::new(bin("hpcapdd"))
+        .arg("/dev/hpcap-test-no-such-node")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(
+        err.contains("hint: no such device node") && err.contains("--device"),
+        "{err}"
+    );
+}
