@@ -158,7 +158,7 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
     }
 
     type Gauge = (&'static str, &'static str, fn(&Reading) -> Option<f64>);
-    let gauges: [Gauge; 11] = [
+    let gauges: [Gauge; 12] = [
         (
             "hpcap_buffer_size_bytes",
             "Size of the stream buffer.",
