@@ -151,6 +151,8 @@ struct NicState {
     valid: AtomicU32,
     link_up: AtomicBool,
     link_mbps: AtomicU32,
+    /// NIC resets under the capture (gaps in the stream).
+    resets: AtomicU32,
 }
 
 /// A BPF program verified when it was installed.
@@ -234,6 +236,7 @@ impl Shared {
                     valid: AtomicU32::new(0),
                     link_up: AtomicBool::new(false),
                     link_mbps: AtomicU32::new(0),
+                    resets: AtomicU32::new(0),
                 },
                 info,
                 started_ns: kthread::now_ns(),
@@ -302,6 +305,11 @@ impl Shared {
             valid: 0,
         });
         (total, n.valid.load(Ordering::Relaxed))
+    }
+
+    /// Times the NIC was reset under the capture.
+    pub(crate) fn nic_resets(&self) -> u32 {
+        self.nic.resets.load(Ordering::Relaxed)
     }
 
     /// Link state and speed (Mb/s) as the slow path last read them.
@@ -608,12 +616,74 @@ struct Service<N: Nic> {
 const SERVICE_PERIOD_NS: u64 = 100_000_000;
 
 impl<N: Nic> Service<N> {
+    /// Pauses the consumers; false if one does not leave its poll within
+    /// a second (they are resumed then).
+    fn pause(sh: &Shared) -> bool {
+        sh.gate.pause();
+        let deadline = kthread::now_ns().saturating_add(1_000_000_000);
+        while !sh.gate.idle() {
+            if kthread::now_ns() > deadline {
+                sh.gate.resume();
+                return false;
+            }
+            kthread::sleep_us(1000, 2000);
+        }
+        true
+    }
+
+    /// The NIC was reset under the capture and restarts at descriptor 0:
+    /// once the reset is over (no DMA), with the consumers paused, the ring
+    /// is brought back in step (`RingLayout::realign`): descriptors the NIC
+    /// completed before the reset are kept, the rest of that lap of the
+    /// ring is marked as holding no frame, the next block header carries
+    /// the GAP flag and `nic_resets` counts it; then the queue is started
+    /// again. If the device cannot be brought back, capture stays stopped
+    /// (the backend said why; the device needs a rebind).
+    fn recover(&self) -> bool {
+        let rx = &*self.rx;
+        let (sh, q) = (&*rx.shared, &rx.queue);
+        if q.nic().await_reset().is_err() {
+            return false;
+        }
+        if !Self::pause(sh) {
+            return false;
+        }
+        let n = u64::from(q.count());
+        let slot = |k: u64| -> u32 {
+            // CAST: a remainder below the ring size (a u32).
+            k.checked_rem(n).unwrap_or(0) as u32
+        };
+        let tail = sh.publish.tail();
+        // The NIC completes descriptors in order: its head is the first
+        // descriptor from the writers' position on that it did not complete.
+        let mut head = rx.engine.consumed();
+        while head < tail && engine::Port::poll(q, slot(head)).is_some() {
+            head += 1;
+        }
+        let r = rx.layout.realign(head, tail);
+        for k in r.skip_from..r.restart {
+            q.mark_not_a_frame(slot(k));
+        }
+        sh.publish.set_tail(r.tail);
+        rx.engine.mark_gap();
+        sh.nic.resets.fetch_add(1, Ordering::Relaxed);
+        let ok = q.restart().is_ok();
+        if ok {
+            engine::Port::write_tail(q, r.tail_register);
+        }
+        sh.gate.resume();
+        ok
+    }
+
     fn refresh(&self) {
         // Lingering listeners past their deadline stop holding the
         // producer back (an attach by name also frees one it finds
         // expired); the consumers re-read the limit every batch.
         self.rx.shared.listeners.expire(kthread::mono_ns());
-        let s = self.rx.queue.nic().service();
+        let mut s = self.rx.queue.nic().service();
+        if s.reset && self.recover() {
+            s = self.rx.queue.nic().service();
+        }
         let n = &self.rx.shared.nic;
         n.link_up.store(s.link.up, Ordering::Relaxed);
         n.link_mbps.store(s.link.mbps, Ordering::Relaxed);

@@ -524,6 +524,7 @@ impl OpenFile {
         let sh = &*self.shared;
         let mut s = abi::Stats::ZERO;
         (s.counters, s.nic_valid) = sh.counters();
+        s.nic_resets = sh.nic_resets();
         s.uptime_ns = crate::kthread::now_ns().saturating_sub(sh.started_ns);
         s.self_id = match *self.listener.lock() {
             Attachment::Attached(id) => id.raw(),

@@ -29,8 +29,10 @@ use kernel::{
 };
 
 pub(crate) mod e82576_queue;
+pub(crate) mod iavf;
 pub(crate) mod igb;
 pub(crate) mod igbvf;
+pub(crate) mod xl710_adminq;
 
 /// Link state as the NIC reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,6 +80,11 @@ pub(crate) struct Status {
     /// The NIC's counters since `start_rx` (only those in
     /// [`Caps::counters`] are meaningful).
     pub(crate) counters: NicCounters,
+    /// The NIC is being reset under the capture (an XL710 VF reset by its
+    /// PF): its queue stopped, and it will restart at descriptor 0. The
+    /// capture calls [`Nic::await_reset`], brings the ring back in step
+    /// and calls [`Nic::start_rx`] again.
+    pub(crate) reset: bool,
 }
 
 /// A NIC port or VF driven for capture.
@@ -111,6 +118,17 @@ pub(crate) trait Nic: Sized + Send + Sync + 'static {
     /// The slow path, every 100 ms: link state and counters (admin-queue
     /// or mailbox round trips happen here, never on a capture thread).
     fn service(&self) -> Status;
+
+    /// After [`Status::reset`]: waits until the reset is over and the
+    /// device takes commands again (re-negotiated as in [`Nic::new`]; the
+    /// [`Caps`] must not have changed). From the moment the reset started
+    /// the NIC writes nothing into the ring until [`Nic::start_rx`] is
+    /// called again. Fails if the device cannot be brought back (it then
+    /// needs a rebind); backends whose NIC is never reset under a capture
+    /// keep this default.
+    fn await_reset(&self) -> Result {
+        Err(EOPNOTSUPP)
+    }
 }
 
 /// One backend: what the PCI driver needs to know to drive a device.

@@ -16,6 +16,7 @@ use crate::capture::{
 use crate::chardev::CharDev;
 use crate::hpcap_core::abi;
 use crate::nic::{
+    iavf,
     igb,
     igbvf,
     Backend, //
@@ -55,6 +56,7 @@ macro_rules! devices {
 devices! {
     0x10c9 => igb::BACKEND,
     0x10ca => igbvf::BACKEND,
+    0x154c => iavf::BACKEND,
 }
 
 /// Device indices (N of /dev/hpcapN) in use, one bit each.

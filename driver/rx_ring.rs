@@ -141,6 +141,22 @@ impl<F: RxFormat> RxRing<F> {
         }
     }
 
+    /// Writes descriptor `i` as done without a frame (`F::NOT_A_FRAME`);
+    /// false if the format has no such descriptor. Caller owns the
+    /// descriptor, or the NIC's queue is stopped (re-aligning after a
+    /// reset).
+    pub(crate) fn mark_not_a_frame(&self, i: u32) -> bool {
+        let (Some(p), Some(words)) = (self.word_ptr(i), F::NOT_A_FRAME) else {
+            return false;
+        };
+        for (k, w) in words.iter().take(F::WORDS).enumerate() {
+            // SAFETY: `p` points at descriptor `i`'s `WORDS` words in
+            // coherent memory; volatile because the NIC may read them.
+            unsafe { p.add(k).write_volatile(w.to_le()) };
+        }
+        true
+    }
+
     /// The write-back of descriptor `i` if the NIC has completed it.
     pub(crate) fn poll(&self, i: u32) -> Option<RxDone> {
         let p = self.word_ptr(i)?;
@@ -209,13 +225,35 @@ impl<N: Nic> RxQueue<N> {
         let q = Self { nic, ring, caps };
         // On failure `q` drops here, which stops whatever part of the
         // queue `start_rx` enabled.
-        q.nic.start_rx(&RingConfig {
-            dma: q.ring.dma(),
-            count: q.ring.count(),
-            buf_size: q.ring.buf_size(),
-            max_frame: q.ring.buf_size().min(caps.max_frame),
-        })?;
+        q.nic.start_rx(&q.config())?;
         Ok(q)
+    }
+
+    /// What the NIC is told about the ring.
+    fn config(&self) -> RingConfig {
+        RingConfig {
+            dma: self.ring.dma(),
+            count: self.ring.count(),
+            buf_size: self.ring.buf_size(),
+            max_frame: self.ring.buf_size().min(self.caps.max_frame),
+        }
+    }
+
+    /// Starts the queue again after the NIC was reset ([`Nic::await_reset`]
+    /// returned and the ring was re-aligned); the tail register is the
+    /// caller's to write.
+    pub(crate) fn restart(&self) -> Result {
+        self.nic.start_rx(&self.config())
+    }
+
+    /// Descriptors in the ring.
+    pub(crate) fn count(&self) -> u32 {
+        self.ring.count()
+    }
+
+    /// See [`RxRing::mark_not_a_frame`].
+    pub(crate) fn mark_not_a_frame(&self, i: u32) -> bool {
+        self.ring.mark_not_a_frame(i)
     }
 
     /// The backend.

@@ -189,7 +189,8 @@ struct hpcap_stats {
 	__u32 nlisteners;             /* valid entries in listener[] */
 	__u32 self_id;                /* this file's listener id, ~0 if detached */
 	__u32 nic_valid;              /* HPCAP_NIC_* bits: real NIC counters */
-	__u32 reserved;
+	__u32 nic_resets;             /* NIC resets under the capture: gaps in the
+	                               * stream (block header flag GAP) */
 	struct hpcap_listener listener[HPCAP_MAX_LISTENERS];
 };
 

@@ -227,8 +227,11 @@ pub struct Stats {
     /// Which NIC-read counters are real (`stats::NIC_*` bits); the others
     /// read 0 and must be shown as unavailable.
     pub nic_valid: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// Times the NIC was reset under the capture (e.g. an XL710 VF reset by
+    /// its PF): each is a gap in the stream, during which frames were not
+    /// received and no counter has them; the next block header carries
+    /// `pcapng::BH_FLAG_GAP`.
+    pub nic_resets: u32,
     /// Attached listeners.
     pub listener: [Listener; MAX_LISTENERS],
 }
@@ -335,7 +338,7 @@ impl Stats {
         nlisteners: 0,
         self_id: u32::MAX,
         nic_valid: 0,
-        reserved: 0,
+        nic_resets: 0,
         listener: [Listener::ZERO; MAX_LISTENERS],
     };
 }

@@ -36,6 +36,11 @@ pub trait RxFormat {
     fn arm(dma: u64) -> [u64; 4];
     /// Decodes a write-back; `None` while the NIC has not completed it.
     fn decode(words: &[u64]) -> Option<RxDone>;
+    /// A completed descriptor that holds no frame (decodes with `skip`),
+    /// if the format has one: what a driver writes into descriptors the
+    /// NIC will never complete, to bring its ring back in step with a NIC
+    /// that was reset (`segment::RingLayout::realign`).
+    const NOT_A_FRAME: Option<[u64; 4]>;
     /// The write-back a NIC leaves in a descriptor it completed as `done`
     /// (the inverse of [`Self::decode`]), for software NICs: the simulator,
     /// the benchmark and device models write descriptors exactly as the
@@ -64,6 +69,8 @@ impl RxFormat for IgbAdv {
     const WORDS: usize = 2;
     // SRRCTL.BSIZEPKT is 7 bits of 1 KiB units.
     const MAX_BUFFER: u32 = 127 * 1024;
+    // No status says "not a frame".
+    const NOT_A_FRAME: Option<[u64; 4]> = None;
 
     fn arm(dma: u64) -> [u64; 4] {
         // pkt_addr, hdr_addr = 0 (no header split); the zero also clears
@@ -134,6 +141,9 @@ pub mod i40e {
     pub const PROG_STATUS: u64 = 1 << 63;
 }
 
+/// A done programming-status descriptor: no frame.
+const I40E_NOT_A_FRAME: [u64; 4] = [0, i40e::DD | i40e::PROG_STATUS, 0, 0];
+
 #[cfg(not(hpcap_kernel))]
 fn write_back_i40e(done: &RxDone) -> [u64; 4] {
     let mut w1 = i40e::DD | ((u64::from(done.len) & i40e::LEN_MASK) << i40e::LEN_SHIFT);
@@ -174,6 +184,7 @@ impl RxFormat for I40e16 {
     const WORDS: usize = 2;
     // HMC `dbuff` is 7 bits of 128-byte units.
     const MAX_BUFFER: u32 = 127 * 128;
+    const NOT_A_FRAME: Option<[u64; 4]> = Some(I40E_NOT_A_FRAME);
 
     fn arm(dma: u64) -> [u64; 4] {
         [dma, 0, 0, 0]
@@ -193,6 +204,7 @@ impl RxFormat for Iavf32 {
     const WORDS: usize = 4;
     // The PF refuses `databuffer_size` above 16 KiB - 128.
     const MAX_BUFFER: u32 = 16 * 1024 - 128;
+    const NOT_A_FRAME: Option<[u64; 4]> = Some(I40E_NOT_A_FRAME);
 
     fn arm(dma: u64) -> [u64; 4] {
         [dma, 0, 0, 0]

@@ -166,6 +166,11 @@ pub struct Shared {
     drops: AtomicU64,
     /// `drops` when the last block header was written.
     drops_at_header: AtomicU64,
+    /// Capture gaps so far (the NIC was reset under the capture), for
+    /// block headers.
+    gaps: AtomicU64,
+    /// `gaps` when the last block header was written.
+    gaps_at_header: AtomicU64,
 }
 
 impl Shared {
@@ -175,7 +180,26 @@ impl Shared {
             consumed: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             drops_at_header: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            gaps_at_header: AtomicU64::new(0),
         }
+    }
+
+    /// Descriptors consumed in ring order so far. Exact only while no
+    /// writer polls (the driver pauses them); used to re-align the ring
+    /// with a NIC that was reset (see `segment::RingLayout::realign`).
+    pub fn consumed(&self) -> u64 {
+        // Relaxed: the caller's pause handshake orders it after the last
+        // token holder's store.
+        self.consumed.load(Ordering::Relaxed)
+    }
+
+    /// Records a capture gap (the NIC was reset and frames that arrived
+    /// meanwhile were never received): the next block header carries
+    /// [`pcapng::BH_FLAG_GAP`].
+    pub fn mark_gap(&self) {
+        // Relaxed: a flag for the next block header, like `drops`.
+        self.gaps.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -481,6 +505,12 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
 /// their last descriptor. `in_frame` tracks a spanning frame across polls.
 fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
     if done.skip {
+        // A frame cannot go on past a descriptor that is no frame: one
+        // whose end never came (the NIC was reset in the middle of it) is
+        // counted once, here.
+        if core::mem::take(in_frame) {
+            return Some(Fate::Dropped(DropStage::Ring));
+        }
         return Some(Fate::NotAFrame);
     }
     if *in_frame || !done.eop || done.error {
@@ -574,6 +604,9 @@ fn store<P, M>(
         // with several writers). Relaxed: statistics.
         let total = cx.shared.drops.load(Ordering::Relaxed);
         let drops = total.saturating_sub(cx.shared.drops_at_header.swap(total, Ordering::Relaxed));
+        // Relaxed: as `drops`.
+        let gaps = cx.shared.gaps.load(Ordering::Relaxed);
+        let gap = cx.shared.gaps_at_header.swap(gaps, Ordering::Relaxed) != gaps;
         let hdr = BlockHeader {
             format: format.block_header_code(),
             // CAST: block sizes are at most 256 MiB (config::MAX_BLOCK_SHIFT).
@@ -584,7 +617,7 @@ fn store<P, M>(
             first_ts_ns: rec.ts_ns,
             last_ts_ns: 0,
             drops,
-            flags: 0,
+            flags: if gap { pcapng::BH_FLAG_GAP } else { 0 },
         };
         // SAFETY: `h` was reserved by this writer's ticket, not yet
         // completed.
@@ -633,7 +666,7 @@ pub(crate) mod tests {
 
     use super::super::block::{check_block, Layout};
     use super::super::bpf::{SockFilter, Verified};
-    use super::super::desc::{Iavf32, IgbAdv};
+    use super::super::desc::{Iavf32, IgbAdv, RxFormat};
     use super::super::listener::{ListenerId, ListenerTable, Mode};
     use super::super::pcapng::{Block, Blocks};
     use super::super::raw::{RawRecord, RawRecords};
@@ -666,8 +699,8 @@ pub(crate) mod tests {
     }
 
     /// A device: ring, buffer, publication and listener state.
-    pub(crate) struct Rig {
-        pub(crate) nic: SoftNic<IgbAdv>,
+    pub(crate) struct Rig<F: RxFormat = IgbAdv> {
+        pub(crate) nic: SoftNic<F>,
         pub(crate) mem: SoftBuffer,
         pub(crate) publish: PublishState,
         pub(crate) listeners: ListenerTable,
@@ -677,7 +710,7 @@ pub(crate) mod tests {
         pub(crate) writers: Vec<Writer<Box<[Rec]>>>,
     }
 
-    impl Rig {
+    impl Rig<IgbAdv> {
         pub(crate) fn new(
             stream: Stream,
             ring_size: u32,
@@ -685,8 +718,24 @@ pub(crate) mod tests {
             consumers: u32,
             start: u64,
         ) -> Self {
+            Self::with_format(stream, ring_size, buf, consumers, start, 1)
+        }
+    }
+
+    impl<F: RxFormat> Rig<F> {
+        /// A rig with a ring of descriptors in format `F` and the NIC's
+        /// tail step `align`, with interleaved segments as the driver uses.
+        pub(crate) fn with_format(
+            stream: Stream,
+            ring_size: u32,
+            buf: u32,
+            consumers: u32,
+            start: u64,
+            align: u32,
+        ) -> Self {
             let ring =
-                RingLayout::new(ring_size, consumers, TAIL_BATCH.min(ring_size / 2), 1).unwrap();
+                RingLayout::interleaved(ring_size, consumers, TAIL_BATCH.min(ring_size / 2), align)
+                    .unwrap();
             let nic = SoftNic::new(ring_size, buf, false, clock);
             let publish = PublishState::starting_at(start);
             publish.set_tail(ring.initial_tail());
@@ -706,7 +755,7 @@ pub(crate) mod tests {
             }
         }
 
-        fn ctx(&self, flush_ns: u64, on_full: OnFull) -> Ctx<'_, SoftNic<IgbAdv>, SoftBuffer> {
+        fn ctx(&self, flush_ns: u64, on_full: OnFull) -> Ctx<'_, SoftNic<F>, SoftBuffer> {
             Ctx {
                 port: &self.nic,
                 memory: &self.mem,
@@ -952,6 +1001,131 @@ pub(crate) mod tests {
         }
         assert_eq!(rig.nic.missed(), 3);
         let _ = l;
+    }
+
+    /// A NIC reset in the middle of a capture (an XL710 VF whose PF resets
+    /// it): the queue restarts at slot 0 while the writers stand somewhere
+    /// else. Re-aligned as the driver's slow path does (writers paused),
+    /// every frame the NIC completed before the reset and every frame after
+    /// it is stored once, in order; the marked descriptors count as
+    /// nothing; the next block header flags the gap.
+    #[test]
+    fn a_nic_reset_is_realigned_without_losing_or_inventing_frames() {
+        use super::super::pcapng::BH_FLAG_GAP;
+        let s = Stream::new(StreamFormat::Pcapng, 4 << 16, 1 << 16).unwrap();
+        for (before, unpolled, consumers) in
+            [(40usize, 3usize, 2u32), (64, 0, 1), (5, 7, 2), (123, 1, 2)]
+        {
+            let mut rig = Rig::<Iavf32>::with_format(s, 64, 2048, consumers, 0, 8);
+            let id = rig
+                .listeners
+                .attach(Mode::Blocking, &rig.publish, &s.geo)
+                .unwrap()
+                .id;
+            let frames: Vec<Frame> = (0..before + unpolled + 30)
+                .map(|i| frame(i, 60 + i % 200))
+                .collect();
+            let offer = |rig: &Rig<Iavf32>, f: &Frame| {
+                rig.nic.receive(Incoming {
+                    bytes: &f.bytes,
+                    ts_ns: Some(f.ts),
+                    orig_len: None,
+                })
+            };
+            let mut out = Vec::new();
+            let mut stats = CaptureStats::ZERO;
+            let mut poll = |rig: &mut Rig<Iavf32>, out: &mut Vec<u8>| {
+                for _ in 0..20 {
+                    stats.merge(&rig.poll_all(0, OnFull::Drop, 0, None).stats);
+                }
+                rig.drain(id, out);
+            };
+            for f in &frames[..before] {
+                assert!(offer(&rig, f));
+                poll(&mut rig, &mut out);
+            }
+            // Completed by the NIC, not yet seen by the writers: kept.
+            for f in &frames[before..before + unpolled] {
+                assert!(offer(&rig, f));
+            }
+            // The reset: the queue is off and restarts at slot 0.
+            rig.nic.reset_queue();
+            assert!(!offer(&rig, &frames[0]), "a queue in reset takes nothing");
+            let r = rig.ring.realign(rig.shared.consumed(), rig.publish.tail());
+            for k in r.skip_from..r.restart {
+                let slot = (k % 64) as u32;
+                if rig.nic.poll(slot).is_none() {
+                    rig.nic.write_descriptor(slot, Iavf32::NOT_A_FRAME.unwrap());
+                }
+            }
+            rig.publish.set_tail(r.tail);
+            rig.shared.mark_gap();
+            rig.nic.write_tail(r.tail_register);
+            for f in &frames[before + unpolled..] {
+                poll(&mut rig, &mut out);
+                assert!(offer(&rig, f), "the NIC has descriptors after the reset");
+            }
+            for _ in 0..3 {
+                poll(&mut rig, &mut out);
+            }
+            let want = before + unpolled + 30;
+            assert_eq!(
+                (stats.frames_seen, stats.frames_stored),
+                (want as u64, want as u64)
+            );
+            assert!(stats.fates_add_up());
+            let mut got = Vec::new();
+            let mut gap_flags = 0;
+            for r in Blocks::new(&out) {
+                match r.unwrap() {
+                    (_, Block::Epb(e)) => got.push((e.data.to_vec(), e.ts)),
+                    (_, Block::Header(h)) => gap_flags += u32::from(h.flags & BH_FLAG_GAP != 0),
+                    _ => {}
+                }
+            }
+            assert_same(&frames[..want - 30], &got[..want - 30]);
+            assert_same(&frames[want - 30..], &got[want - 30..]);
+            assert_eq!(
+                gap_flags, 1,
+                "the gap is flagged in the next block header, once"
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_by_a_reset_is_one_ring_drop() {
+        let mut in_frame = false;
+        let part = RxDone {
+            len: 2048,
+            eop: false,
+            error: false,
+            skip: false,
+            vlan: None,
+        };
+        let marked = RxDone {
+            skip: true,
+            len: 0,
+            ..part
+        };
+        assert_eq!(
+            multi_descriptor_fate(&mut in_frame, &part),
+            Some(Fate::Fragment)
+        );
+        assert_eq!(
+            multi_descriptor_fate(&mut in_frame, &marked),
+            Some(Fate::Dropped(DropStage::Ring))
+        );
+        assert!(!in_frame);
+        assert_eq!(
+            multi_descriptor_fate(&mut in_frame, &marked),
+            Some(Fate::NotAFrame)
+        );
+        let whole = RxDone { eop: true, ..part };
+        assert_eq!(
+            multi_descriptor_fate(&mut in_frame, &whole),
+            None,
+            "the next frame is whole"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 #![cfg_attr(not(hpcap_kernel), no_std)]
 
 pub mod abi;
+pub mod adminq;
 pub mod arith;
 pub mod bpf;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod selftest;
 pub mod session;
 pub mod stats;
 mod sync;
+pub mod virtchnl;
 
 // Userspace only.
 #[cfg(not(hpcap_kernel))]

@@ -680,6 +680,10 @@ pub const BH_FLAG_FINAL: u32 = 1 << 0;
 /// [`BlockHeader::flags`]: the block was closed early (flush or stop), so its
 /// tail is padding rather than a record that did not fit.
 pub const BH_FLAG_FLUSHED: u32 = 1 << 1;
+/// [`BlockHeader::flags`]: the capture was interrupted since the previous
+/// block header was written (the NIC was reset under it): frames that
+/// arrived meanwhile were never received, so no counter has them.
+pub const BH_FLAG_GAP: u32 = 1 << 2;
 
 /// [`BlockHeader::format`]: the block holds pcapng blocks.
 pub const BH_FORMAT_PCAPNG: u16 = 0;

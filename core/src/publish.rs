@@ -842,8 +842,15 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         self.commit.released.load(Ordering::Acquire)
     }
 
+    /// The tail count last written to the tail register. Token holder
+    /// only (or while the writers are paused).
+    pub fn tail(&self) -> u64 {
+        // Relaxed: token-protected.
+        self.holder.tail.load(Ordering::Relaxed)
+    }
+
     /// Records the tail count the driver armed the ring with. Token holder
-    /// only (or before the writers start).
+    /// only (or before the writers start, or while they are paused).
     pub fn set_tail(&self, tail: u64) {
         // Relaxed: token-protected.
         self.holder.tail.store(tail, Ordering::Relaxed);

@@ -332,6 +332,47 @@ impl RingLayout {
     pub const fn tail_register(&self, tail: u64) -> u32 {
         rem_u64(tail, self.ring_size as u64) as u32
     }
+
+    /// How to bring the ring back in step with a NIC that was reset and
+    /// restarts filling at slot 0, while the writers are paused having
+    /// consumed `consumed` descriptors, with tail count `tail`.
+    ///
+    /// The writers go on from `consumed`; the NIC from slot 0, which is
+    /// count `restart` (the next multiple of the ring size). Descriptors
+    /// `[consumed, restart)` that the NIC did not complete before the reset
+    /// are marked as no frame (a completed one keeps its frame) and the
+    /// writers walk past them as usual; the NIC owns `[restart, tail)`,
+    /// slots `0..tail_register`, which lie before any marked slot because
+    /// `tail <= consumed + ring_size - align`.
+    pub const fn realign(&self, consumed: u64, tail: u64) -> Realign {
+        let n = self.ring_size as u64;
+        let slot = rem_u64(consumed, n);
+        let restart = if slot == 0 {
+            consumed
+        } else {
+            consumed - slot + n
+        };
+        let tail = if tail > restart { tail } else { restart };
+        Realign {
+            skip_from: consumed,
+            restart,
+            tail,
+            tail_register: (tail - restart) as u32,
+        }
+    }
+}
+
+/// See [`RingLayout::realign`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Realign {
+    /// First descriptor count to mark as no frame (unless completed).
+    pub skip_from: u64,
+    /// Count of ring slot 0 where the NIC restarts: marks end here.
+    pub restart: u64,
+    /// The tail count to record ([`super::publish::PublishState::set_tail`]).
+    pub tail: u64,
+    /// What to write to the NIC's tail register once its queue is back.
+    pub tail_register: u32,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -444,6 +485,35 @@ mod tests {
     }
 
     proptest! {
+        /// After a NIC reset the NIC owns slots `0..tail_register`, none of
+        /// them a slot the writers still have to walk past (`consumed..`
+        /// up to the ring's end), and every count the writers meet before
+        /// slot 0 is either completed or marked.
+        #[test]
+        fn realign_hands_the_nic_only_slots_behind_the_writers(
+            l in layouts(), consumed in 0u64..1 << 40, lag in 0u64..8192,
+        ) {
+            let n = u64::from(l.ring_size());
+            // Paused writers: everything consumed is released; the tail is
+            // any count the tail rule allows, at least what was consumed.
+            let max = l.max_tail(consumed);
+            let tail = (consumed + lag.min(max - consumed)) & !(u64::from(l.align()) - 1);
+            let tail = tail.max(consumed.next_multiple_of(u64::from(l.align())).min(max));
+            let r = l.realign(consumed, tail);
+            prop_assert_eq!(r.restart % n, 0);
+            prop_assert!(r.restart >= consumed && r.restart - consumed < n);
+            prop_assert_eq!(r.skip_from, consumed);
+            prop_assert!(r.tail >= r.restart && r.tail >= tail);
+            prop_assert_eq!(r.tail % u64::from(l.align()), 0);
+            prop_assert!(u64::from(r.tail_register) < n);
+            prop_assert_eq!(u64::from(r.tail_register), r.tail - r.restart);
+            if consumed % n != 0 {
+                prop_assert!(u64::from(r.tail_register) <= consumed % n, "{:?}", r);
+            }
+            // The writers' later tail counts stay on the NIC's numbering.
+            prop_assert!(l.max_tail(r.restart) >= r.tail);
+        }
+
         #[test]
         fn segments_partition_the_ring(l in layouts()) {
             let mut expected_start = 0;

@@ -189,6 +189,25 @@ impl<F: RxFormat> SoftNic<F> {
         true
     }
 
+    /// The NIC resets its queue (an XL710 VF reset by its PF): the next
+    /// frame goes to slot 0 and nothing is handed over until the driver
+    /// writes the tail again; completed descriptors stay as they are.
+    pub fn reset_queue(&self) {
+        self.head.store(0, Ordering::Relaxed);
+        self.tail.store(0, Ordering::Release);
+    }
+
+    /// Writes descriptor `i` as the driver does (e.g. `RxFormat::NOT_A_FRAME`
+    /// while re-aligning after a reset); the driver owns it.
+    pub fn write_descriptor(&self, i: u32, words: [u64; 4]) {
+        if let Some(d) = self.desc(i) {
+            for (w, v) in d.iter().zip(words).rev() {
+                // Release on word 1 last-but-one, as `receive` does.
+                w.store(v, Ordering::Release);
+            }
+        }
+    }
+
     fn desc(&self, i: u32) -> Option<&[AtomicU64]> {
         self.words
             .get(i as usize * F::WORDS..(i as usize + 1) * F::WORDS)

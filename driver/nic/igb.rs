@@ -334,6 +334,7 @@ impl Nic for Igb {
                 missed: add(&self.missed, missed),
                 valid: CAPS.counters,
             },
+            reset: false,
         }
     }
 }

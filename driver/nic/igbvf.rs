@@ -351,6 +351,7 @@ impl Nic for IgbVf {
                 missed: 0,
                 valid: CAPS.counters,
             },
+            reset: false,
         }
     }
 }

@@ -136,12 +136,15 @@ hpcapdd $HPCAPDD_ARGS --stats-json "$HPCAP_OUT/hpcapdd.jsonl" "$dev" /mnt/disk/c
 ddpid=$!
 # Replay once hpcapdd is attached (its first block starts at the next boundary).
 wait_listeners "$dev" 1
+# A device model's own counters (hpcap-model writes them every 200 ms).
+[ ! -f /host/model.json ] || cp /host/model.json "$HPCAP_OUT/model-before.json"
 t_start
 inject_start
 inject_wait 3600
 wait_drained "$dev"
 sleep 1
 t_end
+[ ! -f /host/model.json ] || cp /host/model.json "$HPCAP_OUT/model-after.json"
 kill -INT $ddpid
 rc=0
 wait $ddpid || rc=$?

@@ -111,7 +111,7 @@ fn platform() -> Platform {
 fn write_stats(path: &Path, h: &Handle<Vf>) -> Result<()> {
     let v = {
         let g = lock(h);
-        serde_json::json!({"model": g.dev.stats, "vsi": g.dev.eth, "promiscuous": g.dev.promiscuous()})
+        serde_json::json!({"model": g.dev.stats, "vsi": hpcap_model::xl710::eth_stats_json(&g.dev.eth), "promiscuous": g.dev.promiscuous()})
     };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;

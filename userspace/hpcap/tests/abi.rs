@@ -111,7 +111,7 @@ fn struct_layouts_match_the_header() {
         sys::hpcap_stats,
         abi::Stats,
         [
-            counters, commit, free_bytes, uptime_ns, nlisteners, self_id, nic_valid, reserved,
+            counters, commit, free_bytes, uptime_ns, nlisteners, self_id, nic_valid, nic_resets,
             listener
         ]
     );

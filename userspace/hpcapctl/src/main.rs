@@ -471,6 +471,7 @@ fn cmd_stats(
                 "counters": counters_json(&st),
                 "commit": st.commit,
                 "free_bytes": st.free_bytes,
+                "nic_resets": st.nic_resets,
                 "uptime_s": st.uptime_ns as f64 / 1e9,
                 "listener": listeners_json(&st),
             });
@@ -489,6 +490,7 @@ fn cmd_stats(
                 }
                 println!("  {:22} {}", "commit", st.commit);
                 println!("  {:22} {}", "free_bytes", st.free_bytes);
+                println!("  {:22} {}", "nic_resets", st.nic_resets);
             }
             all.push(v);
         }

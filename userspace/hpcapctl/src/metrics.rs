@@ -158,7 +158,7 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
     }
 
     type Gauge = (&'static str, &'static str, fn(&Reading) -> Option<f64>);
-    let gauges: [Gauge; 11] = [
+    let gauges: [Gauge; 12] = [
         (
             "hpcap_buffer_size_bytes",
             "Size of the stream buffer.",
@@ -206,6 +206,11 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
             "hpcap_link_speed_bytes",
             "Link speed in bytes per second (absent while the speed is unknown).",
             |r| (r.info.link_mbps != 0).then(|| f64::from(r.info.link_mbps) * 1e6 / 8.0),
+        ),
+        (
+            "hpcap_nic_resets",
+            "Times the NIC was reset under the capture (each a gap in the stream).",
+            |r| Some(f64::from(r.stats.nic_resets)),
         ),
         (
             "hpcap_ring_descriptors",

@@ -12,14 +12,16 @@
 //! that find no free descriptor are dropped and counted in the VSI's
 //! `rx_discards` (GLV_RDPC), which the guest reads with GET_STATS.
 
-pub mod virtchnl;
-
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::pci::{ConfigSpace, Identity, MsixLayout};
 use crate::transport::{PciFunction, Platform};
-use virtchnl::{cap, op, status, EthStats, RxqInfo, VfResource};
+use hpcap_core::adminq::{self, Desc};
+use hpcap_core::virtchnl::{
+    self, cap, op, status, EthStats, EtherAddrList, IrqMapInfo, PfEvent, PromiscInfo, QueueSelect,
+    RxqInfo, VfResource, VfResourceMsg, VsiQueueConfig, VsiResource,
+};
 
 /// Register offsets in BAR0 (Linux `iavf_register.h`).
 pub mod reg {
@@ -75,18 +77,24 @@ pub mod reg {
     pub const VFR_VFACTIVE: u32 = 2;
 }
 
-/// Admin queue descriptor flags (LIBIE_AQ_FLAG_*).
-mod aqf {
-    pub(super) const DD: u16 = 1 << 0;
-    pub(super) const CMP: u16 = 1 << 1;
-    pub(super) const ERR: u16 = 1 << 2;
+/// Encodes a message with one of the core's encoders into a new vector.
+pub fn encode(f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    let n = f(&mut b).unwrap_or(0);
+    b.truncate(n);
+    b
 }
-/// AQ opcode: the VF sends a virtchnl message to its PF.
-const AQ_SEND_TO_PF: u16 = 0x0801;
-/// AQ opcode: a virtchnl message from the PF.
-const AQ_SEND_TO_VF: u16 = 0x0802;
-/// LIBIE_AQ_RC_ESRCH: unknown opcode.
-const AQ_RC_ESRCH: u16 = 3;
+
+/// The VSI counters as JSON (for `--stats-json`).
+pub fn eth_stats_json(e: &EthStats) -> serde_json::Value {
+    serde_json::json!({
+        "rx_bytes": e.rx_bytes, "rx_unicast": e.rx_unicast, "rx_multicast": e.rx_multicast,
+        "rx_broadcast": e.rx_broadcast, "rx_discards": e.rx_discards,
+        "rx_unknown_protocol": e.rx_unknown_protocol, "tx_bytes": e.tx_bytes,
+        "tx_unicast": e.tx_unicast, "tx_multicast": e.tx_multicast, "tx_broadcast": e.tx_broadcast,
+        "tx_discards": e.tx_discards, "tx_errors": e.tx_errors,
+    })
+}
 
 /// BAR sizes: BAR0 registers (64 KiB), BAR3 MSI-X table and PBA.
 const BAR0_SIZE: u64 = 0x10000;
@@ -336,6 +344,10 @@ impl Vf {
         self.macs = vec![self.config.mac];
         self.unicast_promisc = false;
         self.multicast_promisc = false;
+        // Linux's PF frees and allocates the VF's VSI in a reset
+        // (`i40e_cleanup_reset_vf`), and a new VSI's counters start at
+        // zero (`i40e_vsi_reset_stats`).
+        self.eth = EthStats::default();
     }
 
     /// Starts a VF reset (VFGEN_RSTAT goes through INPROGRESS; the mailbox
@@ -397,30 +409,22 @@ impl Vf {
             let Some(m) = self.pending.pop_front() else {
                 break;
             };
-            let at = self.arq.base() + u64::from(self.arq.head) * 32;
-            let mut d = [0u8; 32];
+            let at = self.arq.base() + u64::from(self.arq.head) * adminq::DESC_LEN as u64;
+            let mut d = [0u8; adminq::DESC_LEN];
             if p.mem.read(at, &mut d).is_err() {
                 self.stats.dma_errors += 1;
                 break;
             }
-            let buf_len = usize::from(u16::from_le_bytes([d[4], d[5]]));
-            let buf = u64::from(u32::from_le_bytes([d[24], d[25], d[26], d[27]])) << 32
-                | u64::from(u32::from_le_bytes([d[28], d[29], d[30], d[31]]));
-            let len = m.data.len().min(buf_len);
-            if len > 0 && p.mem.write(buf, &m.data[..len]).is_err() {
+            let posted = Desc::from_bytes(&d);
+            let len = m.data.len().min(usize::from(posted.datalen));
+            if len > 0 && p.mem.write(posted.buffer(), &m.data[..len]).is_err() {
                 self.stats.dma_errors += 1;
             }
-            let flags = aqf::DD | aqf::CMP | u16::from_le_bytes([d[0], d[1]]);
-            d[0..2].copy_from_slice(&flags.to_le_bytes());
-            d[2..4].copy_from_slice(&AQ_SEND_TO_VF.to_le_bytes());
-            d[4..6].copy_from_slice(&(len as u16).to_le_bytes());
-            d[6..8].copy_from_slice(&0u16.to_le_bytes());
-            d[8..12].copy_from_slice(&m.opcode.to_le_bytes());
-            d[12..16].copy_from_slice(&m.retval.to_le_bytes());
-            if p.mem.write(at, &d).is_err() {
+            let wb = posted.deliver_pf_message(m.opcode, m.retval, len as u16);
+            if p.mem.write(at, &wb.to_bytes()).is_err() {
                 self.stats.dma_errors += 1;
             }
-            self.arq.head = (self.arq.head + 1) % self.arq.entries();
+            self.arq.head = adminq::next_index(self.arq.head, self.arq.entries());
             wrote = true;
         }
         if wrote {
@@ -471,39 +475,32 @@ impl Vf {
         let mut guard = 0;
         while self.atq.head != self.atq.tail % n && guard < n {
             guard += 1;
-            let at = self.atq.base() + u64::from(self.atq.head) * 32;
-            let mut d = [0u8; 32];
+            let at = self.atq.base() + u64::from(self.atq.head) * adminq::DESC_LEN as u64;
+            let mut d = [0u8; adminq::DESC_LEN];
             if p.mem.read(at, &mut d).is_err() {
                 self.stats.dma_errors += 1;
                 return;
             }
-            let opcode = u16::from_le_bytes([d[2], d[3]]);
-            let mut flags = u16::from_le_bytes([d[0], d[1]]) | aqf::DD | aqf::CMP;
-            let mut retval = 0u16;
-            if opcode == AQ_SEND_TO_PF {
-                let len = usize::from(u16::from_le_bytes([d[4], d[5]]));
-                let vop = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
-                let buf = u64::from(u32::from_le_bytes([d[24], d[25], d[26], d[27]])) << 32
-                    | u64::from(u32::from_le_bytes([d[28], d[29], d[30], d[31]]));
+            let desc = Desc::from_bytes(&d);
+            let mut retval = adminq::rc::OK;
+            if desc.opcode == adminq::opc::SEND_MSG_TO_PF {
+                let len = usize::from(desc.datalen);
                 let mut msg = vec![0u8; len];
-                if len > 0 && p.mem.read(buf, &mut msg).is_err() {
+                if len > 0 && p.mem.read(desc.buffer(), &mut msg).is_err() {
                     self.stats.dma_errors += 1;
                     msg.clear();
                 }
-                self.handle_virtchnl(vop, &msg, now, p);
+                self.handle_virtchnl(desc.cookie_high, &msg, now, p);
                 if self.rstat != reg::VFR_VFACTIVE {
                     return; // the message reset the VF, mailbox included
                 }
             } else {
-                flags |= aqf::ERR;
-                retval = AQ_RC_ESRCH;
+                retval = adminq::rc::ESRCH;
             }
-            d[0..2].copy_from_slice(&flags.to_le_bytes());
-            d[6..8].copy_from_slice(&retval.to_le_bytes());
-            if p.mem.write(at, &d).is_err() {
+            if p.mem.write(at, &desc.complete(retval).to_bytes()).is_err() {
                 self.stats.dma_errors += 1;
             }
-            self.atq.head = (self.atq.head + 1) % n;
+            self.atq.head = adminq::next_index(self.atq.head, n);
         }
         self.deliver_pending(now, p);
     }
@@ -511,55 +508,15 @@ impl Vf {
     /// The embedded PF: one virtchnl request from the VF.
     fn handle_virtchnl(&mut self, vop: u32, msg: &[u8], now: Instant, p: &mut Platform) {
         use status::*;
-        let r = match vop {
-            op::VERSION => {
-                self.version_ok = true;
-                self.virtchnl_reply(vop, SUCCESS, virtchnl::version(1, 1), now);
-                return;
-            }
-            op::RESET_VF => {
-                // No reply: the VF watches VFGEN_RSTAT.
-                self.start_vf_reset(now);
-                return;
-            }
-            op::GET_VF_RESOURCES => {
-                let res = VfResource {
-                    num_queue_pairs: self.config.queue_pairs,
-                    max_vectors: VECTORS,
-                    max_mtu: self.config.max_mtu,
-                    caps: cap::L2 | cap::RSS_REG,
-                    rss_key_size: 52,
-                    rss_lut_size: 64,
-                    vsi_id: VSI_ID,
-                    mac: self.config.mac,
-                };
-                self.resources_sent = true;
-                self.virtchnl_reply(vop, SUCCESS, res.encode(), now);
-                // Linux's PF tells a freshly configured VF its link state.
-                self.send_event(virtchnl::link_event(self.link_up), now);
-                return;
-            }
-            op::CONFIG_VSI_QUEUES => self.config_queues(msg),
-            op::CONFIG_IRQ_MAP => self.config_irq_map(msg),
-            op::ENABLE_QUEUES | op::DISABLE_QUEUES => {
-                let r = self.enable_queues(msg, vop == op::ENABLE_QUEUES);
-                if r == SUCCESS && vop == op::ENABLE_QUEUES {
-                    self.virtchnl_reply(vop, r, Vec::new(), now);
-                    self.send_event(virtchnl::link_event(self.link_up), now);
-                    return;
-                }
-                r
-            }
-            op::ADD_ETH_ADDR | op::DEL_ETH_ADDR => self.eth_addr(msg, vop == op::ADD_ETH_ADDR),
-            op::CONFIG_PROMISCUOUS_MODE => self.promisc(msg),
-            op::GET_STATS => match virtchnl::parse_queue_select(msg) {
-                Some((VSI_ID, _, _)) => {
-                    self.virtchnl_reply(vop, SUCCESS, self.eth.encode(), now);
-                    return;
-                }
-                _ => ERR_PARAM,
-            },
-            _ => ERR_NOT_SUPPORTED,
+        // Linux's PF checks every request's length first
+        // (`virtchnl_vc_validate_vf_msg`); unknown opcodes are not supported.
+        let r = match virtchnl::valid_request(vop, msg) {
+            None => Some(ERR_NOT_SUPPORTED),
+            Some(false) => Some(ERR_PARAM),
+            Some(true) => self.handle_valid(vop, msg, now),
+        };
+        let Some(r) = r else {
+            return;
         };
         if r != SUCCESS {
             // The model's log (hpcap-model's stderr) shows what was refused.
@@ -573,34 +530,121 @@ impl Vf {
         let _ = p;
     }
 
+    /// A request of the right length: `Some(status)` for a reply without
+    /// data, `None` when the reply (or none, for RESET_VF) was queued.
+    fn handle_valid(&mut self, vop: u32, msg: &[u8], now: Instant) -> Option<i32> {
+        use status::*;
+        Some(match vop {
+            op::VERSION => {
+                self.version_ok = true;
+                let v = encode(|b| virtchnl::VERSION.encode(b));
+                self.virtchnl_reply(vop, SUCCESS, v, now);
+                return None;
+            }
+            op::RESET_VF => {
+                // No reply: the VF watches VFGEN_RSTAT.
+                self.start_vf_reset(now);
+                return None;
+            }
+            op::GET_VF_RESOURCES => {
+                let res = VfResource {
+                    num_vsis: 1,
+                    num_queue_pairs: self.config.queue_pairs,
+                    max_vectors: VECTORS,
+                    max_mtu: self.config.max_mtu,
+                    vf_cap_flags: cap::L2 | cap::RSS_REG,
+                    rss_key_size: 52,
+                    rss_lut_size: 64,
+                };
+                let vsi = VsiResource {
+                    vsi_id: VSI_ID,
+                    num_queue_pairs: self.config.queue_pairs,
+                    vsi_type: virtchnl::VSI_SRIOV,
+                    qset_handle: 0,
+                    default_mac: self.config.mac,
+                };
+                self.resources_sent = true;
+                let reply = encode(|b| VfResourceMsg::encode(&res, &[vsi], b));
+                self.virtchnl_reply(vop, SUCCESS, reply, now);
+                // Linux's PF tells a freshly configured VF its link state.
+                self.send_event(self.link_event(), now);
+                return None;
+            }
+            op::ENABLE_QUEUES | op::DISABLE_QUEUES => {
+                let r = self.enable_queues(msg, vop == op::ENABLE_QUEUES);
+                if r == SUCCESS && vop == op::ENABLE_QUEUES {
+                    self.virtchnl_reply(vop, r, Vec::new(), now);
+                    self.send_event(self.link_event(), now);
+                    return None;
+                }
+                r
+            }
+            op::ADD_ETH_ADDR | op::DEL_ETH_ADDR => self.eth_addr(msg, vop == op::ADD_ETH_ADDR),
+            op::CONFIG_PROMISCUOUS_MODE => self.promisc(msg),
+            op::GET_STATS => match QueueSelect::parse(msg) {
+                Some(q) if q.vsi_id == VSI_ID => {
+                    let s = encode(|b| self.eth.encode(b));
+                    self.virtchnl_reply(vop, SUCCESS, s, now);
+                    return None;
+                }
+                _ => ERR_PARAM,
+            },
+            op::CONFIG_IRQ_MAP => self.config_irq_map(msg),
+            op::CONFIG_VSI_QUEUES => self.config_queues(msg),
+            _ => ERR_NOT_SUPPORTED,
+        })
+    }
+
+    /// The link event Linux's PF sends (legacy speed encoding, 40G).
+    fn link_event(&self) -> Vec<u8> {
+        encode(|b| PfEvent::link(self.link_up, virtchnl::speed::S40GB).encode(b))
+    }
+
     fn config_queues(&mut self, msg: &[u8]) -> i32 {
-        let Some((vsi, qs)) = virtchnl::parse_vsi_queues(msg) else {
+        let Some(cfg) = VsiQueueConfig::parse(msg) else {
             return status::ERR_PARAM;
         };
-        if vsi != VSI_ID || qs.len() > self.rxq.len() {
+        if cfg.vsi_id != VSI_ID || usize::from(cfg.num_queue_pairs) > self.rxq.len() {
             return status::ERR_PARAM;
         }
-        for (i, q) in qs.iter().enumerate() {
-            if usize::from(q.queue_id) != i || q.ring_len == 0 || q.databuffer_size == 0 {
+        // Linux's PF (`i40e_config_vsi_rx_queue`): queue ids in order, the
+        // VSI's; a buffer of at most 16 KiB - 128 in 128-byte units; 64 <=
+        // max_pkt_size < 16 KiB; ring length a multiple of 32.
+        for (i, p) in cfg.pairs().enumerate() {
+            let q = p.rxq;
+            if usize::from(q.queue_id) != i
+                || usize::from(p.txq.queue_id) != i
+                || q.vsi_id != VSI_ID
+                || p.txq.vsi_id != VSI_ID
+                || q.ring_len == 0
+                || q.ring_len % 32 != 0
+                || q.databuffer_size == 0
+                || q.databuffer_size > virtchnl::MAX_RX_BUFFER
+                || q.databuffer_size < virtchnl::RX_BUFFER_UNIT
+                || q.max_pkt_size < virtchnl::MIN_PKT_SIZE
+                || q.max_pkt_size >= virtchnl::MAX_PKT_SIZE
+            {
                 return status::ERR_PARAM;
             }
         }
-        // TX contexts sit before each RX context in the message.
-        for (i, q) in qs.into_iter().enumerate() {
-            let t = 8 + 64 * i; // TX context of queue pair i
-            let ring_len = u16::from_le_bytes([msg[t + 4], msg[t + 5]]);
-            let ring = u64::from_le_bytes(msg[t + 8..t + 16].try_into().unwrap_or([0; 8]));
+        for (i, p) in cfg.pairs().enumerate() {
+            let q = p.rxq;
             self.txq[i] = TxQueue {
-                ring,
-                len: u32::from(ring_len),
+                ring: p.txq.dma_ring_addr,
+                len: u32::from(p.txq.ring_len),
                 enabled: false,
                 head: 0,
             };
             // The tail is a register: iavf fills the ring and writes it
             // before it sends the queue contexts.
             let tail = self.rxq[i].tail % q.ring_len;
+            // The PF programs the buffer in 128-byte units (`dbuff`).
+            let unit = virtchnl::RX_BUFFER_UNIT;
             self.rxq[i] = RxQueue {
-                info: Some(q),
+                info: Some(RxqInfo {
+                    databuffer_size: q.databuffer_size / unit * unit,
+                    ..q
+                }),
                 enabled: false,
                 tail,
                 next: 0,
@@ -610,17 +654,19 @@ impl Vf {
     }
 
     fn config_irq_map(&mut self, msg: &[u8]) -> i32 {
-        let Some(maps) = virtchnl::parse_irq_map(msg) else {
+        let Some(info) = IrqMapInfo::parse(msg) else {
             return status::ERR_PARAM;
         };
-        for (vsi, vector, rxmap) in maps {
-            if vsi != VSI_ID || vector >= VECTORS {
+        for m in info.maps() {
+            if m.vsi_id != VSI_ID || m.vector_id >= VECTORS {
                 return status::ERR_PARAM;
             }
             for q in 0..16 {
-                if rxmap & (1 << q) != 0 {
-                    self.rx_vector[q] = vector;
-                    self.tx_vector[q] = vector;
+                if m.rxq_map & (1 << q) != 0 {
+                    self.rx_vector[q] = m.vector_id;
+                }
+                if m.txq_map & (1 << q) != 0 {
+                    self.tx_vector[q] = m.vector_id;
                 }
             }
         }
@@ -628,7 +674,12 @@ impl Vf {
     }
 
     fn enable_queues(&mut self, msg: &[u8], on: bool) -> i32 {
-        let Some((vsi, rx, tx)) = virtchnl::parse_queue_select(msg) else {
+        let Some(QueueSelect {
+            vsi_id: vsi,
+            rx_queues: rx,
+            tx_queues: tx,
+        }) = QueueSelect::parse(msg)
+        else {
             return status::ERR_PARAM;
         };
         if vsi != VSI_ID || (rx == 0 && tx == 0) {
@@ -653,13 +704,13 @@ impl Vf {
     }
 
     fn eth_addr(&mut self, msg: &[u8], add: bool) -> i32 {
-        let Some((vsi, list)) = virtchnl::parse_addr_list(msg) else {
+        let Some(list) = EtherAddrList::parse(msg) else {
             return status::ERR_PARAM;
         };
-        if vsi != VSI_ID {
+        if list.vsi_id != VSI_ID {
             return status::ERR_PARAM;
         }
-        for mac in list {
+        for mac in list.addrs().map(|a| a.addr) {
             let unicast = mac[0] & 1 == 0;
             if add {
                 // Linux's PF: an untrusted VF whose MAC the host set may not
@@ -678,7 +729,7 @@ impl Vf {
     }
 
     fn promisc(&mut self, msg: &[u8]) -> i32 {
-        let Some((vsi, flags)) = virtchnl::parse_promisc(msg) else {
+        let Some(PromiscInfo { vsi_id: vsi, flags }) = PromiscInfo::parse(msg) else {
             return status::ERR_PARAM;
         };
         if !self.config.trust {
@@ -762,7 +813,7 @@ impl Vf {
             return false;
         }
         for (k, chunk) in data.chunks(buf).enumerate() {
-            let at = info.ring_addr + u64::from(q.next) * 32;
+            let at = info.dma_ring_addr + u64::from(q.next) * 32;
             let Ok(pkt_addr) = p.mem.read_u64(at) else {
                 self.stats.dma_errors += 1;
                 return false;
@@ -809,7 +860,8 @@ impl Vf {
         if let Some(n) = self.config.reset_after_frames {
             if !self.reset_fault_done && self.stats.delivered >= n {
                 self.reset_fault_done = true;
-                self.send_event(virtchnl::reset_impending_event(), now);
+                let ev = encode(|b| PfEvent::reset_impending().encode(b));
+                self.send_event(ev, now);
                 self.deliver_pending(now, p);
                 self.forced_reset_at = Some(now + Duration::from_millis(50));
             }

@@ -5,6 +5,33 @@
 
 use super::*;
 use crate::transport::Platform;
+use hpcap_core::virtchnl::{QueuePairInfo, TxqInfo, RXDID_LEGACY_32B};
+
+fn version() -> Vec<u8> {
+    encode(|b| virtchnl::VERSION.encode(b))
+}
+
+/// CONFIG_VSI_QUEUES for queue pair 0 as iavf sends it.
+fn queue_config(tx_ring: u64, tx_len: u16, max_pkt: u32) -> Vec<u8> {
+    let p = QueuePairInfo {
+        txq: TxqInfo {
+            vsi_id: VSI_ID,
+            ring_len: tx_len,
+            dma_ring_addr: tx_ring,
+            ..TxqInfo::default()
+        },
+        rxq: RxqInfo {
+            vsi_id: VSI_ID,
+            ring_len: RING_LEN,
+            databuffer_size: BUF,
+            max_pkt_size: max_pkt,
+            rxdid: RXDID_LEGACY_32B,
+            dma_ring_addr: RING,
+            ..RxqInfo::default()
+        },
+    };
+    encode(|b| VsiQueueConfig::encode(VSI_ID, &[p], b))
+}
 
 const MEM: u64 = 0x10_0000;
 const ATQ: u64 = MEM;
@@ -78,25 +105,22 @@ impl Driver {
     }
 
     fn post_arq(&mut self, i: u32) {
-        let mut d = [0u8; 32];
-        d[0..2].copy_from_slice(&0x1000u16.to_le_bytes()); // BUF
-        d[4..6].copy_from_slice(&4096u16.to_le_bytes());
-        let buf = ARQ_BUFS + u64::from(i) * 4096;
-        d[24..28].copy_from_slice(&((buf >> 32) as u32).to_le_bytes());
-        d[28..32].copy_from_slice(&(buf as u32).to_le_bytes());
-        self.p.mem.write(ARQ + u64::from(i) * 32, &d).unwrap();
+        let d = Desc::receive_buffer(ARQ_BUFS + u64::from(i) * 4096, 4096);
+        self.p
+            .mem
+            .write(ARQ + u64::from(i) * 32, &d.to_bytes())
+            .unwrap();
     }
 
     /// Sends one virtchnl message; returns the ATQ write-back flags.
     fn send(&mut self, vop: u32, msg: &[u8]) -> u16 {
         let i = self.atq_next;
         self.p.mem.write(MSG, msg).unwrap();
-        let mut d = [0u8; 32];
-        d[2..4].copy_from_slice(&AQ_SEND_TO_PF.to_le_bytes());
-        d[4..6].copy_from_slice(&(msg.len() as u16).to_le_bytes());
-        d[8..12].copy_from_slice(&vop.to_le_bytes());
-        d[28..32].copy_from_slice(&(MSG as u32).to_le_bytes());
-        self.p.mem.write(ATQ + u64::from(i) * 32, &d).unwrap();
+        let d = Desc::send_to_pf(vop, msg.len() as u16).with_buffer(MSG);
+        self.p
+            .mem
+            .write(ATQ + u64::from(i) * 32, &d.to_bytes())
+            .unwrap();
         self.atq_next = (i + 1) % N_AQ;
         self.w(reg::VF_ATQT1, self.atq_next);
         if vop != op::RESET_VF {
@@ -120,8 +144,8 @@ impl Driver {
         let i = self.arq_next;
         let mut d = [0u8; 32];
         self.p.mem.read(ARQ + u64::from(i) * 32, &mut d).unwrap();
-        assert_eq!(u16::from_le_bytes([d[2], d[3]]), AQ_SEND_TO_VF);
-        let len = usize::from(u16::from_le_bytes([d[4], d[5]]));
+        let m = Desc::from_bytes(&d).pf_message().expect("a PF message");
+        let len = usize::from(m.len);
         let mut data = vec![0u8; len];
         self.p
             .mem
@@ -131,8 +155,8 @@ impl Driver {
         self.w(reg::VF_ARQT1, i);
         self.arq_next = (i + 1) % N_AQ;
         Some(Msg {
-            opcode: u32::from_le_bytes(d[8..12].try_into().unwrap()),
-            retval: i32::from_le_bytes(d[12..16].try_into().unwrap()),
+            opcode: m.opcode,
+            retval: m.status,
             data,
         })
     }
@@ -151,10 +175,7 @@ impl Driver {
     /// VERSION, GET_VF_RESOURCES, one queue pair, vector 1 on RX queue 0,
     /// enable, all descriptors posted: what iavf does on `ip link set up`.
     fn bring_up(&mut self) {
-        assert_eq!(
-            self.request(op::VERSION, &virtchnl::version(1, 1)).data,
-            virtchnl::version(1, 1)
-        );
+        assert_eq!(self.request(op::VERSION, &version()).data, version());
         let res = self.request(
             op::GET_VF_RESOURCES,
             &(cap::L2 | cap::RSS_REG).to_le_bytes(),
@@ -166,16 +187,7 @@ impl Driver {
             self.post_rx(i);
         }
         self.w(reg::QRX_TAIL1, RING_LEN - 1);
-        let mut q = vec![0u8; 72 + 64];
-        q[0..2].copy_from_slice(&VSI_ID.to_le_bytes());
-        q[2..4].copy_from_slice(&1u16.to_le_bytes());
-        let r = 8 + 24;
-        q[r..r + 2].copy_from_slice(&VSI_ID.to_le_bytes());
-        q[r + 4..r + 8].copy_from_slice(&RING_LEN.to_le_bytes());
-        q[r + 12..r + 16].copy_from_slice(&BUF.to_le_bytes());
-        q[r + 16..r + 20].copy_from_slice(&9018u32.to_le_bytes());
-        q[r + 21] = virtchnl::RXDID_LEGACY_1;
-        q[r + 24..r + 32].copy_from_slice(&RING.to_le_bytes());
+        let q = queue_config(0, 0, 9018);
         assert_eq!(self.request(op::CONFIG_VSI_QUEUES, &q).retval, 0);
         let mut m = vec![0u8; 14 + 12];
         m[0] = 1;
@@ -248,11 +260,8 @@ fn len_of(qw1: u64) -> usize {
 #[test]
 fn version_resources_and_link_event_in_linux_pf_order() {
     let mut d = Driver::new(Config::default());
-    let v = d.request(op::VERSION, &virtchnl::version(1, 1));
-    assert_eq!(
-        (v.retval, v.data.as_slice()),
-        (0, &virtchnl::version(1, 1)[..])
-    );
+    let v = d.request(op::VERSION, &version());
+    assert_eq!((v.retval, v.data), (0, version()));
     assert_eq!(d.p.irq.raised[0], 1, "the reply raised the mailbox vector");
     // The driver re-arms vector 0 and clears the cause, as iavf's handler does.
     assert_ne!(d.r(reg::VFINT_ICR01) & reg::ICR0_ADMINQ, 0);
@@ -274,7 +283,8 @@ fn version_resources_and_link_event_in_linux_pf_order() {
     assert_eq!(&res.data[30..36], &OWN);
     let ev = d.recv().expect("a link event after the resources");
     assert_eq!(ev.opcode, op::EVENT);
-    assert_eq!(ev.data, virtchnl::link_event(true));
+    let link = PfEvent::parse(&ev.data).unwrap();
+    assert_eq!(link, PfEvent::link(true, virtchnl::speed::S40GB));
 }
 
 #[test]
@@ -454,6 +464,8 @@ fn untrusted_vf_may_not_add_a_foreign_unicast_mac() {
 fn vf_reset_clears_the_mailbox_and_completes() {
     let mut d = Driver::new(Config::default());
     d.bring_up();
+    assert!(d.rx(&frame(OWN, 60, 0)));
+    assert_eq!(d.vf.eth.rx_unicast, 1);
     d.send(op::RESET_VF, &[]);
     assert_eq!(d.r(reg::VFGEN_RSTAT), reg::VFR_INPROGRESS);
     assert_eq!(
@@ -463,6 +475,8 @@ fn vf_reset_clears_the_mailbox_and_completes() {
     );
     assert!(!d.rx(&frame(OWN, 60, 0)));
     assert_eq!(d.vf.stats.not_ready, 1);
+    // The PF gives the VF a new VSI, whose counters start at zero.
+    assert_eq!(d.vf.eth, EthStats::default());
     d.now += Duration::from_millis(25);
     d.vf.tick(d.now, &mut d.p);
     assert_eq!(d.r(reg::VFGEN_RSTAT), reg::VFR_VFACTIVE);
@@ -499,7 +513,7 @@ fn slow_and_malformed_replies() {
         malformed_reply: Some(op::GET_VF_RESOURCES),
         ..Config::default()
     });
-    d.send(op::VERSION, &virtchnl::version(1, 1));
+    d.send(op::VERSION, &version());
     assert!(d.recv().is_none(), "not before the delay");
     d.now += Duration::from_millis(101);
     d.vf.tick(d.now, &mut d.p);
@@ -516,16 +530,7 @@ fn transmitted_frames_are_completed_and_handed_out() {
     d.bring_up();
     // Re-configure with a TX ring: queue pair 0's TX context.
     let tx_ring = MEM + 0x60000;
-    let mut q = vec![0u8; 72 + 64];
-    q[0..2].copy_from_slice(&VSI_ID.to_le_bytes());
-    q[2..4].copy_from_slice(&1u16.to_le_bytes());
-    q[8 + 4..8 + 6].copy_from_slice(&64u16.to_le_bytes());
-    q[8 + 8..8 + 16].copy_from_slice(&tx_ring.to_le_bytes());
-    let r = 8 + 24;
-    q[r + 4..r + 8].copy_from_slice(&RING_LEN.to_le_bytes());
-    q[r + 12..r + 16].copy_from_slice(&BUF.to_le_bytes());
-    q[r + 16..r + 20].copy_from_slice(&1518u32.to_le_bytes());
-    q[r + 24..r + 32].copy_from_slice(&RING.to_le_bytes());
+    let q = queue_config(tx_ring, 64, 1518);
     assert_eq!(d.request(op::CONFIG_VSI_QUEUES, &q).retval, 0);
     assert_eq!(d.request(op::ENABLE_QUEUES, &select(1, 1)).retval, 0);
     let f = frame([0xff; 6], 90, 3);
