@@ -182,6 +182,7 @@ pub fn family_help(metric: &str) -> Option<&'static str> {
 pub const NCOUNTERS: usize = 15;
 
 /// Size of [`CaptureStats`] in bytes.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const CAPTURE_STATS_LEN: usize = NCOUNTERS * 8;
 const _: () = assert!(core::mem::size_of::<CaptureStats>() == CAPTURE_STATS_LEN);
 #[cfg(not(hpcap_kernel))]
