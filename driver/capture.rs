@@ -596,8 +596,9 @@ impl<N: Nic> ThreadBody for Consumer<N> {
 /// backs off like an idle one (tens of microseconds: several batches).
 const TOKEN_SPINS: u32 = 4096;
 
-/// The slow path of one device: link state and NIC counters every 100 ms,
-/// read by the backend ([`Nic::service`]) off the capture threads.
+/// The slow path of one device, every 100 ms off the capture threads:
+/// link state and NIC counters, read by the backend ([`Nic::service`]),
+/// and the expiry of lingering listeners.
 struct Service<N: Nic> {
     rx: Arc<Rx<N>>,
     last_ns: AtomicU64,
@@ -608,6 +609,10 @@ const SERVICE_PERIOD_NS: u64 = 100_000_000;
 
 impl<N: Nic> Service<N> {
     fn refresh(&self) {
+        // Lingering listeners past their deadline stop holding the
+        // producer back (an attach by name also frees one it finds
+        // expired); the consumers re-read the limit every batch.
+        self.rx.shared.listeners.expire(kthread::mono_ns());
         let s = self.rx.queue.nic().service();
         let n = &self.rx.shared.nic;
         n.link_up.store(s.link.up, Ordering::Relaxed);

@@ -17,6 +17,7 @@
 //!   the producer back.
 //! - A blocking listener needs the file opened for writing (the node's write
 //!   permission) or `CAP_NET_ADMIN`.
+//! - A named listener (`HPCAP_IOC_ATTACH_NAMED`) is blocking: the same.
 //! - `CAP_NET_ADMIN`: `SET_CONFIG`, `SET_FILTER`, `KILL_LISTENER`; only
 //!   such files may use the last [`RESERVED_SLOTS`] listener slots, so
 //!   unprivileged readers cannot lock an administrator out.
@@ -30,6 +31,15 @@
 //! again afterwards (the core's ids carry the slot's generation, so a stale
 //! one fails instead of touching a later owner's cursor). A kill sticks to
 //! the file: every later call sees the end of the stream.
+//!
+//! # Named listeners
+//!
+//! `release` of a file whose listener was not detached explicitly
+//! abandons it (`ListenerTable::abandon`): a named one lingers with its
+//! cursor until its deadline (monotonic clock), an unnamed one is freed.
+//! The lingering slot belongs to no file any more: an attach by name from
+//! another file takes it over (a new id under that file's lock), a kill
+//! frees it, and the service thread frees it when its deadline passes.
 
 use crate::capture::{
     Filter,
@@ -47,6 +57,7 @@ use crate::hpcap_core::{
         ListenerError,
         ListenerId,
         Mode,
+        Name,
         ReadCheck,
         Readiness, //
     },
@@ -124,6 +135,10 @@ unsafe impl AsBytes for abi::Stats {}
 unsafe impl AsBytes for abi::Attach {}
 // SAFETY: as above.
 unsafe impl FromBytes for abi::Attach {}
+// SAFETY: as above.
+unsafe impl AsBytes for abi::AttachNamed {}
+// SAFETY: as above.
+unsafe impl FromBytes for abi::AttachNamed {}
 // SAFETY: as above.
 unsafe impl AsBytes for abi::Wait {}
 // SAFETY: as above.
@@ -238,6 +253,7 @@ fn listener_err(e: ListenerError) -> Error {
         ListenerError::Full => EBUSY,
         ListenerError::Killed => EPIPE,
         ListenerError::NotAttached | ListenerError::BeyondCommit => EINVAL,
+        ListenerError::NameInUse => EEXIST,
     }
 }
 
@@ -350,6 +366,50 @@ impl OpenFile {
         }
         *a = Attachment::Attached(at.id);
         Ok((at.id, at.start))
+    }
+
+    /// Attaches the file as the named blocking listener `name` (detaching
+    /// it first if it was), or takes over the lingering listener of that
+    /// name; returns its id, its start offset and whether it resumed.
+    fn attach_named(&self, a: &mut Attachment, name: &Name, linger_ms: u32) -> Result<(ListenerId, u64, bool)> {
+        if *a == Attachment::Killed {
+            return Err(EPIPE);
+        }
+        if !self.may_block {
+            return Err(EPERM);
+        }
+        self.detach(a);
+        let sh = &*self.shared;
+        // Under `config`, as `attach`: no switch meanwhile, attaches are
+        // serialised (so two files never race for one name), and the count
+        // of slots in use is exact. A take-over needs no new slot.
+        let at = {
+            let _config = sh.config.lock();
+            let in_use = sh.listeners.list().count();
+            let may_claim = self.admin || in_use < abi::MAX_LISTENERS - RESERVED_SLOTS;
+            let geo = sh.stream().geo;
+            let linger_ns = u64::from(linger_ms) * 1_000_000;
+            let at = sh
+                .listeners
+                .attach_named(name, linger_ns, crate::kthread::mono_ns(), may_claim, &sh.publish, &geo)
+                .map_err(listener_err)?;
+            self.poll_threshold.store(geo.block_size(), Ordering::Relaxed);
+            at
+        };
+        if let Some(p) = sh.pids.get(at.id.slot()) {
+            p.store(current_pid(), Ordering::Relaxed);
+        }
+        *a = Attachment::Attached(at.id);
+        Ok((at.id, at.start, at.resumed))
+    }
+
+    /// The file is being released without an explicit detach: a named
+    /// listener lingers, any other is freed.
+    fn abandon(&self, a: &mut Attachment) {
+        if let Attachment::Attached(id) = *a {
+            let _ = self.shared.listeners.abandon(id, crate::kthread::mono_ns());
+        }
+        *a = Attachment::Detached;
     }
 
     /// Detaches the file's listener, if any; a kill found now sticks.
@@ -469,7 +529,8 @@ impl OpenFile {
             Attachment::Attached(id) => id.raw(),
             _ => u32::MAX,
         };
-        session::fill_stats(&mut s, &sh.listeners, &sh.publish, &sh.stream().geo, |slot| {
+        let now = crate::kthread::mono_ns();
+        session::fill_stats(&mut s, &sh.listeners, &sh.publish, &sh.stream().geo, now, |slot| {
             sh.pids.get(slot).map_or(0, |p| p.load(Ordering::Relaxed))
         });
         s
@@ -610,6 +671,26 @@ impl OpenFile {
                 drop(a);
                 w.write(&at)?;
             }
+            abi::IOC_ATTACH_NAMED => {
+                // A named listener is blocking: the permission check comes
+                // before touching user memory.
+                if !self.may_block {
+                    return Err(EPERM);
+                }
+                let (mut r, mut w) = user(size_of::<abi::AttachNamed>()).reader_writer();
+                let mut at: abi::AttachNamed = r.read()?;
+                if at.mode != abi::MODE_BLOCKING || at.flags != 0 || at.reserved != 0 || at.linger_ms > abi::LINGER_MAX_MS {
+                    return Err(EINVAL);
+                }
+                let name = Name::from_field(&at.name).ok_or(EINVAL)?;
+                let linger_ms = if at.linger_ms == 0 { abi::LINGER_DEFAULT_MS } else { at.linger_ms };
+                let mut a = self.listener.lock();
+                let (_, start, resumed) = self.attach_named(&mut a, &name, linger_ms)?;
+                drop(a);
+                at.start_offset = start;
+                at.result = if resumed { abi::ATTACH_RESUMED } else { 0 };
+                w.write(&at)?;
+            }
             abi::IOC_DETACH => {
                 let mut a = self.listener.lock();
                 self.detach(&mut a);
@@ -739,7 +820,9 @@ unsafe extern "C" fn hpcap_release(_inode: *mut bindings::inode, file: *mut bind
     // was leaked from a pinned box in `open`, and is dropped in place.
     let of = unsafe { Pin::new_unchecked(KBox::from_raw((*file).private_data.cast::<OpenFile>())) };
     let mut a = of.listener.lock();
-    of.detach(&mut a);
+    // Closed without HPCAP_IOC_DETACH: a named listener lingers for a
+    // successor, any other is freed.
+    of.abandon(&mut a);
     drop(a);
     // A blocking listener that left frees room: nothing to wake, the
     // producer re-reads the limit every batch.

@@ -135,6 +135,14 @@ pub(crate) fn now_ns() -> u64 {
     unsafe { bindings::ktime_get_real_fast_ns() }
 }
 
+/// Nanoseconds on the monotonic clock (NMI-safe, no locks, never set
+/// back): deadlines of lingering listeners.
+#[inline]
+pub(crate) fn mono_ns() -> u64 {
+    // SAFETY: `ktime_get_mono_fast_ns` has no preconditions.
+    unsafe { bindings::ktime_get_mono_fast_ns() }
+}
+
 /// Number of CPUs the system may have (`nr_cpu_ids`).
 pub(crate) fn nr_cpu_ids() -> u32 {
     // SAFETY: `nr_cpu_ids` is set at boot and read-only afterwards.

@@ -2,12 +2,16 @@
 /*
  * hpcap.h - userspace ABI of /dev/hpcapN (hpcap-rs).
  *
- * One character device per captured port or virtual function. Every open()
- * attaches a listener with its own read cursor into the device's stream
- * (blocking by default: it holds the producer back and never loses data;
- * lossy on request: it never holds the producer back and skips forward when
- * overrun). The stream is a sequence of fixed-size blocks of pcapng (or HPCAP
- * RAW) records; see docs/formats.md.
+ * One character device per captured port or virtual function. An open file
+ * becomes a listener with its own read cursor into the device's stream at
+ * its first read/WAIT/poll or with HPCAP_IOC_ATTACH (blocking if the file may
+ * block, i.e. was opened for writing or by CAP_NET_ADMIN: it holds the
+ * producer back and never loses data; lossy otherwise: it never holds the
+ * producer back and skips forward when overrun). A named listener
+ * (HPCAP_IOC_ATTACH_NAMED) survives the death of its process for a linger
+ * time, so a restarted reader resumes where it stopped. The stream is a
+ * sequence of fixed-size blocks of pcapng (or HPCAP RAW) records; see
+ * docs/formats.md and docs/abi.md.
  *
  *   read(fd, buf, n)     copies stream bytes from the cursor and advances it
  *                        (so `dd if=/dev/hpcap0 bs=4M` yields a pcapng stream
@@ -35,7 +39,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define HPCAP_ABI_VERSION 2
+#define HPCAP_ABI_VERSION 3
 #define HPCAP_IOC_MAGIC 'h'
 #define HPCAP_MAX_LISTENERS 16
 
@@ -57,6 +61,19 @@
 /* hpcap_listener.flags: an administrator killed the listener; it holds
  * nobody back and its owner gets end-of-stream until it detaches. */
 #define HPCAP_LISTENER_KILLED (1u << 0)
+/* hpcap_listener.flags: the listener has a name (hpcap_listener.name). */
+#define HPCAP_LISTENER_NAMED (1u << 1)
+/* hpcap_listener.flags: its file was closed without HPCAP_IOC_DETACH; it
+ * still holds the producer back and waits linger_left_ms more for an
+ * HPCAP_IOC_ATTACH_NAMED with its name. */
+#define HPCAP_LISTENER_LINGERING (1u << 2)
+
+/* Named listeners: the name field holds 1..31 characters of [A-Za-z0-9._-],
+ * NUL-terminated and NUL-padded. */
+#define HPCAP_NAME_LEN 32
+#define HPCAP_LINGER_DEFAULT_MS 30000u  /* linger_ms = 0 */
+#define HPCAP_LINGER_MAX_MS 3600000u    /* one hour */
+#define HPCAP_ATTACH_RESUMED (1u << 0)  /* hpcap_attach_named.result */
 
 /* hpcap_stats.nic_valid: which counters read from the NIC are real. A NIC
  * without such a counter reports it as 0 with its bit clear: unknown. */
@@ -91,6 +108,23 @@ struct hpcap_attach {
 	__u64 start_offset;  /* out: stream offset of the cursor */
 };
 
+/* HPCAP_IOC_ATTACH_NAMED: attach this file as the named blocking listener
+ * `name`, or take over the lingering listener of that name at its cursor
+ * (the first byte its previous owner had not acknowledged). Closing the file
+ * without HPCAP_IOC_DETACH leaves the listener lingering for linger_ms.
+ * Errors: EPERM (the file may not block), EINVAL (bad name, mode, flags,
+ * reserved or linger_ms), EEXIST (a listener that is not killed has the
+ * name), EBUSY (no slot), EPIPE (this file's listener was killed). */
+struct hpcap_attach_named {
+	char name[HPCAP_NAME_LEN]; /* in */
+	__u32 mode;          /* in: HPCAP_MODE_BLOCKING */
+	__u32 linger_ms;     /* in: 0 = HPCAP_LINGER_DEFAULT_MS, at most HPCAP_LINGER_MAX_MS */
+	__u32 flags;         /* in: 0 */
+	__u32 result;        /* out: HPCAP_ATTACH_RESUMED */
+	__u64 start_offset;  /* out: stream offset of the cursor */
+	__u64 reserved;      /* in: 0 */
+};
+
 /* HPCAP_IOC_WAIT: acknowledge consumed bytes, then wait for data. */
 #define HPCAP_WAIT_OVERRUN (1u << 0) /* lossy listener was overrun; see lost_* */
 #define HPCAP_WAIT_HUP (1u << 1)     /* device gone or listener killed: no more data */
@@ -109,8 +143,9 @@ struct hpcap_wait {
 
 /* Capture counters of a device; every frame the driver sees lands in exactly
  * one of stored, filtered or dropped_*: frames_seen = frames_stored +
- * filtered + dropped_ring + dropped_no_space + dropped_writer +
- * dropped_no_listener. nic_* are the NIC's own counters (see nic_valid). */
+ * filtered + dropped_ring + dropped_no_space + dropped_lingering +
+ * dropped_writer + dropped_no_listener. nic_* are the NIC's own counters
+ * (see nic_valid). */
 struct hpcap_counters {
 	__u64 frames_seen;
 	__u64 bytes_seen;
@@ -127,18 +162,22 @@ struct hpcap_counters {
 	__u64 dropped_writer;        /* no record can hold the frame */
 	__u64 nic_received;          /* NIC's good-packets counter */
 	__u64 dropped_no_listener;   /* received while no listener was attached */
+	__u64 dropped_lingering;     /* buffer full: only lingering listeners behind */
 };
 
 /* One listener as HPCAP_IOC_STATS reports it. */
 struct hpcap_listener {
-	__u32 id;            /* slot; HPCAP_IOC_KILL_LISTENER takes it */
+	__u32 id;            /* generation << 16 | slot; HPCAP_IOC_KILL_LISTENER takes it */
 	__u32 mode;          /* HPCAP_MODE_* */
 	__u32 pid;           /* process that attached it */
 	__u32 flags;         /* HPCAP_LISTENER_* */
 	__u64 cursor;        /* stream offset */
 	__u64 lag;           /* commit - cursor */
 	__u64 lost_bytes;    /* total skipped by overruns (lossy) */
-	__u64 lost_blocks;   /* overrun events (each skipped one or more blocks) */
+	__u64 lost_blocks;   /* blocks touched by those overruns */
+	char name[HPCAP_NAME_LEN]; /* with HPCAP_LISTENER_NAMED, else zero */
+	__u32 linger_ms;     /* linger time of a named listener */
+	__u32 linger_left_ms; /* with HPCAP_LISTENER_LINGERING: ms until freed */
 };
 
 /* HPCAP_IOC_STATS. */
@@ -187,5 +226,6 @@ struct hpcap_filter {
 #define HPCAP_IOC_SET_CONFIG _IOW(HPCAP_IOC_MAGIC, 6, struct hpcap_config)
 #define HPCAP_IOC_SET_FILTER _IOW(HPCAP_IOC_MAGIC, 7, struct hpcap_filter)
 #define HPCAP_IOC_KILL_LISTENER _IOW(HPCAP_IOC_MAGIC, 8, __u32)
+#define HPCAP_IOC_ATTACH_NAMED _IOWR(HPCAP_IOC_MAGIC, 9, struct hpcap_attach_named)
 
 #endif /* _UAPI_HPCAP_H */

@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// ABI version reported in [`Info::abi_version`].
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// ioctl "type" byte of every hpcap command.
 pub const IOC_MAGIC: u32 = b'h' as u32;
 /// Listener slots per device (the C header's `HPCAP_MAX_LISTENERS`).
@@ -47,6 +47,22 @@ pub const MODE_LOSSY: u32 = 1;
 /// [`Listener::flags`]: an administrator killed it; it holds nobody back
 /// and its owner gets end-of-stream.
 pub const LISTENER_KILLED: u32 = 1 << 0;
+/// [`Listener::flags`]: it has a name ([`Listener::name`]).
+pub const LISTENER_NAMED: u32 = 1 << 1;
+/// [`Listener::flags`]: its owner went away without detaching; it still
+/// holds the producer back and waits [`Listener::linger_left_ms`] more for
+/// an attach by its name.
+pub const LISTENER_LINGERING: u32 = 1 << 2;
+
+/// Bytes of a listener name field, NUL included.
+pub const NAME_LEN: usize = super::listener::NAME_MAX + 1;
+/// Linger time of a named listener when [`AttachNamed::linger_ms`] is 0.
+pub const LINGER_DEFAULT_MS: u32 = 30_000;
+/// Longest linger time a named listener may ask for (one hour).
+pub const LINGER_MAX_MS: u32 = 3_600_000;
+/// [`AttachNamed::result`]: a lingering listener of that name was taken
+/// over; the cursor is where it had stopped.
+pub const ATTACH_RESUMED: u32 = 1 << 0;
 
 /// [`Wait::flags`]: the lossy listener was overrun; see `lost_*`.
 pub const WAIT_OVERRUN: u32 = 1 << 0;
@@ -114,6 +130,29 @@ pub struct Attach {
     pub start_offset: u64,
 }
 
+/// `HPCAP_IOC_ATTACH_NAMED`: attach this file as a named blocking
+/// listener, or take over a lingering one of that name.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachNamed {
+    /// In: the name, NUL-terminated and NUL-padded.
+    pub name: [u8; NAME_LEN],
+    /// In: [`MODE_BLOCKING`] (the only mode a named listener has).
+    pub mode: u32,
+    /// In: how long the listener lingers after its file is closed without
+    /// `HPCAP_IOC_DETACH` (ms; 0 = [`LINGER_DEFAULT_MS`]; at most
+    /// [`LINGER_MAX_MS`]).
+    pub linger_ms: u32,
+    /// In: zero.
+    pub flags: u32,
+    /// Out: [`ATTACH_RESUMED`] if a lingering listener was taken over.
+    pub result: u32,
+    /// Out: the cursor's stream offset.
+    pub start_offset: u64,
+    /// Zero.
+    pub reserved: u64,
+}
+
 /// `HPCAP_IOC_WAIT`: acknowledge consumed bytes, then wait for data.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -143,7 +182,7 @@ pub type Counters = super::stats::CaptureStats;
 
 /// One listener in [`Stats`].
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
     /// Slot id.
     pub id: u32,
@@ -161,6 +200,12 @@ pub struct Listener {
     pub lost_bytes: u64,
     /// Overrun events (each skipped one or more blocks).
     pub lost_blocks: u64,
+    /// Its name (with [`LISTENER_NAMED`]), NUL-padded; zero otherwise.
+    pub name: [u8; NAME_LEN],
+    /// Linger time of a named listener (ms).
+    pub linger_ms: u32,
+    /// With [`LISTENER_LINGERING`]: ms until it is freed (0 otherwise).
+    pub linger_left_ms: u32,
 }
 
 /// `HPCAP_IOC_STATS`.
@@ -216,6 +261,48 @@ pub struct Filter {
     pub insns: u64,
 }
 
+impl AttachNamed {
+    /// All zero.
+    pub const ZERO: Self = Self {
+        name: [0; NAME_LEN],
+        mode: 0,
+        linger_ms: 0,
+        flags: 0,
+        result: 0,
+        start_offset: 0,
+        reserved: 0,
+    };
+}
+
+impl Default for AttachNamed {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl Listener {
+    /// All zero.
+    pub const ZERO: Self = Self {
+        id: 0,
+        mode: 0,
+        pid: 0,
+        flags: 0,
+        cursor: 0,
+        lag: 0,
+        lost_bytes: 0,
+        lost_blocks: 0,
+        name: [0; NAME_LEN],
+        linger_ms: 0,
+        linger_left_ms: 0,
+    };
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
 impl Info {
     /// All zero.
     pub const ZERO: Self = Self {
@@ -249,16 +336,7 @@ impl Stats {
         self_id: u32::MAX,
         nic_valid: 0,
         reserved: 0,
-        listener: [Listener {
-            id: 0,
-            mode: 0,
-            pid: 0,
-            flags: 0,
-            cursor: 0,
-            lag: 0,
-            lost_bytes: 0,
-            lost_blocks: 0,
-        }; MAX_LISTENERS],
+        listener: [Listener::ZERO; MAX_LISTENERS],
     };
 }
 
@@ -304,6 +382,8 @@ pub const IOC_SET_CONFIG: u32 = ioc(IOC_WRITE, 6, size_of::<Config>());
 pub const IOC_SET_FILTER: u32 = ioc(IOC_WRITE, 7, size_of::<Filter>());
 /// `HPCAP_IOC_KILL_LISTENER`: `_IOW('h', 8, __u32)`.
 pub const IOC_KILL_LISTENER: u32 = ioc(IOC_WRITE, 8, size_of::<u32>());
+/// `HPCAP_IOC_ATTACH_NAMED`: `_IOWR('h', 9, struct hpcap_attach_named)`.
+pub const IOC_ATTACH_NAMED: u32 = ioc(IOC_READ | IOC_WRITE, 9, size_of::<AttachNamed>());
 
 // Layouts, pinned (the C header must agree; see the userspace ABI test).
 const _: () = {
@@ -315,11 +395,16 @@ const _: () = {
     assert!(size_of::<Attach>() == 16);
     assert!(size_of::<Wait>() == 64);
     assert!(offset_of!(Wait, flags) == 56);
-    assert!(size_of::<Counters>() == 120);
-    assert!(size_of::<Listener>() == 48);
-    assert!(size_of::<Stats>() == 120 + 40 + 16 * 48);
-    assert!(offset_of!(Stats, nic_valid) == 152);
-    assert!(offset_of!(Stats, listener) == 160);
+    assert!(size_of::<AttachNamed>() == 64);
+    assert!(offset_of!(AttachNamed, mode) == 32);
+    assert!(offset_of!(AttachNamed, start_offset) == 48);
+    assert!(size_of::<Counters>() == 128);
+    assert!(size_of::<Listener>() == 88);
+    assert!(offset_of!(Listener, name) == 48);
+    assert!(offset_of!(Listener, linger_left_ms) == 84);
+    assert!(size_of::<Stats>() == 128 + 40 + 16 * 88);
+    assert!(offset_of!(Stats, nic_valid) == 160);
+    assert!(offset_of!(Stats, listener) == 168);
     assert!(size_of::<Config>() == 24);
     assert!(size_of::<Filter>() == 16);
     assert!(size_of::<Stats>() < (1 << 14));
@@ -336,6 +421,8 @@ mod tests {
         assert_eq!(IOC_INFO, 0x8090_6801);
         assert_eq!(IOC_WAIT, 0xC040_6804);
         assert_eq!(IOC_KILL_LISTENER, 0x4004_6808);
+        assert_eq!(IOC_ATTACH_NAMED, 0xC040_6809);
+        assert_eq!(IOC_STATS, 0x8628_6805);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use super::config::Stream;
 use super::desc::RxDone;
 use super::format::StreamFormat;
 use super::frame::{WireFrame, TAG_LEN};
-use super::listener::ListenerTable;
+use super::listener::{Limits, ListenerTable};
 use super::pcapng::{self, BlockHeader};
 use super::publish::{Placement, PublishState, Span};
 use super::segment::RingLayout;
@@ -329,10 +329,10 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         // 2. Open.
         let cfg = settings();
         let copying = cx.listeners.any_attached();
-        let limit = cx
+        let limits = cx
             .listeners
-            .reserve_limit(cx.publish.committed(), &cfg.stream.geo);
-        let Ok(mut batch) = cx.publish.begin_batch(j, limit) else {
+            .reserve_limits(cx.publish.committed(), &cfg.stream.geo);
+        let Ok(mut batch) = cx.publish.begin_batch(j, limits.all) else {
             // Too many batches await publication: come back later.
             return Polled::IDLE;
         };
@@ -376,10 +376,12 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                     let frame = WireFrame::new(unsafe { cx.port.frame(i, done.len) }, tci);
                     !p.matches_frame(&frame, rec.len)
                 });
-                fate(wire, rec, copying, filtered_out, &cfg, &mut batch)
+                fate(wire, rec, copying, filtered_out, &cfg, &mut batch, limits)
             });
             match fate {
-                Fate::Dropped(DropStage::NoSpace) if cx.on_full == OnFull::Stall => {
+                Fate::Dropped(DropStage::NoSpace | DropStage::Lingering)
+                    if cx.on_full == OnFull::Stall =>
+                {
                     // Not consumed: this descriptor is polled again.
                     stalled = true;
                     break;
@@ -502,6 +504,7 @@ fn fate<F: Filter>(
     filtered_out: bool,
     cfg: &Settings<F>,
     batch: &mut super::publish::Batch,
+    limits: Limits,
 ) -> Fate {
     if !copying {
         return Fate::Dropped(DropStage::NoListener);
@@ -520,6 +523,10 @@ fn fate<F: Filter>(
         Some(_) => Fate::Stored,
         // Refused: no block can hold the record, or the limit.
         None if !geo.fits_fresh_block(len) => Fate::Dropped(DropStage::Writer),
+        // Only lingering listeners hold the room it needs.
+        None if limits.live > limits.all && batch.would_fit(geo, len, limits.live) => {
+            Fate::Dropped(DropStage::Lingering)
+        }
         None => Fate::Dropped(DropStage::NoSpace),
     }
 }
@@ -1035,6 +1042,127 @@ pub(crate) mod tests {
             stats,
         };
         assert_same(&frames, &packets(&s, &c));
+    }
+
+    /// Drops caused by a lingering listener alone are counted apart from
+    /// drops a live listener causes; taking the lingering listener over
+    /// then yields every stored frame from where it stopped, in order.
+    #[test]
+    fn lingering_drops_are_counted_apart() {
+        use super::super::listener::Name;
+        let s = Stream::new(StreamFormat::Pcapng, 2 << 16, 1 << 16).unwrap();
+        let mut rig = Rig::new(s, 64, 2048, 1, 0);
+        let name = Name::new(b"dd").unwrap();
+        let named = rig
+            .listeners
+            .attach_named(&name, 1_000, 0, true, &rig.publish, &s.geo)
+            .unwrap();
+        let live = rig
+            .listeners
+            .attach(Mode::Blocking, &rig.publish, &s.geo)
+            .unwrap();
+        // Fills the buffer: both listeners behind, plain no-space drops.
+        let mut next = 0;
+        let mut offer = |rig: &mut Rig, k: usize| -> CaptureStats {
+            let mut total = CaptureStats::ZERO;
+            for _ in 0..k {
+                while rig.nic.free() > 0 {
+                    rig.nic.receive(Incoming {
+                        bytes: &frame(next, 1000).bytes,
+                        ts_ns: Some(next as u64 + 1),
+                        orig_len: None,
+                    });
+                    next += 1;
+                }
+                total.merge(&rig.poll_all(u64::MAX, OnFull::Drop, 0, None).stats);
+            }
+            total
+        };
+        let st = offer(&mut rig, 6);
+        assert!(
+            st.dropped_no_space > 0 && st.dropped_lingering == 0,
+            "{st:?}"
+        );
+        // The named listener's owner goes away; the live one keeps up.
+        rig.listeners.abandon(named.id, 0).unwrap();
+        let mut ignored = Vec::new();
+        rig.drain(live.id, &mut ignored);
+        let st = offer(&mut rig, 6);
+        assert!(
+            st.dropped_lingering > 0 && st.dropped_no_space == 0,
+            "{st:?}"
+        );
+        assert!(st.fates_add_up());
+        // Taken over: live again, so the room it holds is plain no-space.
+        let back = rig
+            .listeners
+            .attach_named(&name, 1_000, 0, true, &rig.publish, &s.geo)
+            .unwrap();
+        assert_eq!((back.start, back.resumed), (named.start, true));
+        let st = offer(&mut rig, 6);
+        assert!(
+            st.dropped_no_space > 0 && st.dropped_lingering == 0,
+            "{st:?}"
+        );
+        // Its stream continues exactly where it stopped.
+        let mut out = Vec::new();
+        rig.drain(back.id, &mut out);
+        // Store what the ring still holds and close the open block (idle
+        // flush), reading as we go.
+        while rig.poll_all(0, OnFull::Drop, 0, None).handled > 0 {
+            rig.drain(back.id, &mut out);
+        }
+        let c = Captured {
+            stream: out,
+            start: back.start,
+            stats: CaptureStats::ZERO,
+        };
+        let got = packets(&s, &c);
+        assert!(!got.is_empty());
+        // Timestamps are the frame numbers + 1: stored frames in order,
+        // from the very first one on.
+        let ts: Vec<u64> = got.iter().map(|g| g.1).collect();
+        assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
+        assert_eq!(got[0].1, 1);
+    }
+
+    /// A lossless replay waits for a lingering listener too.
+    #[test]
+    fn stall_waits_for_lingering_listeners() {
+        use super::super::listener::Name;
+        let s = Stream::new(StreamFormat::Pcapng, 2 << 16, 1 << 16).unwrap();
+        let mut rig = Rig::new(s, 64, 2048, 1, 0);
+        let name = Name::new(b"dd").unwrap();
+        let a = rig
+            .listeners
+            .attach_named(&name, 1_000, 0, true, &rig.publish, &s.geo)
+            .unwrap();
+        rig.listeners.abandon(a.id, 0).unwrap();
+        let mut stalled = false;
+        for i in 0..400 {
+            while rig.nic.free() == 0 {
+                let p = rig.poll_all(u64::MAX, OnFull::Stall, 0, None);
+                if p.stalled {
+                    stalled = true;
+                    break;
+                }
+            }
+            if stalled {
+                break;
+            }
+            rig.nic.receive(Incoming {
+                bytes: &frame(i, 1000).bytes,
+                ts_ns: Some(i as u64),
+                orig_len: None,
+            });
+        }
+        assert!(stalled, "the lingering listener held nothing back");
+        let p = rig.poll_all(u64::MAX, OnFull::Stall, 0, None);
+        assert!(p.stalled && p.stats.dropped_total() == 0, "{p:?}");
+        // Expired: the producer goes on (nothing attached: no-listener).
+        assert_eq!(rig.listeners.expire(1_000), 1);
+        let p = rig.poll_all(u64::MAX, OnFull::Stall, 0, None);
+        assert!(!p.stalled && p.stats.dropped_no_listener > 0, "{p:?}");
     }
 
     /// Two writers on two threads share the ring and the stream; the stream

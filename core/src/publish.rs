@@ -464,6 +464,25 @@ impl Batch {
         })
     }
 
+    /// Whether [`Self::place`] would place a record of `len` bytes if the
+    /// batch's limit were `limit`, without reserving anything. For the
+    /// rare path of a refused record: tells which listeners held the room
+    /// (see `ListenerTable::reserve_limits`).
+    pub fn would_fit(&self, geo: &Geometry, len: u64, limit: u64) -> bool {
+        let mut at = self.pos;
+        let within = at & (geo.block_size - 1);
+        if within != 0 && !geo.fits(len, geo.block_size - within) {
+            at += geo.block_size - within;
+        }
+        if at & (geo.block_size - 1) == 0 {
+            if !geo.fits(len, geo.max_record()) {
+                return false;
+            }
+            at += geo.header_len;
+        }
+        at.checked_add(len).is_some_and(|end| end <= limit)
+    }
+
     /// Reserves padding up to the end of the current block (e.g. to flush a
     /// partly filled block when traffic stops). `None` if already at a block
     /// boundary or the padding would pass the limit.

@@ -142,12 +142,15 @@ pub fn wait<const S: usize>(
 /// Fills the stream and listener fields of `HPCAP_IOC_STATS` (`commit`,
 /// `free_bytes`, `nlisteners`, `listener[]`); the caller sets the counters,
 /// uptime, `nic_valid` and `self_id`. Killed listeners are listed, with
-/// [`abi::LISTENER_KILLED`], until their owner detaches.
+/// [`abi::LISTENER_KILLED`], until their owner detaches; lingering ones
+/// with [`abi::LISTENER_LINGERING`] and the time they have left from `now`
+/// (the clock their deadlines use, see [`ListenerTable::abandon`]).
 pub fn fill_stats<const S: usize>(
     st: &mut abi::Stats,
     table: &ListenerTable,
     publish: &PublishState<S>,
     geo: &Geometry,
+    now: u64,
     pid_of: impl Fn(usize) -> u32,
 ) {
     let commit = publish.committed();
@@ -164,16 +167,36 @@ pub fn fill_stats<const S: usize>(
                 Mode::Lossy => abi::MODE_LOSSY,
             },
             pid: pid_of(info.id.slot()),
-            flags: if info.killed { abi::LISTENER_KILLED } else { 0 },
+            flags: if info.killed { abi::LISTENER_KILLED } else { 0 }
+                | if info.name.is_some() {
+                    abi::LISTENER_NAMED
+                } else {
+                    0
+                }
+                | if info.lingering.is_some() {
+                    abi::LISTENER_LINGERING
+                } else {
+                    0
+                },
             cursor: info.cursor,
             lag: commit.saturating_sub(info.cursor),
             lost_bytes: info.lost_bytes,
             lost_blocks: info.lost_blocks,
+            name: info.name.map_or([0; abi::NAME_LEN], |n| n.field()),
+            linger_ms: ms(info.linger_ns),
+            linger_left_ms: info
+                .lingering
+                .map_or(0, |deadline| ms(deadline.saturating_sub(now))),
         };
         n += 1;
     }
     // CAST: at most MAX_LISTENERS.
     st.nlisteners = n as u32;
+}
+
+/// Nanoseconds as whole milliseconds, saturating at `u32::MAX`.
+fn ms(ns: u64) -> u32 {
+    u32::try_from(ns / 1_000_000).unwrap_or(u32::MAX)
 }
 
 /// Fills the live fields of `HPCAP_IOC_INFO`: `commit` and `listeners`
@@ -335,7 +358,7 @@ mod tests {
         produce(&p, &l, &g, 100);
         l.kill(b.id).unwrap();
         let mut st = abi::Stats::ZERO;
-        fill_stats(&mut st, &l, &p, &g, |slot| 100 + slot as u32);
+        fill_stats(&mut st, &l, &p, &g, 0, |slot| 100 + slot as u32);
         assert_eq!(st.nlisteners, 2);
         assert_eq!(
             (st.listener[0].id, st.listener[0].flags, st.listener[0].pid),

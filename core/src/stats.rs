@@ -12,7 +12,7 @@
 //! Every frame that reaches the driver lands in exactly one fate: stored,
 //! filtered, or dropped at one stage, so
 //! `frames_seen == frames_stored + filtered + dropped_ring + dropped_no_space
-//! + dropped_writer + dropped_no_listener`. The NIC's own counters (`nic_*`) are read from the
+//! + dropped_lingering + dropped_writer + dropped_no_listener`. The NIC's own counters (`nic_*`) are read from the
 //! hardware and come on top; a NIC that has no such counter reports it as
 //! unavailable ([`NicCounters::valid`]), never as 0.
 //!
@@ -149,6 +149,8 @@ counters! {
         "Frames the NIC counted as received (its good-packets counter).";
     dropped_no_listener: Frames, "hpcap_frames_dropped_total", Some("no_listener"), Source::Driver,
         "Frames received while no listener was attached (nothing to store them for).";
+    dropped_lingering: Frames, "hpcap_frames_dropped_total", Some("lingering"), Source::Driver,
+        "Frames dropped for lack of buffer space that only lingering listeners (named listeners whose owner went away, kept for a restart) held.";
 }
 
 /// `# HELP` of the metric families whose counters are told apart by their
@@ -158,7 +160,7 @@ counters! {
 pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "hpcap_frames_dropped_total",
-        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, no_listener, writer).",
+        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, lingering, no_listener, writer).",
     ),
     (
         "hpcap_bytes_dropped_total",
@@ -179,7 +181,7 @@ pub fn family_help(metric: &str) -> Option<&'static str> {
 }
 
 /// Number of counters in [`CaptureStats`].
-pub const NCOUNTERS: usize = 15;
+pub const NCOUNTERS: usize = 16;
 
 /// Size of [`CaptureStats`] in bytes.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
@@ -218,6 +220,10 @@ pub enum DropStage {
     Ring,
     /// No room in the buffer: a blocking listener holds the space.
     NoSpace,
+    /// No room in the buffer, but only because of lingering listeners
+    /// (named listeners whose owner went away): without them the frame
+    /// would have been stored.
+    Lingering,
     /// No listener is attached: there is nothing to store the frame for.
     NoListener,
     /// No record can hold the frame (larger than a block or than the
@@ -256,6 +262,7 @@ impl CaptureStats {
                 self.dropped_no_space = self.dropped_no_space.wrapping_add(1);
                 self.bytes_no_space = self.bytes_no_space.wrapping_add(u64::from(len));
             }
+            DropStage::Lingering => self.dropped_lingering = self.dropped_lingering.wrapping_add(1),
             DropStage::Writer => self.dropped_writer = self.dropped_writer.wrapping_add(1),
             DropStage::NoListener => {
                 self.dropped_no_listener = self.dropped_no_listener.wrapping_add(1)
@@ -269,6 +276,7 @@ impl CaptureStats {
             .wrapping_add(self.dropped_no_space)
             .wrapping_add(self.dropped_writer)
             .wrapping_add(self.dropped_no_listener)
+            .wrapping_add(self.dropped_lingering)
     }
 
     /// Every frame the driver saw has exactly one fate.
@@ -357,22 +365,25 @@ mod tests {
         assert_eq!(caplen(1514, 96), 96);
         assert_eq!(caplen(60, 96), 60);
         let mut s = CaptureStats::ZERO;
-        for (i, len) in [60u32, 1514, 9018, 128, 64].iter().enumerate() {
+        for (i, len) in [60u32, 1514, 9018, 128, 64, 200].iter().enumerate() {
             s.seen(*len);
             match i {
                 0 => s.filter_rejected(*len),
                 1 => s.stored(*len, caplen(*len, 256)),
                 2 => s.dropped(DropStage::NoSpace, *len),
                 3 => s.stored(*len, caplen(*len, 256)),
-                _ => s.dropped(DropStage::Ring, *len),
+                4 => s.dropped(DropStage::Ring, *len),
+                _ => s.dropped(DropStage::Lingering, *len),
             }
         }
         assert!(s.fates_add_up());
+        assert_eq!((s.dropped_lingering, s.dropped_no_space), (1, 1));
+        assert_eq!(s.dropped_total(), 3);
         assert_eq!((s.truncated_by_snaplen, s.bytes_truncated), (1, 1514 - 256));
         assert_eq!(s.bytes_stored, 256 + 128);
         let mut t = s;
         t.merge(&s);
-        assert_eq!(t.frames_seen, 10);
+        assert_eq!(t.frames_seen, 12);
         assert_eq!(CaptureStats::from_array(s.to_array()), s);
     }
 
@@ -388,7 +399,7 @@ mod tests {
             assert!(!c.help.is_empty());
         }
         assert_eq!(COUNTERS[0].name, "frames_seen");
-        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "dropped_no_listener");
+        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "dropped_lingering");
         // Loss counters of one family are told apart by their stage label.
         let drops = [
             "nic_missed",
@@ -396,6 +407,7 @@ mod tests {
             "dropped_no_space",
             "dropped_writer",
             "dropped_no_listener",
+            "dropped_lingering",
         ];
         for name in drops {
             let c = COUNTERS.iter().find(|c| c.name == name).unwrap();

@@ -323,21 +323,16 @@ impl Producer {
         }
     }
 
-    /// Detaches listeners whose process died (the kernel does this when a
-    /// file is closed; here nobody else would).
+    /// Every 100 ms: treats listeners whose process died as the kernel
+    /// treats a closed file (named ones linger, others are detached) and
+    /// frees lingering listeners past their deadline; here nobody else
+    /// would.
     fn reap(&mut self) {
         if self.last_reap.elapsed() < Duration::from_millis(100) {
             return;
         }
         self.last_reap = Instant::now();
-        let c = self.shm.control();
-        for l in c.listeners.list() {
-            let pid = c.listener_pid[l.id.slot()].load(Ordering::Relaxed);
-            if pid != 0 && !hpcap::shm::pid_alive(pid) {
-                c.listener_pid[l.id.slot()].store(0, Ordering::Relaxed);
-                let _ = c.listeners.detach(l.id);
-            }
-        }
+        self.shm.control().reap(hpcap::util::mono_ns());
         self.refresh_config();
     }
 
@@ -412,6 +407,39 @@ impl Producer {
         if self.nic.free() < self.ring.ring_size() / 2 {
             self.poll(false);
             self.store_counters();
+            self.reap();
+        }
+    }
+
+    /// At the end of a lossless replay: waits until every blocking
+    /// listener has read the whole stream or is gone, lingering ones
+    /// included (taken over and read, killed, or expired), or a stop
+    /// signal.
+    fn wait_for_readers(&mut self) {
+        let mut said = false;
+        loop {
+            let c = self.shm.control();
+            let commit = c.publish.committed();
+            let behind = c
+                .listeners
+                .list()
+                .filter(|l| {
+                    l.mode == hpcap::core::listener::Mode::Blocking
+                        && !l.killed
+                        && (l.lingering.is_some() || l.cursor < commit)
+                })
+                .count();
+            if behind == 0 || hpcap::util::stop_requested().is_some() {
+                return;
+            }
+            if !said && c.listeners.list().any(|l| l.lingering.is_some()) {
+                eprintln!(
+                    "hpcap-sim: end of input; waiting for lingering listeners to be taken over \
+                     and read (or to expire)"
+                );
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
             self.reap();
         }
     }
@@ -568,6 +596,13 @@ fn run(args: &Args) -> Result<serde_json::Value> {
     }
     p.drain();
     p.shm.control().set_state(STATE_EOS);
+    if args.on_full == OnFull::Wait {
+        // Lossless to the end: blocking listeners read the rest through
+        // their mapping even after we exit, but a named listener whose
+        // process dies holds the rest for a successor, who needs this file
+        // to find it.
+        p.wait_for_readers();
+    }
     let secs = t0.elapsed().as_secs_f64();
     let mut s = p.stats;
     s.set_nic(&NicCounters {

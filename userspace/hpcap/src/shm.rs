@@ -32,6 +32,13 @@
 //! `FUTEX_WAKE` when the core reports a wake-up is due, at end of stream,
 //! and after a kill.
 //!
+//! Listeners whose process died: a software source has no kernel to tell
+//! it that a listener's owner is gone, so [`Control::reap`] (run by the
+//! producer every 100 ms, and by an attach by name) does what the driver's
+//! `release` does: a named listener lingers (deadlines on
+//! `CLOCK_MONOTONIC`, [`crate::util::mono_ns`]), any other is detached, and
+//! lingering listeners past their deadline are freed.
+//!
 //! End of stream: when its input is exhausted the producer closes the open
 //! block (padding), publishes it and sets [`STATE_EOS`]. A listener whose
 //! wait cannot be satisfied any more gets `WAIT_HUP`; so does one whose
@@ -49,7 +56,7 @@ use hpcap_core::abi::{self, Info, MAX_LISTENERS};
 use hpcap_core::bpf::{SockFilter, MAX_INSNS};
 use hpcap_core::config::{ConfigError, Stream};
 use hpcap_core::format::StreamFormat;
-use hpcap_core::listener::ListenerTable;
+use hpcap_core::listener::{Abandoned, ListenerTable};
 use hpcap_core::publish::{Geometry, PublishState};
 use hpcap_core::session::{Sleeper, Slept};
 use hpcap_core::stats::{CaptureStats, NCOUNTERS};
@@ -58,8 +65,9 @@ use crate::{Error, Result};
 
 /// Magic at offset 0 of a software source file.
 pub const SHM_MAGIC: [u8; 8] = *b"HPCAPSIM";
-/// Layout version of [`Control`].
-pub const SHM_VERSION: u32 = 2;
+/// Layout version of [`Control`] (3: listener slots carry names and
+/// linger deadlines; 16 counters).
+pub const SHM_VERSION: u32 = 3;
 /// Size of the control area; the data buffer starts at this file offset.
 pub const CONTROL_LEN: usize = 64 * 1024;
 /// [`Control::state`]: the producer has started.
@@ -183,6 +191,34 @@ impl Control {
         futex_wait(&self.wake, seen, timeout.min(WAIT_SLICE));
     }
 
+    /// Treats listeners whose process died as the kernel treats a closed
+    /// file (named ones linger, others are detached), then frees lingering
+    /// listeners whose deadline has passed. `now` is
+    /// [`crate::util::mono_ns`]. Returns true if a listener went away or
+    /// started lingering (a producer waiting for room should re-check).
+    pub fn reap(&self, now: u64) -> bool {
+        let mut changed = false;
+        for l in self.listeners.list() {
+            if l.lingering.is_some() {
+                continue;
+            }
+            // Relaxed: informational, written at attach.
+            let pid = self.listener_pid[l.id.slot()].load(Ordering::Relaxed);
+            if pid != 0 && !pid_alive(pid) {
+                match self.listeners.abandon(l.id, now) {
+                    Ok(Abandoned::Freed { .. }) => {
+                        self.listener_pid[l.id.slot()].store(0, Ordering::Relaxed);
+                        changed = true;
+                    }
+                    Ok(Abandoned::Lingering { .. }) => changed = true,
+                    Err(_) => {}
+                }
+            }
+        }
+        changed |= self.listeners.expire(now) > 0;
+        changed
+    }
+
     /// Replaces the BPF filter (empty = none). Readers pick it up on their
     /// next batch.
     pub fn set_filter(&self, insns: &[SockFilter]) -> Result<()> {
@@ -297,12 +333,26 @@ impl Sleeper for ShmSleeper<'_> {
     }
 }
 
-/// Whether process `pid` exists.
+/// Whether process `pid` exists and has not exited (a zombie, dead but
+/// not yet waited for by its parent, counts as gone).
 pub fn pid_alive(pid: u32) -> bool {
     // CAST: pids fit in pid_t.
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    // /proc/PID/stat: "pid (comm) S ...", comm may contain anything but
+    // the state follows the last ')'.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => !matches!(
+            st.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        // No /proc (or another PID namespace): trust kill().
+        Err(_) => true,
+    }
 }
 
 fn futex_wait(word: &AtomicU32, seen: u32, timeout: Duration) {

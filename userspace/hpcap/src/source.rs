@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hpcap_core::abi::{self, Attach, Config, Filter, Info, Stats, Wait};
+use hpcap_core::abi::{self, Attach, AttachNamed, Config, Filter, Info, Stats, Wait};
 use hpcap_core::bpf::SockFilter;
-use hpcap_core::listener::{ListenerError, ListenerId, Mode, ReadCheck};
+use hpcap_core::listener::{Abandoned, ListenerError, ListenerId, Mode, Name, ReadCheck, NAME_MAX};
 use hpcap_core::publish::Geometry;
 use hpcap_core::session::{self, WaitRequest};
 
@@ -100,10 +100,48 @@ pub struct Source {
 /// This handle's listener.
 #[derive(Debug, Clone, Copy)]
 enum Attachment {
-    /// On a device; its id as the driver reported it in `HPCAP_IOC_STATS`.
-    Device(u32),
+    /// On a device; its id as the driver reported it in `HPCAP_IOC_STATS`,
+    /// and whether it is named.
+    Device(u32, bool),
     /// On a software source.
-    Shm(ListenerId),
+    Shm(ListenerId, bool),
+}
+
+impl Attachment {
+    fn named(self) -> bool {
+        match self {
+            Self::Device(_, n) | Self::Shm(_, n) => n,
+        }
+    }
+}
+
+/// Where a named listener starts ([`Source::attach_named`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamedStart {
+    /// Stream offset of the cursor: a block boundary for a new listener,
+    /// the first byte the previous owner had not acknowledged for a
+    /// resumed one.
+    pub offset: u64,
+    /// A lingering listener of that name was taken over.
+    pub resumed: bool,
+}
+
+/// The linger time to ask for: `None` is the default
+/// ([`abi::LINGER_DEFAULT_MS`]); at most [`abi::LINGER_MAX_MS`], at least
+/// 1 ms.
+fn linger_ms(linger: Option<Duration>) -> Result<u32> {
+    let Some(d) = linger else {
+        return Ok(abi::LINGER_DEFAULT_MS);
+    };
+    let ms = d.as_millis();
+    if ms == 0 || ms > u128::from(abi::LINGER_MAX_MS) {
+        return Err(Error::Invalid(format!(
+            "linger time {d:?}: must be from 1 ms to {} s",
+            abi::LINGER_MAX_MS / 1000
+        )));
+    }
+    // CAST: checked above.
+    Ok(ms as u32)
 }
 
 impl std::fmt::Debug for Source {
@@ -259,9 +297,8 @@ impl Source {
         }
     }
 
-    /// Attaches this handle as a listener; returns the stream offset (a
-    /// block boundary) where its cursor starts. Maps the buffer on first use.
-    pub fn attach(&mut self, mode: ListenerMode) -> Result<u64> {
+    /// Maps the buffer (on first use).
+    fn map(&mut self) -> Result<()> {
         if self.map.is_none() {
             let size = usize::try_from(self.info.buffer_size)
                 .map_err(|_| Error::Invalid("buffer larger than the address space".into()))?;
@@ -275,6 +312,30 @@ impl Source {
                 }
             });
         }
+        Ok(())
+    }
+
+    /// After attaching to a device: the listener id, and format and block
+    /// size, which may have been switched since open (`HPCAP_IOC_SET_CONFIG`
+    /// while nobody was attached) and are fixed now that we are attached.
+    fn attached_device(&mut self, named: bool) -> Result<()> {
+        let Backend::Device(f) = &self.backend else {
+            return Ok(());
+        };
+        let mut st = Stats::ZERO;
+        ioctl(f, abi::IOC_STATS, &mut st, "HPCAP_IOC_STATS")?;
+        let mut info = Info::ZERO;
+        ioctl(f, abi::IOC_INFO, &mut info, "HPCAP_IOC_INFO")?;
+        self.listener = Some(Attachment::Device(st.self_id, named));
+        self.geo = geometry_of(&info)?;
+        self.info = info;
+        Ok(())
+    }
+
+    /// Attaches this handle as a listener; returns the stream offset (a
+    /// block boundary) where its cursor starts. Maps the buffer on first use.
+    pub fn attach(&mut self, mode: ListenerMode) -> Result<u64> {
+        self.map()?;
         match &self.backend {
             Backend::Device(f) => {
                 let mut a = Attach {
@@ -297,21 +358,12 @@ impl Source {
                     }
                     e => e,
                 })?;
-                let mut st = Stats::ZERO;
-                ioctl(f, abi::IOC_STATS, &mut st, "HPCAP_IOC_STATS")?;
-                self.listener = Some(Attachment::Device(st.self_id));
-                // Format and block size may have been switched since open
-                // (HPCAP_IOC_SET_CONFIG while nobody was attached); now
-                // that we are attached they are fixed: read them again.
-                let mut info = Info::ZERO;
-                ioctl(f, abi::IOC_INFO, &mut info, "HPCAP_IOC_INFO")?;
-                self.geo = geometry_of(&info)?;
-                self.info = info;
+                self.attached_device(false)?;
                 Ok(a.start_offset)
             }
             Backend::Shm(s) => {
                 let c = s.control();
-                if let Some(Attachment::Shm(id)) = self.listener.take() {
+                if let Some(Attachment::Shm(id, _)) = self.listener.take() {
                     let _ = c.listeners.detach(id);
                 }
                 let a = c
@@ -320,13 +372,114 @@ impl Source {
                     .map_err(|e| Error::Invalid(format!("attach: {e:?}")))?;
                 // Relaxed: informational (the reaper and status read it).
                 c.listener_pid[a.id.slot()].store(std::process::id(), Ordering::Relaxed);
-                self.listener = Some(Attachment::Shm(a.id));
+                self.listener = Some(Attachment::Shm(a.id, false));
                 Ok(a.start)
             }
         }
     }
 
-    /// Detaches the listener (also done on drop).
+    /// Attaches this handle as the blocking listener `name` (1 to 31 bytes
+    /// of `A-Z a-z 0-9 . _ -`), or takes over the lingering listener of
+    /// that name: then it resumes exactly at the first byte the previous
+    /// owner had not acknowledged.
+    ///
+    /// A named listener that is not detached explicitly ([`Self::detach`])
+    /// lingers for `linger` (`None`: 30 s, the ABI's default; at most one
+    /// hour) after this handle is dropped or its process dies: it keeps
+    /// holding the producer back (the frames this costs are counted as
+    /// `dropped_lingering`) and waits for an attach by its name. Fails if
+    /// a listener that is not killed already has the name (`EEXIST` from a
+    /// device), if the name is invalid, or if this handle may not hold the
+    /// producer back (a device opened read-only without `CAP_NET_ADMIN`).
+    pub fn attach_named(&mut self, name: &str, linger: Option<Duration>) -> Result<NamedStart> {
+        let n = Name::new(name.as_bytes()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "bad listener name {name:?}: 1 to {NAME_MAX} characters of A-Z a-z 0-9 . _ -"
+            ))
+        })?;
+        let linger_ms = linger_ms(linger)?;
+        self.map()?;
+        match &self.backend {
+            Backend::Device(f) => {
+                let mut a = AttachNamed {
+                    name: n.field(),
+                    mode: abi::MODE_BLOCKING,
+                    linger_ms,
+                    ..AttachNamed::ZERO
+                };
+                ioctl(f, abi::IOC_ATTACH_NAMED, &mut a, "HPCAP_IOC_ATTACH_NAMED").map_err(
+                    |e| match e {
+                        Error::Io { what, err } => {
+                            let hint = match err.raw_os_error() {
+                                Some(libc::EEXIST) => format!(
+                                    " (a listener named {name:?} is attached; `hpcapctl status {}`                                      lists it)",
+                                    self.path.display()
+                                ),
+                                Some(libc::EPERM) => format!(
+                                    " (a named listener is blocking: it needs write permission                                      on {} or CAP_NET_ADMIN)",
+                                    self.path.display()
+                                ),
+                                Some(libc::ENOTTY) => {
+                                    " (this hpcap.ko predates named listeners)".to_string()
+                                }
+                                _ => String::new(),
+                            };
+                            Error::Io {
+                                what: format!("{what}{hint}"),
+                                err,
+                            }
+                        }
+                        e => e,
+                    },
+                )?;
+                self.attached_device(true)?;
+                Ok(NamedStart {
+                    offset: a.start_offset,
+                    resumed: a.result & abi::ATTACH_RESUMED != 0,
+                })
+            }
+            Backend::Shm(s) => {
+                let c = s.control();
+                if let Some(Attachment::Shm(id, _)) = self.listener.take() {
+                    let _ = c.listeners.detach(id);
+                }
+                let now = crate::util::mono_ns();
+                // A predecessor that died moments ago may not have been
+                // reaped yet (or the producer has ended and reaps no more).
+                if c.reap(now) {
+                    c.wake_all();
+                }
+                let a = c
+                    .listeners
+                    .attach_named(
+                        &n,
+                        u64::from(linger_ms) * 1_000_000,
+                        now,
+                        true,
+                        &c.publish,
+                        &self.geo,
+                    )
+                    .map_err(|e| match e {
+                        ListenerError::NameInUse => Error::Invalid(format!(
+                            "a listener named {name:?} is attached to {}",
+                            self.path.display()
+                        )),
+                        e => Error::Invalid(format!("attach: {e:?}")),
+                    })?;
+                // Relaxed: informational (the reaper and status read it).
+                c.listener_pid[a.id.slot()].store(std::process::id(), Ordering::Relaxed);
+                self.listener = Some(Attachment::Shm(a.id, true));
+                Ok(NamedStart {
+                    offset: a.start,
+                    resumed: a.resumed,
+                })
+            }
+        }
+    }
+
+    /// Detaches the listener explicitly: it is freed at once, a named one
+    /// included (it does not linger). Dropping the handle detaches an
+    /// unnamed listener too, but leaves a named one lingering.
     pub fn detach(&mut self) {
         let Some(att) = self.listener.take() else {
             return;
@@ -335,14 +488,35 @@ impl Source {
             (Backend::Device(f), _) => {
                 let _ = ioctl(f, abi::IOC_DETACH, std::ptr::null_mut::<u8>(), "detach");
             }
-            (Backend::Shm(s), Attachment::Shm(id)) => {
+            (Backend::Shm(s), Attachment::Shm(id, _)) => {
                 let c = s.control();
                 c.listener_pid[id.slot()].store(0, Ordering::Relaxed);
                 let _ = c.listeners.detach(id);
                 // The producer may be waiting for room we held.
                 c.wake_all();
             }
-            (Backend::Shm(_), Attachment::Device(_)) => {}
+            (Backend::Shm(_), Attachment::Device(..)) => {}
+        }
+    }
+
+    /// The handle goes away without an explicit detach: as closing the
+    /// device does, a named listener lingers, any other is detached.
+    fn abandon(&mut self) {
+        match (&self.backend, self.listener) {
+            // Closing the file does it in the driver.
+            (Backend::Device(_), Some(a)) if a.named() => {
+                self.listener = None;
+            }
+            (Backend::Shm(s), Some(Attachment::Shm(id, true))) => {
+                self.listener = None;
+                let c = s.control();
+                if let Ok(Abandoned::Freed { .. }) = c.listeners.abandon(id, crate::util::mono_ns())
+                {
+                    c.listener_pid[id.slot()].store(0, Ordering::Relaxed);
+                }
+                c.wake_all();
+            }
+            _ => self.detach(),
         }
     }
 
@@ -350,14 +524,14 @@ impl Source {
     /// attached.
     pub fn listener_id(&self) -> Option<u32> {
         match self.listener? {
-            Attachment::Device(id) => Some(id),
-            Attachment::Shm(id) => Some(id.raw()),
+            Attachment::Device(id, _) => Some(id),
+            Attachment::Shm(id, _) => Some(id.raw()),
         }
     }
 
     fn shm_id(&self) -> Result<ListenerId> {
         match self.listener {
-            Some(Attachment::Shm(id)) => Ok(id),
+            Some(Attachment::Shm(id, _)) => Ok(id),
             _ => Err(Error::Invalid("not attached".into())),
         }
     }
@@ -464,7 +638,8 @@ impl Source {
                 st.uptime_ns =
                     crate::util::now_ns().saturating_sub(c.start_ns.load(Ordering::Relaxed));
                 st.self_id = self.listener_id().unwrap_or(u32::MAX);
-                session::fill_stats(&mut st, &c.listeners, &c.publish, &self.geo, |slot| {
+                let now = crate::util::mono_ns();
+                session::fill_stats(&mut st, &c.listeners, &c.publish, &self.geo, now, |slot| {
                     c.listener_pid[slot].load(Ordering::Relaxed)
                 });
                 Ok(st)
@@ -547,10 +722,31 @@ impl Source {
             }
         }
     }
+
+    /// Kills the listener named `name` (a lingering one is freed at once);
+    /// returns its id. Fails if no listener that is not killed has the
+    /// name.
+    pub fn kill_named(&self, name: &str) -> Result<u32> {
+        let st = self.stats()?;
+        let n = Name::new(name.as_bytes())
+            .ok_or_else(|| Error::Invalid(format!("bad listener name {name:?}")))?;
+        let id = st.listener[..(st.nlisteners as usize).min(abi::MAX_LISTENERS)]
+            .iter()
+            .find(|l| l.flags & abi::LISTENER_KILLED == 0 && l.name == n.field())
+            .map(|l| l.id)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "no listener named {name:?} on {}",
+                    self.path.display()
+                ))
+            })?;
+        self.kill_listener(id)?;
+        Ok(id)
+    }
 }
 
 impl Drop for Source {
     fn drop(&mut self) {
-        self.detach();
+        self.abandon();
     }
 }

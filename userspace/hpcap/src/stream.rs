@@ -84,13 +84,34 @@ pub struct BlockReader {
     lost_bytes: u64,
     lost_blocks: u64,
     last: WaitResult,
+    resumed: bool,
 }
 
 impl BlockReader {
     /// Attaches to `src` as a `mode` listener.
     pub fn new(mut src: Source, mode: ListenerMode) -> Result<Self> {
         let start = src.attach(mode)?;
-        Ok(Self {
+        Ok(Self::with_start(src, mode, start, false))
+    }
+
+    /// Attaches to `src` as the named blocking listener `name`, taking
+    /// over a lingering one of that name (see [`Source::attach_named`]):
+    /// [`Self::resumed`] then says so, and the first block is the first one
+    /// the previous owner had not acknowledged. Call
+    /// [`Self::detach`] when stopping cleanly; otherwise the listener
+    /// lingers for `linger` (`None`: 30 s) after the reader is dropped.
+    pub fn named(mut src: Source, name: &str, linger: Option<Duration>) -> Result<Self> {
+        let s = src.attach_named(name, linger)?;
+        Ok(Self::with_start(
+            src,
+            ListenerMode::Blocking,
+            s.offset,
+            s.resumed,
+        ))
+    }
+
+    fn with_start(src: Source, mode: ListenerMode, start: u64, resumed: bool) -> Self {
+        Self {
             src,
             mode,
             unacked: 0,
@@ -98,7 +119,20 @@ impl BlockReader {
             lost_bytes: 0,
             lost_blocks: 0,
             last: WaitResult::default(),
-        })
+            resumed,
+        }
+    }
+
+    /// A lingering named listener was taken over: the stream continues
+    /// where a previous owner stopped.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Detaches explicitly (a named listener does not linger).
+    pub fn detach(&mut self) {
+        self.unacked = 0;
+        self.src.detach();
     }
 
     /// The source.

@@ -10,6 +10,21 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Monotonic time in ns (`CLOCK_MONOTONIC`: the same clock in every
+/// process of the machine, never set back). Deadlines of lingering
+/// listeners of software sources use it.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// Parses a size: a number with an optional binary suffix `K`, `M`, `G`,
 /// `T` (KiB...; `KiB`, `MB` etc. are accepted and also mean powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {

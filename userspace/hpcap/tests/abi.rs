@@ -49,6 +49,11 @@ fn struct_layouts_match_the_header() {
     );
     same_layout!(sys::hpcap_attach, abi::Attach, [mode, flags, start_offset]);
     same_layout!(
+        sys::hpcap_attach_named,
+        abi::AttachNamed,
+        [name, mode, linger_ms, flags, result, start_offset, reserved]
+    );
+    same_layout!(
         sys::hpcap_wait,
         abi::Wait,
         [
@@ -81,13 +86,26 @@ fn struct_layouts_match_the_header() {
             bytes_truncated,
             dropped_writer,
             nic_received,
-            dropped_no_listener
+            dropped_no_listener,
+            dropped_lingering
         ]
     );
     same_layout!(
         sys::hpcap_listener,
         abi::Listener,
-        [id, mode, pid, flags, cursor, lag, lost_bytes, lost_blocks]
+        [
+            id,
+            mode,
+            pid,
+            flags,
+            cursor,
+            lag,
+            lost_bytes,
+            lost_blocks,
+            name,
+            linger_ms,
+            linger_left_ms
+        ]
     );
     same_layout!(
         sys::hpcap_stats,
@@ -112,6 +130,14 @@ fn struct_layouts_match_the_header() {
         sys::hpcap_stats::default().listener.len(),
         abi::MAX_LISTENERS
     );
+    assert_eq!(
+        sys::hpcap_attach_named::default().name.len(),
+        abi::AttachNamed::ZERO.name.len()
+    );
+    assert_eq!(
+        sys::hpcap_listener::default().name.len(),
+        abi::Listener::ZERO.name.len()
+    );
 }
 
 #[test]
@@ -129,6 +155,12 @@ fn constants_match_the_header() {
     assert_eq!(sys::HPCAP_MODE_BLOCKING, abi::MODE_BLOCKING);
     assert_eq!(sys::HPCAP_MODE_LOSSY, abi::MODE_LOSSY);
     assert_eq!(sys::HPCAP_LISTENER_KILLED, abi::LISTENER_KILLED);
+    assert_eq!(sys::HPCAP_LISTENER_NAMED, abi::LISTENER_NAMED);
+    assert_eq!(sys::HPCAP_LISTENER_LINGERING, abi::LISTENER_LINGERING);
+    assert_eq!(sys::HPCAP_NAME_LEN as usize, abi::NAME_LEN);
+    assert_eq!(sys::HPCAP_LINGER_DEFAULT_MS, abi::LINGER_DEFAULT_MS);
+    assert_eq!(sys::HPCAP_LINGER_MAX_MS, abi::LINGER_MAX_MS);
+    assert_eq!(sys::HPCAP_ATTACH_RESUMED, abi::ATTACH_RESUMED);
     assert_eq!(sys::HPCAP_NIC_RECEIVED, hpcap::core::stats::NIC_RECEIVED);
     assert_eq!(sys::HPCAP_NIC_MISSED, hpcap::core::stats::NIC_MISSED);
     assert_eq!(sys::HPCAP_WAIT_OVERRUN, abi::WAIT_OVERRUN);
@@ -178,5 +210,13 @@ fn ioctl_numbers_match_nix() {
     assert_eq!(
         n(request_code_write!(m, 8, size_of::<u32>())),
         u64::from(abi::IOC_KILL_LISTENER)
+    );
+    assert_eq!(
+        n(request_code_readwrite!(
+            m,
+            9,
+            size_of::<sys::hpcap_attach_named>()
+        )),
+        u64::from(abi::IOC_ATTACH_NAMED)
     );
 }

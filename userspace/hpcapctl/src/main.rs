@@ -38,7 +38,8 @@ EXAMPLES:
   hpcapctl stats --prometheus /dev/hpcap0 > /var/lib/node_exporter/hpcap.prom
   hpcapctl serve --listen 127.0.0.1:9977
   hpcapctl config --snaplen 128 --filter 'tcp port 443' /dev/hpcap0
-  hpcapctl kill /dev/hpcap0 2"
+  hpcapctl kill /dev/hpcap0 2
+  hpcapctl kill /dev/hpcap0 raid0      (a named listener, lingering or not)"
 )]
 struct Args {
     /// Print JSON instead of text.
@@ -117,12 +118,18 @@ Prometheus: scrape_configs: [{job_name: hpcap, static_configs: [{targets: ['HOST
         /// Sources (every one found at each scrape if none given).
         sources: Vec<PathBuf>,
     },
-    /// Kill a listener: it stops holding the capture back and gets a hang-up.
+    /// Kill a listener: it stops holding the capture back and gets a
+    /// hang-up; a lingering named listener is freed at once.
     Kill {
         /// /dev/hpcapN or a software source path.
         source: PathBuf,
-        /// Listener id (see `hpcapctl status`).
-        id: u32,
+        /// Listener id, or the name of a named listener (see `hpcapctl
+        /// status`).
+        #[arg(value_name = "ID|NAME")]
+        listener: String,
+        /// LISTENER is a name even if it is a number.
+        #[arg(long)]
+        by_name: bool,
     },
 }
 
@@ -248,16 +255,26 @@ fn counters_json(st: &Stats) -> Value {
     Value::Object(m)
 }
 
+/// A listener's name, if it has one.
+fn listener_name(l: &abi::Listener) -> Option<String> {
+    (l.flags & abi::LISTENER_NAMED != 0).then(|| cstr(&l.name))
+}
+
 fn listeners_json(st: &Stats) -> Value {
     Value::Array(
         st.listener[..(st.nlisteners as usize).min(abi::MAX_LISTENERS)]
             .iter()
             .map(|l| {
+                let lingering = l.flags & abi::LISTENER_LINGERING != 0;
                 json!({
                     "id": l.id,
+                    "name": listener_name(l),
                     "mode": mode_name(l.mode),
                     "pid": l.pid,
                     "killed": l.flags & abi::LISTENER_KILLED != 0,
+                    "lingering": lingering,
+                    "linger_ms": (l.flags & abi::LISTENER_NAMED != 0).then_some(l.linger_ms),
+                    "linger_left_ms": lingering.then_some(l.linger_left_ms),
                     "cursor": l.cursor,
                     "lag": l.lag,
                     "lost_bytes": l.lost_bytes,
@@ -391,20 +408,26 @@ fn cmd_status(json_out: bool, p: &Path) -> Result<()> {
     }
     println!("  listeners   {}", st.nlisteners);
     for l in &st.listener[..st.nlisteners as usize] {
+        let mut state = String::new();
+        if l.flags & abi::LISTENER_KILLED != 0 {
+            state += "  KILLED";
+        }
+        if l.flags & abi::LISTENER_LINGERING != 0 {
+            state += &format!(
+                "  LINGERING (process gone; freed in {:.1} s unless `hpcapdd --name` resumes it)",
+                f64::from(l.linger_left_ms) / 1000.0
+            );
+        }
         println!(
-            "    id {:2}  {:8}  pid {:7}  cursor {:14}  lag {:>10}  lost {} in {} blocks{}",
+            "    id {:<6}  {:8}  {:16}  pid {:7}  cursor {:14}  lag {:>10}  lost {} in {} blocks{state}",
             l.id,
             mode_name(l.mode),
+            listener_name(l).map_or("-".to_string(), |n| format!("name {n}")),
             l.pid,
             l.cursor,
             human(l.lag),
             human(l.lost_bytes),
             l.lost_blocks,
-            if l.flags & abi::LISTENER_KILLED != 0 {
-                "  KILLED"
-            } else {
-                ""
-            }
         );
     }
     Ok(())
@@ -518,7 +541,7 @@ fn cmd_stats(
                     "n/a".to_string()
                 };
                 println!(
-                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
+                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} lingering {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
                     s.name(),
                     pps / 1e6,
                     bps / 1e9,
@@ -526,6 +549,7 @@ fn cmd_stats(
                     nic,
                     c.dropped_ring,
                     c.dropped_no_space,
+                    c.dropped_lingering,
                     c.dropped_no_listener,
                     c.dropped_writer,
                     c.filtered,
@@ -604,14 +628,26 @@ fn main() {
             }
             Ok(())
         })(),
-        Cmd::Kill { source, id } => (|| -> Result<()> {
+        Cmd::Kill {
+            source,
+            listener,
+            by_name,
+        } => (|| -> Result<()> {
             let s = open(source)?;
-            s.kill_listener(*id)
-                .with_context(|| format!("killing listener {id}"))?;
+            let id = match listener.parse::<u32>() {
+                Ok(id) if !by_name => {
+                    s.kill_listener(id)
+                        .with_context(|| format!("killing listener {id}"))?;
+                    id
+                }
+                _ => s
+                    .kill_named(listener)
+                    .with_context(|| format!("killing the listener named {listener:?}"))?,
+            };
             if args.json {
                 println!("{}", json!({"path": source, "killed": id}));
             } else {
-                println!("{}: listener {id} killed", source.display());
+                println!("{}: listener {listener} (id {id}) killed", source.display());
             }
             Ok(())
         })(),

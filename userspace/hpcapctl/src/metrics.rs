@@ -153,7 +153,7 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
     }
 
     type Gauge = (&'static str, &'static str, fn(&Reading) -> Option<f64>);
-    let gauges: [Gauge; 10] = [
+    let gauges: [Gauge; 11] = [
         (
             "hpcap_buffer_size_bytes",
             "Size of the stream buffer.",
@@ -188,6 +188,19 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
             Some(f64::from(r.stats.nlisteners))
         }),
         (
+            "hpcap_listeners_lingering",
+            "Named listeners whose process went away, kept for a successor.",
+            |r| {
+                let n = (r.stats.nlisteners as usize).min(abi::MAX_LISTENERS);
+                Some(
+                    r.stats.listener[..n]
+                        .iter()
+                        .filter(|l| l.flags & abi::LISTENER_LINGERING != 0)
+                        .count() as f64,
+                )
+            },
+        ),
+        (
             "hpcap_link_up",
             "1 when the port's link is up, else 0.",
             |r| Some(f64::from(u8::from(r.info.link_up != 0))),
@@ -213,7 +226,8 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
         each(&mut f, &get);
     }
 
-    // Per listener (labels listener = its id, mode = blocking | lossy).
+    // Per listener (labels listener = its id, mode = blocking | lossy, and
+    // name for a named listener).
     type PerListener = (
         &'static str,
         &'static str,
@@ -245,9 +259,11 @@ pub(crate) fn render(readings: &[Reading], failed: &[PathBuf]) -> String {
         for (r, l) in readings.iter().zip(&labels) {
             let n = (r.stats.nlisteners as usize).min(abi::MAX_LISTENERS);
             for li in &r.stats.listener[..n] {
+                let name = crate::listener_name(li)
+                    .map_or(String::new(), |n| format!(",name=\"{}\"", esc(&n)));
                 f.sample(
                     &format!(
-                        "{l},listener=\"{}\",mode=\"{}\"",
+                        "{l},listener=\"{}\",mode=\"{}\"{name}",
                         li.id,
                         crate::mode_name(li.mode)
                     ),

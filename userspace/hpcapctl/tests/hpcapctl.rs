@@ -380,6 +380,88 @@ fn kill_listener_releases_the_producer() {
     }
 }
 
+/// Named listeners in `status` (text and JSON) and in the Prometheus
+/// output; a lingering one is listed as such and `kill NAME` frees it.
+#[test]
+fn named_and_lingering_listeners_are_listed_and_killed_by_name() {
+    let shm = ShmPath::new("ctlnamed");
+    let dir = TempDir::new("ctlnamed");
+    let mut sim = start_sim(
+        &shm.0,
+        &[
+            "--synthetic",
+            "64:100000000",
+            "--pps",
+            "20000",
+            "--block-size",
+            "64K",
+            "--buffer-size",
+            "256K",
+        ],
+    );
+    let p = shm.0.to_str().unwrap();
+    let mut dd = Command::new(bin("hpcapdd"))
+        .args(["--name", "ctl-test.1", "--linger", "1h"])
+        .arg(&shm.0)
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listener = |want_lingering: bool| {
+        for _ in 0..500 {
+            let st = ctl(&["status", p]);
+            if let Some(l) = st["listener"].as_array().and_then(|a| a.first()) {
+                if l["lingering"] == want_lingering {
+                    return l.clone();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no listener with lingering = {want_lingering}");
+    };
+    let l = listener(false);
+    assert_eq!(l["name"], "ctl-test.1");
+    assert_eq!(l["linger_ms"], 3_600_000);
+    assert_eq!(l["linger_left_ms"], serde_json::Value::Null);
+    assert_eq!(l["pid"], dd.id());
+    // SIGKILL: it lingers, still named, with its time left.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(dd.id() as i32, libc::SIGKILL) };
+    let _ = dd.wait();
+    let l = listener(true);
+    assert_eq!(l["name"], "ctl-test.1");
+    let left = l["linger_left_ms"].as_u64().unwrap();
+    assert!(left > 3_000_000 && left <= 3_600_000, "{left}");
+    let text = run(Command::new(bin("hpcapctl")).args(["status", p]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("name ctl-test.1") && text.contains("LINGERING"),
+        "{text}"
+    );
+    let prom = run(Command::new(bin("hpcapctl")).args(["stats", "--prometheus", p]));
+    let prom = String::from_utf8_lossy(&prom.stdout);
+    let m = parse_prometheus(&prom).unwrap();
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("hpcap_listeners_lingering{") && *v == 1.0),
+        "{prom}"
+    );
+    assert!(prom.contains("name=\"ctl-test.1\""), "{prom}");
+    assert!(prom.contains("stage=\"lingering\""), "{prom}");
+    // Unknown names are an error; the right one frees it at once.
+    let o = Command::new(bin("hpcapctl"))
+        .args(["kill", p, "nobody"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let k = ctl(&["kill", p, "ctl-test.1"]);
+    assert_eq!(k["killed"], l["id"]);
+    assert_eq!(ctl(&["status", p])["listener"], serde_json::json!([]));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sim.id() as i32, libc::SIGTERM) };
+    assert!(wait_timeout(&mut sim, 20).success());
+}
+
 // ------------------------------------------------------------ hpcapctl serve
 
 /// A child process killed (SIGTERM, then SIGKILL) when dropped.

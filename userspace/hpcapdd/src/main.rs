@@ -4,14 +4,16 @@
 //! O_DIRECT straight from the read-only mapping, into rotated, valid pcapng
 //! (or HPCAP RAW) files.
 
+mod recover;
 mod sink;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hpcap::core::abi;
+use hpcap::core::format::StreamFormat;
 use hpcap::stream::NextBlock;
 use hpcap::util::{now_ns, parse_size, stop_requested};
 use hpcap::{BlockReader, ListenerMode, Source};
@@ -31,12 +33,25 @@ as a listener and writes its stream to files under DIR in whole blocks, with O_D
 straight from the read-only mapping. Every file starts with a 4 KiB SHB+IDB header, holds \
 whole blocks, and ends with an Interface Statistics Block carrying the drop counters, so it \
 is valid pcapng at every block boundary. Files are written as .NAME (hidden) and renamed \
-when complete.",
+when complete. At start, hidden files a killed hpcapdd left in DIR are finished (cut at their \
+last complete block, statistics appended, renamed) and reported. With --name, hpcapdd is a \
+named listener: if it is killed, the device keeps its place for --linger seconds, and the next \
+hpcapdd --name NAME resumes exactly there, storing no block twice and losing none.",
     after_help = "\
 FILES:
   DIR/YYYY-MM-DD/HH/YYYYMMDD-HHMMSS.NNNNNNNNN-IFACE.pcapng   (UTC, first packet's timestamp;
   .raw in RAW mode). Time rotation uses the packets' timestamps, aligned to multiples of
-  --rotate-seconds since the epoch (60 = on the minute).
+  --rotate-seconds since the epoch (60 = on the minute). A file being written is named
+  .NAME and locked (flock); an unlocked .NAME is an orphan, finished at the next start.
+
+RESTARTS (--name):
+  A named listener whose hpcapdd dies (SIGKILL, crash, error exit) lingers: the capture keeps
+  its unacknowledged bytes (frames that find no room meanwhile are counted as
+  dropped_lingering) until --linger expires or `hpcapctl kill SOURCE NAME`. A new
+  `hpcapdd --name NAME` within that time takes it over at the first byte its predecessor had
+  not acknowledged; blocks the predecessor had already written (found in the orphan it left)
+  are recognised byte for byte and skipped. SIGINT/SIGTERM and the end of the stream detach
+  explicitly: nothing lingers.
 
 EXIT STATUS:
   0  end of stream, or stopped by SIGINT/SIGTERM (last partial block flushed, files closed)
@@ -46,14 +61,24 @@ EXIT STATUS:
 
 EXAMPLES:
   hpcapdd /dev/hpcap0 /mnt/raid
+  hpcapdd --name raid0 --linger 60 /dev/hpcap0 /mnt/raid
   hpcapdd --rotate-size 1G --rotate-seconds 60 --max-files 1000 /dev/hpcap0 /mnt/raid
   hpcapdd --null --stats-interval 1 /dev/shm/hpcap-test"
 )]
 struct Args {
     /// Attach as a lossy listener (never holds the capture back; skips
     /// blocks when overrun) instead of a blocking one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "name")]
     lossy: bool,
+    /// Attach as the named blocking listener NAME (1-31 characters of
+    /// A-Z a-z 0-9 . _ -), resuming where a killed hpcapdd of that name
+    /// stopped (see RESTARTS).
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    name: Option<String>,
+    /// How long the named listener lingers after this hpcapdd dies without
+    /// stopping cleanly (1s..1h; accepts 30s, 5m, 1h).
+    #[arg(long, value_parser = parse_linger, value_name = "SECS", requires = "name")]
+    linger: Option<Duration>,
     /// Start a new file before one would exceed this size (e.g. 1G).
     #[arg(long, value_parser = parse_size, value_name = "BYTES")]
     rotate_size: Option<u64>,
@@ -90,6 +115,28 @@ struct Args {
     dir: Option<PathBuf>,
 }
 
+/// `--name`: a valid listener name.
+fn parse_name(s: &str) -> Result<String, String> {
+    hpcap::core::listener::Name::new(s.as_bytes())
+        .map(|_| s.to_string())
+        .ok_or_else(|| {
+            format!(
+                "{s:?}: a listener name is 1 to {} characters of A-Z a-z 0-9 . _ -",
+                hpcap::core::listener::NAME_MAX
+            )
+        })
+}
+
+/// `--linger`: whole seconds, 1 s to the ABI's maximum.
+fn parse_linger(s: &str) -> Result<Duration, String> {
+    let secs = hpcap::util::parse_duration_s(s)?;
+    let max = u64::from(abi::LINGER_MAX_MS / 1000);
+    if secs == 0 || secs > max {
+        return Err(format!("{s:?}: the linger time must be 1 s to {max} s"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
     blocks: u64,
@@ -98,6 +145,8 @@ struct Totals {
 }
 
 struct Stats {
+    /// Added to the final JSON summary.
+    extra: serde_json::Value,
     interval: Option<Duration>,
     json: Option<std::fs::File>,
     last: Instant,
@@ -135,13 +184,15 @@ impl Stats {
         let mpps = d.packets as f64 / dt.max(1e-9) / 1e6;
         eprintln!(
             "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
-             drops: ring {} no-space {} no-listener {} writer {} nic {} | filtered {} | overrun {} blocks",
+             drops: ring {} no-space {} lingering {} no-listener {} writer {} nic {} | filtered {} | \
+             overrun {} blocks",
             if final_ { "total " } else { "" },
             t.packets,
             t.blocks,
             files,
             c.dropped_ring,
             c.dropped_no_space,
+            c.dropped_lingering,
             c.dropped_no_listener,
             c.dropped_writer,
             if st.nic_valid & hpcap::core::stats::NIC_MISSED != 0 {
@@ -154,7 +205,7 @@ impl Stats {
         );
         if let Some(j) = &mut self.json {
             use std::io::Write;
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "time_ns": now_ns(),
                 "final": final_,
                 "interval_s": dt,
@@ -169,6 +220,11 @@ impl Stats {
                 "lost_blocks": lost_k,
                 "source": source_json(&st),
             });
+            if final_ {
+                if let (Some(v), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
+                    v.extend(extra.clone());
+                }
+            }
             writeln!(j, "{v}").context("writing --stats-json")?;
         }
         Ok(())
@@ -221,18 +277,85 @@ enum Outcome {
     DiskFull(DiskFull),
 }
 
+/// Finishes the orphans a killed hpcapdd left in `dir` and reports them.
+fn recover_orphans(dir: &std::path::Path, src: &Source) -> Result<Vec<recover::Orphan>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let info = src.cached_info();
+    let ifname = String::from_utf8_lossy(abi::get_cstr(&info.name)).into_owned();
+    let ctx = recover::Ctx {
+        ifname: if ifname.is_empty() { "hpcap" } else { &ifname },
+        block_size: info.block_size,
+        counters: src.stats().ok().map(|st| (st.counters, st.nic_valid)),
+    };
+    let orphans = recover::recover(dir, &ctx)
+        .with_context(|| format!("finishing the files left in {}", dir.display()))?;
+    for o in &orphans {
+        eprintln!("hpcapdd: {}", o.describe());
+    }
+    Ok(orphans)
+}
+
 fn run(args: &Args) -> Result<Outcome> {
     let src = Source::open(&args.source)
         .with_context(|| format!("opening the source {}", args.source.display()))?;
-    let mode = if args.lossy {
-        ListenerMode::Lossy
-    } else {
-        ListenerMode::Blocking
+    // Before attaching: a predecessor's orphan must be finished (and its
+    // last blocks known) before the stream resumes after them.
+    let orphans = match (&args.dir, args.null) {
+        (Some(dir), false) => recover_orphans(dir, &src)?,
+        _ => Vec::new(),
     };
-    let mut reader = BlockReader::new(src, mode)
-        .with_context(|| format!("attaching to {}", args.source.display()))?;
+    let mut reader = match &args.name {
+        Some(name) => BlockReader::named(src, name, args.linger).with_context(|| {
+            format!(
+                "attaching to {} as the named listener {name:?}",
+                args.source.display()
+            )
+        })?,
+        None => {
+            let mode = if args.lossy {
+                ListenerMode::Lossy
+            } else {
+                ListenerMode::Blocking
+            };
+            BlockReader::new(src, mode)
+                .with_context(|| format!("attaching to {}", args.source.display()))?
+        }
+    };
     // Taken once attached: format and block size are then fixed.
     let info = *reader.source().cached_info();
+    let mut skip = None;
+    if let Some(name) = &args.name {
+        let at = reader.start_offset();
+        if reader.resumed() {
+            if at % info.block_size != 0 {
+                // Not left by an hpcapdd: its blocks would be cut.
+                bail!(
+                    "the lingering listener {name:?} stopped at stream offset {at}, inside a \
+                     block: it was not an hpcapdd's (kill it with `hpcapctl kill {} {name}`)",
+                    args.source.display()
+                );
+            }
+            eprintln!(
+                "hpcapdd: resumed the named listener {name:?} at stream offset {at} (block {})",
+                at / info.block_size
+            );
+            if let (Some(dir), false) = (&args.dir, args.null) {
+                let format = StreamFormat::try_from(info.format)
+                    .map_err(|_| anyhow::anyhow!("unknown stream format {}", info.format))?;
+                let ifname = String::from_utf8_lossy(abi::get_cstr(&info.name)).into_owned();
+                skip = Some(recover::ResumeSkip::new(
+                    dir,
+                    if ifname.is_empty() { "hpcap" } else { &ifname },
+                    format,
+                    info.block_size,
+                ));
+            }
+        } else {
+            eprintln!("hpcapdd: attached as the named listener {name:?} at stream offset {at}");
+        }
+    }
     let mut sink = match (&args.dir, args.null) {
         (Some(dir), false) => Some(DirSink::new(
             dir,
@@ -248,6 +371,7 @@ fn run(args: &Args) -> Result<Outcome> {
         _ => None,
     };
     let mut stats = Stats {
+        extra: serde_json::Value::Null,
         interval: (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval)),
         json: args
             .stats_json
@@ -263,6 +387,11 @@ fn run(args: &Args) -> Result<Outcome> {
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let format = info.format;
     let mut t = Totals::default();
+    // Test knob (tests/restart.rs): SIGKILL ourselves right after writing
+    // the N-th block, before it is acknowledged.
+    let kill_after = std::env::var("HPCAPDD_TEST_KILL_AFTER_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
     let mut outcome = Outcome::Done;
     loop {
         if stop_requested().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -290,6 +419,13 @@ fn run(args: &Args) -> Result<Outcome> {
         }
         match reader.next_block(Some(Duration::from_millis(100)))? {
             NextBlock::Block(b) => {
+                if let Some(sk) = &mut skip {
+                    // Written by our predecessor, which died before
+                    // acknowledging it: stored once already.
+                    if sk.already_stored(b.data)? {
+                        continue;
+                    }
+                }
                 let m = block_meta(b.data, format);
                 let res = match &mut sink {
                     Some(s) => s.write_block(b.data, &m),
@@ -309,6 +445,12 @@ fn run(args: &Args) -> Result<Outcome> {
                 t.blocks += 1;
                 t.packets += m.packets;
                 t.bytes += info.block_size;
+                if kill_after == Some(t.blocks) {
+                    // Test knob: die the hard way between writing a block
+                    // and acknowledging it.
+                    // SAFETY: signalling ourselves.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
             }
             NextBlock::Timeout => {
                 if let Some(s) = &mut sink {
@@ -339,6 +481,26 @@ fn run(args: &Args) -> Result<Outcome> {
             }
         }
     }
+    if matches!(outcome, Outcome::Done) {
+        // A clean stop (signal, --duration, end of stream): a named
+        // listener must not linger.
+        reader.detach();
+    }
+    if let Some(sk) = &skip {
+        if sk.skipped > 0 {
+            eprintln!(
+                "hpcapdd: {} block(s) delivered again after the resume were already stored \
+                 (written by the predecessor before it could acknowledge them) and skipped",
+                sk.skipped
+            );
+        }
+    }
+    stats.extra = serde_json::json!({
+        "recovered": orphans.iter().map(recover::Orphan::json).collect::<Vec<_>>(),
+        "resumed": reader.resumed(),
+        "start_offset": reader.start_offset(),
+        "skipped_blocks": skip.as_ref().map_or(0, |s| s.skipped),
+    });
     let files = sink.as_ref().map_or(0, |s| s.files_done());
     stats.report(&reader, &t, files, true)?;
     Ok(outcome)

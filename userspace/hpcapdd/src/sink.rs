@@ -244,6 +244,12 @@ impl DirSink {
             opts.open(&hidden)
                 .with_context(|| format!("creating {}", hidden.display()))?
         };
+        // Held while the file is written, so that an hpcapdd starting
+        // meanwhile knows it is not an orphan (see recover.rs); released
+        // when the file is closed. Best effort: without locks (some network
+        // file systems) two hpcapdd must not share a directory.
+        // SAFETY: flock on our own descriptor.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         let boundary = self
             .cfg
             .seconds

@@ -147,6 +147,156 @@ fn hold_mode(dev: &str) -> ! {
     }
 }
 
+/// `HPCAP_IOC_ATTACH_NAMED` with a `name`.
+fn named(name: &[u8], mode: u32, linger_ms: u32) -> abi::AttachNamed {
+    let mut a = abi::AttachNamed {
+        mode,
+        linger_ms,
+        ..Default::default()
+    };
+    a.name[..name.len()].copy_from_slice(name);
+    a
+}
+
+fn open_dev(path: &CString) -> i32 {
+    // SAFETY: plain open of a path.
+    unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) }
+}
+
+/// The listener of `name` in STATS (id, flags, cursor, linger_ms), if listed.
+fn listed(fd: i32, name: &[u8]) -> Option<(u32, u32, u64, u32)> {
+    let mut st = abi::Stats::ZERO;
+    if ioctl(fd, abi::IOC_STATS, &mut st) < 0 {
+        return None;
+    }
+    st.listener[..(st.nlisteners as usize).min(abi::MAX_LISTENERS)]
+        .iter()
+        .find(|l| l.flags & abi::LISTENER_NAMED != 0 && abi::get_cstr(&l.name) == name)
+        .map(|l| (l.id, l.flags, l.cursor, l.linger_ms))
+}
+
+/// `HPCAP_IOC_ATTACH_NAMED`: bad arguments, a name in use, a file closed
+/// without detaching (the listener lingers), a take-over by name (resumed
+/// at the cursor, new id), and an explicit detach (nothing lingers). Run as
+/// root: blocking is allowed, so every error here is the argument's.
+fn named_checks(p: &mut Probe, path: &CString) {
+    let fd = open_dev(path);
+    let bad: [(&str, abi::AttachNamed); 7] = [
+        ("empty name", named(b"", abi::MODE_BLOCKING, 0)),
+        ("name with a space", named(b"a b", abi::MODE_BLOCKING, 0)),
+        ("name with a slash", named(b"a/b", abi::MODE_BLOCKING, 0)),
+        (
+            "name of 32 bytes, no NUL",
+            named(&[b'x'; 32], abi::MODE_BLOCKING, 0),
+        ),
+        ("lossy mode", named(b"probe", abi::MODE_LOSSY, 0)),
+        (
+            "linger past one hour",
+            named(b"probe", abi::MODE_BLOCKING, abi::LINGER_MAX_MS + 1),
+        ),
+        ("flags set", {
+            let mut a = named(b"probe", abi::MODE_BLOCKING, 0);
+            a.flags = 1;
+            a
+        }),
+    ];
+    for (what, mut a) in bad {
+        p.expect(
+            &format!("ATTACH_NAMED {what}"),
+            ioctl(fd, abi::IOC_ATTACH_NAMED, &mut a),
+            libc::EINVAL,
+        );
+    }
+    let mut a = named(b"probe", abi::MODE_BLOCKING, 0);
+    a.name[20] = b'z'; // garbage after the NUL
+    p.expect(
+        "ATTACH_NAMED bytes after the NUL",
+        ioctl(fd, abi::IOC_ATTACH_NAMED, &mut a),
+        libc::EINVAL,
+    );
+    p.expect(
+        "ATTACH_NAMED from a bad pointer",
+        ioctl(fd, abi::IOC_ATTACH_NAMED, 16usize as *mut abi::AttachNamed),
+        libc::EFAULT,
+    );
+    p.check(
+        "bad ATTACH_NAMED attach nothing",
+        listed(fd, b"probe").is_none(),
+        "no listener named probe",
+    );
+
+    let mut a = named(b"probe", abi::MODE_BLOCKING, 0);
+    p.expect(
+        "ATTACH_NAMED probe",
+        ioctl(fd, abi::IOC_ATTACH_NAMED, &mut a),
+        0,
+    );
+    p.check(
+        "a new named listener is not resumed",
+        a.result == 0,
+        &format!("result {:#x}", a.result),
+    );
+    let first = listed(fd, b"probe");
+    p.check(
+        "named listener listed with its default linger",
+        first.is_some_and(|(_, f, _, ms)| {
+            f & abi::LISTENER_LINGERING == 0 && ms == abi::LINGER_DEFAULT_MS
+        }),
+        &format!("{first:?}"),
+    );
+    let fd2 = open_dev(path);
+    let mut b = named(b"probe", abi::MODE_BLOCKING, 0);
+    p.expect(
+        "ATTACH_NAMED a name in use",
+        ioctl(fd2, abi::IOC_ATTACH_NAMED, &mut b),
+        libc::EEXIST,
+    );
+    // Closed without HPCAP_IOC_DETACH: it lingers, then fd2 takes it over.
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    let after = listed(fd2, b"probe");
+    p.check(
+        "closed without DETACH: lingering",
+        after.is_some_and(|(_, f, _, _)| f & abi::LISTENER_LINGERING != 0),
+        &format!("{after:?}"),
+    );
+    let mut b = named(b"probe", abi::MODE_BLOCKING, 0);
+    p.expect(
+        "ATTACH_NAMED takes over the lingering one",
+        ioctl(fd2, abi::IOC_ATTACH_NAMED, &mut b),
+        0,
+    );
+    let now = listed(fd2, b"probe");
+    p.check(
+        "take-over resumes at the cursor with a new id",
+        b.result & abi::ATTACH_RESUMED != 0
+            && first.is_some_and(|(id, _, c, _)| {
+                now.is_some_and(|(id2, f, _, _)| id2 != id && f & abi::LISTENER_LINGERING == 0)
+                    && b.start_offset == c
+            }),
+        &format!(
+            "result {:#x} start {} before {first:?} now {now:?}",
+            b.result, b.start_offset
+        ),
+    );
+    p.expect(
+        "DETACH the named listener",
+        ioctl(fd2, abi::IOC_DETACH, std::ptr::null_mut::<u8>()),
+        0,
+    );
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd2) };
+    let fd3 = open_dev(path);
+    let gone = listed(fd3, b"probe");
+    p.check(
+        "detached explicitly: nothing lingers",
+        gone.is_none(),
+        &format!("{gone:?}"),
+    );
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd3) };
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let first = args.next();
@@ -287,6 +437,8 @@ fn main() {
         ioctl(fd, abi::IOC_KILL_LISTENER, &mut id),
         libc::EINVAL,
     );
+
+    named_checks(&mut p, &path);
 
     let len = (info.buffer_size * 2) as usize;
     // SAFETY: mmap of our fd; failures are the expected outcome here.
