@@ -157,7 +157,10 @@ impl StreamBuffer {
         let map = vma.set_mixedmap();
         let pages = self.len / PAGE_SIZE;
         for i in 0..size / PAGE_SIZE {
-            let off = (i % pages) * PAGE_SIZE;
+            // `pages` > 0 (the buffer holds at least two blocks); no `%` by
+            // a runtime value, whose panic path objtool does not know as
+            // noreturn (see `hpcap_core::arith`).
+            let off = i.checked_rem(pages).ok_or(EINVAL)? * PAGE_SIZE;
             // SAFETY: `base + off` is inside the vmalloc area (`off < len`).
             let page = unsafe { bindings::vmalloc_to_page(self.base.as_ptr().add(off).cast()) };
             let page = NonNull::new(page).ok_or(EFAULT)?;

@@ -160,7 +160,7 @@ counters! {
 pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "hpcap_frames_dropped_total",
-        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, no_listener, writer).",
+        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, lingering, no_listener, writer).",
     ),
     (
         "hpcap_bytes_dropped_total",
@@ -184,6 +184,7 @@ pub fn family_help(metric: &str) -> Option<&'static str> {
 pub const NCOUNTERS: usize = 16;
 
 /// Size of [`CaptureStats`] in bytes.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const CAPTURE_STATS_LEN: usize = NCOUNTERS * 8;
 const _: () = assert!(core::mem::size_of::<CaptureStats>() == CAPTURE_STATS_LEN);
 #[cfg(not(hpcap_kernel))]
