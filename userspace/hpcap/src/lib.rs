@@ -86,3 +86,32 @@ impl Error {
 
 /// Result of this library.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why a capture device could not be opened, in the usual cases (a missing
+/// node, missing permission): a hint for the tools to print after an error
+/// whose `chain` of causes (e.g. `anyhow::Error::chain`) holds the OS error
+/// and whose full `message` names the device node; None otherwise.
+pub fn device_hint<'a>(
+    mut chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>,
+    message: &str,
+) -> Option<&'static str> {
+    let io = chain.find_map(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<Error>()?.io_error())
+    })?;
+    if !message.contains("/dev/hpcap") {
+        return None;
+    }
+    match io.kind() {
+        std::io::ErrorKind::NotFound => Some(
+            "no such device node: is hpcap.ko loaded and the port bound to it (hpcapctl list)? \
+             In a container, pass the node: docker run --device /dev/hpcapN ...",
+        ),
+        std::io::ErrorKind::PermissionDenied => Some(
+            "the nodes belong to user and group hpcap, mode 0640 (the hpcap-tools udev rule): \
+             members of group hpcap may read them (lossy listeners), the hpcap user may also record \
+             losslessly; in a container: --user UID:GID with the hpcap group's GID",
+        ),
+        _ => None,
+    }
+}

@@ -655,33 +655,9 @@ fn main() {
     };
     if let Err(e) = r {
         eprintln!("hpcapctl: error: {e:#}");
-        if let Some(h) = device_hint(&e) {
+        if let Some(h) = hpcap::device_hint(e.chain(), &format!("{e:#}")) {
             eprintln!("hpcapctl: hint: {h}");
         }
         std::process::exit(1);
-    }
-}
-
-/// Why a capture device could not be opened, in the usual cases (a missing
-/// node, missing permission): a hint printed after the error.
-fn device_hint(e: &anyhow::Error) -> Option<&'static str> {
-    let io = e.chain().find_map(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .or_else(|| c.downcast_ref::<hpcap::Error>()?.io_error())
-    })?;
-    if !format!("{e:#}").contains("/dev/hpcap") {
-        return None;
-    }
-    match io.kind() {
-        std::io::ErrorKind::NotFound => Some(
-            "no such device node: is hpcap.ko loaded and the port bound to it (hpcapctl list)? \
-             In a container, pass the node: docker run --device /dev/hpcapN ...",
-        ),
-        std::io::ErrorKind::PermissionDenied => Some(
-            "the nodes belong to user and group hpcap, mode 0640 (the hpcap-tools udev rule): \
-             members of group hpcap may read them (lossy listeners), the hpcap user may also record \
-             losslessly; in a container: --user UID:GID with the hpcap group's GID",
-        ),
-        _ => None,
     }
 }
