@@ -14,12 +14,17 @@ use clap::Parser;
 use hpcap::core::abi;
 use hpcap::stream::NextBlock;
 use hpcap::util::{now_ns, parse_size, stop_requested};
-use hpcap::{BlockReader, ListenerMode, Source};
+use hpcap::{BlockReader, Leftover, ListenerMode, Source};
 
-use sink::{BlockMeta, DirSink, DiskFull, RotateCfg};
+use sink::{BlockMeta, DirSink, Failure, RotateCfg, StorageFailed};
 
 /// Exit status when the disk filled up.
 const EXIT_DISK_FULL: i32 = 3;
+/// Exit status when the storage failed (I/O error, read-only file system).
+const EXIT_STORAGE: i32 = 4;
+/// How long a stopping hpcapdd waits for frames reserved before it let go
+/// of the stream to be published.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Stream an hpcap capture source to disk.
 #[derive(Parser, Debug)]
@@ -39,10 +44,21 @@ FILES:
   --rotate-seconds since the epoch (60 = on the minute).
 
 EXIT STATUS:
-  0  end of stream, or stopped by SIGINT/SIGTERM (last partial block flushed, files closed)
+  0  end of stream, or stopped by SIGINT/SIGTERM or --duration: everything published up to
+     the stop was stored (the partial last block too), files closed
   1  error (source, file system)
   2  bad usage
-  3  disk full: the current file was closed validly at its last complete block
+  3  disk full: the current file was cut at its last complete block and closed validly
+  4  the storage failed (I/O error, read-only file system, device gone): the current file
+     was cut at its last complete block and closed as far as the storage allowed; one it
+     could not rename is left as .NAME, finished by hpcap-check --repair
+  With 3 and 4, the frames published but not stored are counted in the summary (\"not
+  stored\") and, where the file could still be closed, in its statistics block (osdrop).
+
+STOPPING:
+  On SIGINT, SIGTERM or --duration, hpcapdd detaches (from then on the source drops and
+  counts frames that no listener takes) and stores everything that was published for it
+  before: whole blocks, then the partial last block.
 
 EXAMPLES:
   hpcapdd /dev/hpcap0 /mnt/raid
@@ -95,6 +111,22 @@ struct Totals {
     blocks: u64,
     packets: u64,
     bytes: u64,
+    /// Published frames hpcapdd could not store (storage failure).
+    not_stored_packets: u64,
+    /// Their stream bytes.
+    not_stored_bytes: u64,
+    /// Published bytes overwritten before hpcapdd could store them after
+    /// it let go of the stream (only when other listeners let the
+    /// producer lap it); their frames cannot be counted.
+    overwritten_bytes: u64,
+}
+
+/// How the run ended, for the exit status and the summary.
+struct End {
+    status: i32,
+    reason: String,
+    /// The storage failure and how the last file was left.
+    failure: Option<(StorageFailed, String)>,
 }
 
 struct Stats {
@@ -106,7 +138,17 @@ struct Stats {
 }
 
 impl Stats {
-    fn report(&mut self, reader: &BlockReader, t: &Totals, files: u64, final_: bool) -> Result<()> {
+    /// A status line (every --stats-interval), or the final summary (`end`,
+    /// with the source's counters `snapshot` taken when the last file was
+    /// closed, so both say the same).
+    fn report(
+        &mut self,
+        reader: &BlockReader,
+        t: &Totals,
+        files: u64,
+        end: Option<(&End, &abi::Stats, Option<&sink::LastFile>)>,
+    ) -> Result<()> {
+        let final_ = end.is_some();
         let due = self.interval.is_some_and(|i| self.last.elapsed() >= i);
         if !due && !final_ {
             return Ok(());
@@ -120,13 +162,17 @@ impl Stats {
                     blocks: t.blocks - self.last_totals.blocks,
                     packets: t.packets - self.last_totals.packets,
                     bytes: t.bytes - self.last_totals.bytes,
+                    ..Totals::default()
                 },
             )
         };
         self.last = Instant::now();
         self.last_totals = *t;
         let src = reader.source();
-        let st = src.stats().unwrap_or(abi::Stats::ZERO);
+        let st = match end {
+            Some((_, snap, _)) => *snap,
+            None => src.stats().unwrap_or(abi::Stats::ZERO),
+        };
         let c = st.counters;
         let w = reader.last_wait();
         let occ = w.available as f64 / src.buffer_size() as f64 * 100.0;
@@ -135,7 +181,7 @@ impl Stats {
         let mpps = d.packets as f64 / dt.max(1e-9) / 1e6;
         eprintln!(
             "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
-             drops: ring {} no-space {} no-listener {} writer {} nic {} | filtered {} | overrun {} blocks",
+             drops: ring {} no-space {} no-listener {} writer {} nic {} | filtered {} | overrun {} blocks{}",
             if final_ { "total " } else { "" },
             t.packets,
             t.blocks,
@@ -150,11 +196,23 @@ impl Stats {
                 "n/a".to_string()
             },
             c.filtered,
-            lost_k
+            lost_k,
+            match end {
+                Some(_) if t.not_stored_packets > 0 || t.overwritten_bytes > 0 => format!(
+                    " | not stored {} pkts{}",
+                    t.not_stored_packets,
+                    if t.overwritten_bytes > 0 {
+                        format!(" + {} bytes overwritten before they could be", t.overwritten_bytes)
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => String::new(),
+            }
         );
         if let Some(j) = &mut self.json {
             use std::io::Write;
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "time_ns": now_ns(),
                 "final": final_,
                 "interval_s": dt,
@@ -169,6 +227,21 @@ impl Stats {
                 "lost_blocks": lost_k,
                 "source": source_json(&st),
             });
+            if let Some((e, _, last)) = end {
+                let x = serde_json::json!({
+                    "exit_status": e.status,
+                    "exit_reason": e.reason,
+                    "not_stored_packets": t.not_stored_packets,
+                    "not_stored_bytes": t.not_stored_bytes,
+                    "overwritten_bytes": t.overwritten_bytes,
+                    "last_file": last.map(|l| l.path.display().to_string()),
+                    "last_file_isb": last.map(|l| l.isb),
+                    "last_file_renamed": last.map(|l| l.renamed),
+                });
+                if let (Some(m), serde_json::Value::Object(x)) = (v.as_object_mut(), x) {
+                    m.extend(x);
+                }
+            }
             writeln!(j, "{v}").context("writing --stats-json")?;
         }
         Ok(())
@@ -216,12 +289,86 @@ fn parse_meta(data: &[u8], format: u32) -> BlockMeta {
     m
 }
 
-enum Outcome {
-    Done,
-    DiskFull(DiskFull),
+/// Why the main loop stopped.
+enum Stop {
+    /// End of stream (source finished, device gone, listener killed).
+    End,
+    /// SIGINT/SIGTERM (the signal) or --duration (None).
+    Requested(Option<i32>),
+    /// The capture directory failed.
+    Failed(StorageFailed),
 }
 
-fn run(args: &Args) -> Result<Outcome> {
+/// A storage failure, or the error itself.
+fn storage_failed(e: anyhow::Error) -> Result<StorageFailed> {
+    e.downcast::<StorageFailed>()
+}
+
+/// Stores (or, once the storage failed or with nothing to store to,
+/// counts) the published bytes hpcapdd had not consumed when it let go of
+/// the stream.
+fn drain(
+    reader: &BlockReader,
+    sink: &mut Option<DirSink>,
+    left: Leftover,
+    mut failure: Option<StorageFailed>,
+    t: &mut Totals,
+    format: u32,
+) -> Result<Option<StorageFailed>> {
+    let bs = reader.source().block_size();
+    let mut off = left.start;
+    while off < left.end {
+        let len = (left.end - off).min(bs - off % bs);
+        let data = reader.leftover_data(off, len as usize);
+        let m = if len == bs {
+            block_meta(data, format)
+        } else {
+            parse_meta(data, format)
+        };
+        // Stream offsets of blocks are multiples of the block size; a
+        // listener's cursor always is one.
+        let mut stored = failure.is_none() && off.is_multiple_of(bs);
+        if stored {
+            if let Some(s) = sink.as_mut() {
+                let r = if len == bs {
+                    s.write_block(data, &m)
+                } else {
+                    s.write_partial(data, &m)
+                };
+                if let Err(e) = r {
+                    failure = Some(storage_failed(e)?);
+                    stored = false;
+                }
+            }
+        }
+        if !reader.leftover_intact(&left, off)? {
+            if stored {
+                if let Some(s) = sink.as_mut() {
+                    s.undo_last_block()?;
+                }
+            }
+            t.overwritten_bytes += left.end - off;
+            eprintln!(
+                "hpcapdd: warning: {} published bytes were overwritten before they could be \
+                 stored (another listener let the capture lap this one after it stopped)",
+                left.end - off
+            );
+            break;
+        }
+        if stored {
+            t.blocks += 1;
+            t.packets += m.packets;
+            t.bytes += bs;
+        } else {
+            t.not_stored_packets += m.packets;
+            t.not_stored_bytes += len;
+        }
+        off += len;
+    }
+    Ok(failure)
+}
+
+fn run(args: &Args) -> Result<i32> {
     let src = Source::open(&args.source)
         .with_context(|| format!("opening the source {}", args.source.display()))?;
     let mode = if args.lossy {
@@ -263,25 +410,18 @@ fn run(args: &Args) -> Result<Outcome> {
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let format = info.format;
     let mut t = Totals::default();
-    let mut outcome = Outcome::Done;
-    loop {
-        if stop_requested().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
-            let (_, partial) = reader.partial_block()?;
-            if !partial.is_empty() {
-                let m = parse_meta(partial, format);
-                t.packets += m.packets;
-                t.blocks += 1;
-                t.bytes += info.block_size;
-                if let Some(s) = &mut sink {
-                    if let Err(e) = s.write_partial(partial, &m) {
-                        outcome = disk_full_or(e)?;
-                    }
-                }
-            }
-            break;
+    // Whether the block returned last was stored (acknowledged when
+    // letting go of the stream) or must still be stored or counted.
+    let mut consumed_last = true;
+    let stop = loop {
+        if let Some(sig) = stop_requested() {
+            break Stop::Requested(Some(sig));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break Stop::Requested(None);
         }
         let files = sink.as_ref().map_or(0, |s| s.files_done());
-        stats.report(&reader, &t, files, false)?;
+        stats.report(&reader, &t, files, None)?;
         if let Some(s) = &mut sink {
             // Counters for the statistics block of files closed by rotation.
             if let Ok(st) = reader.source().stats() {
@@ -296,8 +436,8 @@ fn run(args: &Args) -> Result<Outcome> {
                     None => Ok(()),
                 };
                 if let Err(e) = res {
-                    outcome = disk_full_or(e)?;
-                    break;
+                    consumed_last = false;
+                    break Stop::Failed(storage_failed(e)?);
                 }
                 if !reader.validate()? {
                     // Overwritten while we wrote it: take it back.
@@ -312,54 +452,114 @@ fn run(args: &Args) -> Result<Outcome> {
             }
             NextBlock::Timeout => {
                 if let Some(s) = &mut sink {
-                    s.idle(now_ns())?;
+                    if let Err(e) = s.idle(now_ns()) {
+                        break Stop::Failed(storage_failed(e)?);
+                    }
                 }
             }
             NextBlock::End { partial, .. } => {
-                if !partial.is_empty() {
-                    let m = parse_meta(partial, format);
-                    t.packets += m.packets;
-                    t.blocks += 1;
-                    t.bytes += info.block_size;
-                    if let Some(s) = &mut sink {
-                        if let Err(e) = s.write_partial(partial, &m) {
-                            outcome = disk_full_or(e)?;
-                        }
+                if partial.is_empty() {
+                    break Stop::End;
+                }
+                let m = parse_meta(partial, format);
+                let r = match &mut sink {
+                    Some(s) => s.write_partial(partial, &m),
+                    None => Ok(()),
+                };
+                match r {
+                    Ok(()) => {
+                        t.packets += m.packets;
+                        t.blocks += 1;
+                        t.bytes += info.block_size;
+                        break Stop::End;
+                    }
+                    Err(e) => {
+                        t.not_stored_packets += m.packets;
+                        t.not_stored_bytes += partial.len() as u64;
+                        break Stop::Failed(storage_failed(e)?);
                     }
                 }
-                break;
             }
         }
-    }
-    let stats_now = reader.source().stats().unwrap_or(abi::Stats::ZERO);
+    };
+    // Let go of the stream and store (or count) what was published for us.
+    let (failure, reason) = match stop {
+        Stop::End => (None, "end of stream".to_string()),
+        Stop::Requested(sig) => {
+            let left = reader.let_go(consumed_last, SETTLE)?;
+            let f = drain(&reader, &mut sink, left, None, &mut t, format)?;
+            let why = match sig {
+                Some(libc::SIGINT) => "stopped by SIGINT".to_string(),
+                Some(libc::SIGTERM) => "stopped by SIGTERM".to_string(),
+                Some(s) => format!("stopped by signal {s}"),
+                None => "--duration reached".to_string(),
+            };
+            (f, why)
+        }
+        Stop::Failed(f) => {
+            let left = reader.let_go(consumed_last, SETTLE)?;
+            let f = drain(&reader, &mut sink, left, Some(f), &mut t, format)?;
+            (f, String::new())
+        }
+    };
+    let snap = reader.source().stats().unwrap_or(abi::Stats::ZERO);
+    let counters = (snap.counters, snap.nic_valid);
+    let mut failure = failure;
+    let mut how = String::new();
     if let Some(s) = &mut sink {
-        if let Err(e) = s.close(&(stats_now.counters, stats_now.nic_valid), reader.losses()) {
-            if matches!(outcome, Outcome::Done) {
-                outcome = disk_full_or(e)?;
+        s.set_not_stored(t.not_stored_packets);
+        if failure.is_none() {
+            if let Err(e) = s.close(&counters, reader.losses()) {
+                failure = Some(storage_failed(e)?);
             }
         }
+        if failure.is_some() {
+            how = s.close_failed(&counters);
+        }
     }
+    let end = match failure {
+        None => End {
+            status: 0,
+            reason,
+            failure: None,
+        },
+        Some(f) => End {
+            status: if f.kind == Failure::DiskFull {
+                EXIT_DISK_FULL
+            } else {
+                EXIT_STORAGE
+            },
+            reason: format!(
+                "{}{f}",
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("{reason}, then ")
+                }
+            ),
+            failure: Some((f, how)),
+        },
+    };
     let files = sink.as_ref().map_or(0, |s| s.files_done());
-    stats.report(&reader, &t, files, true)?;
-    Ok(outcome)
-}
-
-fn disk_full_or(e: anyhow::Error) -> Result<Outcome> {
-    match e.downcast::<DiskFull>() {
-        Ok(d) => Ok(Outcome::DiskFull(d)),
-        Err(e) => Err(e),
+    let last = sink.as_ref().and_then(|s| s.last_file().cloned());
+    stats.report(&reader, &t, files, Some((&end, &snap, last.as_ref())))?;
+    if let Some((f, how)) = &end.failure {
+        eprintln!("hpcapdd: error: {f}; {how}");
+        if t.not_stored_packets > 0 {
+            eprintln!(
+                "hpcapdd: {} published frames ({} bytes) were not stored",
+                t.not_stored_packets, t.not_stored_bytes
+            );
+        }
     }
+    Ok(end.status)
 }
 
 fn main() {
     let args = Args::parse();
     hpcap::util::install_stop_handlers();
     match run(&args) {
-        Ok(Outcome::Done) => {}
-        Ok(Outcome::DiskFull(d)) => {
-            eprintln!("hpcapdd: error: {d}");
-            std::process::exit(EXIT_DISK_FULL);
-        }
+        Ok(status) => std::process::exit(status),
         Err(e) => {
             eprintln!("hpcapdd: error: {e:#}");
             std::process::exit(1);
