@@ -182,6 +182,11 @@ impl StreamMemory for StreamBuffer {
         // SAFETY: the caller's contract is `span_mut`'s.
         unsafe { StreamBuffer::span_mut(self, pos, len) }
     }
+
+    fn raw(&self) -> (*mut u8, u64) {
+        // CAST: a buffer length fits u64.
+        (self.base.as_ptr(), self.len as u64)
+    }
 }
 
 impl Drop for StreamBuffer {

@@ -43,7 +43,7 @@ const CHUNK_BYTES: usize = 2 << 20;
 /// # Invariants
 ///
 /// - `desc` holds `count * F::WORDS` words; `chunks` hold `count` buffers of
-///   `buf_size` bytes, `per_chunk` per chunk.
+///   `buf_size` bytes, `1 << chunk_shift` per chunk (the last one fewer).
 /// - A descriptor is owned either by the NIC (armed and handed over by a tail
 ///   write) or by the one capture thread whose segment contains it (done, not
 ///   yet re-armed); the owner alone touches its buffer.
@@ -52,7 +52,9 @@ pub(crate) struct RxRing<F: RxFormat> {
     chunks: KVec<Coherent<[u8]>>,
     count: u32,
     buf_size: u32,
-    per_chunk: u32,
+    /// Buffers per chunk, as a power of two: finding a descriptor's buffer
+    /// on the capture path is a shift and a mask, not a division.
+    chunk_shift: u32,
     // `fn() -> F`: the ring stores no `F`, so it is Send/Sync regardless.
     _format: PhantomData<fn() -> F>,
 }
@@ -66,8 +68,11 @@ impl<F: RxFormat> RxRing<F> {
         }
         let words = n.checked_mul(F::WORDS).ok_or(EINVAL)?;
         let desc = Coherent::<u64>::zeroed_slice(dev, words, GFP_KERNEL)?;
-        let per_chunk = u32::try_from(CHUNK_BYTES / buf)?;
-        let nchunks = count.checked_div(per_chunk).ok_or(EINVAL)? + u32::from(count % per_chunk.max(1) != 0);
+        // The largest power of two of buffers that fits a chunk.
+        let fit = u32::try_from(CHUNK_BYTES / buf)?;
+        let chunk_shift = fit.checked_ilog2().ok_or(EINVAL)?;
+        let per_chunk = 1u32 << chunk_shift;
+        let nchunks = (count >> chunk_shift) + u32::from(count & (per_chunk - 1) != 0);
         let mut chunks = KVec::with_capacity(usize::try_from(nchunks)?, GFP_KERNEL)?;
         let mut left = count;
         for _ in 0..nchunks {
@@ -82,7 +87,7 @@ impl<F: RxFormat> RxRing<F> {
             chunks,
             count,
             buf_size,
-            per_chunk,
+            chunk_shift,
             _format: PhantomData,
         };
         for i in 0..count {
@@ -107,9 +112,8 @@ impl<F: RxFormat> RxRing<F> {
     }
 
     fn chunk_of(&self, i: u32) -> Option<(&Coherent<[u8]>, usize)> {
-        // Checked: no division panic path in the module (objtool).
-        let chunk = self.chunks.get(usize::try_from(i.checked_div(self.per_chunk)?).ok()?)?;
-        let slot = usize::try_from(i.checked_rem(self.per_chunk)?).ok()?;
+        let chunk = self.chunks.get(usize::try_from(i >> self.chunk_shift).ok()?)?;
+        let slot = usize::try_from(i & ((1 << self.chunk_shift) - 1)).ok()?;
         Some((chunk, slot.checked_mul(usize::try_from(self.buf_size).ok()?)?))
     }
 

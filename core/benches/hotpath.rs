@@ -428,9 +428,18 @@ fn main() {
     let packets = packets_for(&[64]);
     let base = run_memcpy(&[64], packets);
     let formats = [
-        ("82576 advanced (igb, igbvf)", run_capture::<IgbAdv>(&[64], 1, packets, false)),
-        ("XL710 16-byte (i40e)", run_capture::<I40e16>(&[64], 1, packets, false)),
-        ("XL710 32-byte (iavf)", run_capture::<Iavf32>(&[64], 1, packets, false)),
+        (
+            "82576 advanced (igb, igbvf)",
+            run_capture::<IgbAdv>(&[64], 1, packets, false),
+        ),
+        (
+            "XL710 16-byte (i40e)",
+            run_capture::<I40e16>(&[64], 1, packets, false),
+        ),
+        (
+            "XL710 32-byte (iavf)",
+            run_capture::<Iavf32>(&[64], 1, packets, false),
+        ),
     ];
     for (f, r) in &formats {
         rows.push(row(
@@ -443,7 +452,10 @@ fn main() {
     if jsonl {
         for r in &rows {
             let (baseline, ratio) = match &r.baseline {
-                Some((n, v)) => (format!("{{\"name\":\"{n}\",\"value\":{v:.4}}}"), format!("{:.4}", r.value / v)),
+                Some((n, v)) => (
+                    format!("{{\"name\":\"{n}\",\"value\":{v:.4}}}"),
+                    format!("{:.4}", r.value / v),
+                ),
                 None => ("null".to_string(), "null".to_string()),
             };
             println!(
@@ -483,8 +495,16 @@ fn main() {
         );
     }
     println!("ratio = capture Mpps / memcpy Mpps of the same frames in the same run.");
-    println!("descriptor formats, 64 B, 1 writer, no reader (memcpy {:.2} Mpps):", base.mpps);
+    println!(
+        "descriptor formats, 64 B, 1 writer, no reader (memcpy {:.2} Mpps):",
+        base.mpps
+    );
     for (f, r) in &formats {
-        println!("  {:<30} {:>7.2} Mpps  ratio {:.2}", f, r.mpps, r.mpps / base.mpps);
+        println!(
+            "  {:<30} {:>7.2} Mpps  ratio {:.2}",
+            f,
+            r.mpps,
+            r.mpps / base.mpps
+        );
     }
 }

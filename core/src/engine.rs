@@ -106,6 +106,12 @@ pub trait StreamMemory {
     /// until it is published) for as long as the slice lives.
     #[allow(clippy::mut_from_ref)]
     unsafe fn span_mut(&self, pos: u64, len: u64) -> Option<&mut [u8]>;
+
+    /// The buffer's first byte and its length in bytes, for the record hot
+    /// path: the engine writes each record through a pointer into the span
+    /// its placement reserved, rather than building a checked slice per
+    /// record. Writing through it has [`Self::span_mut`]'s contract.
+    fn raw(&self) -> (*mut u8, u64);
 }
 
 /// A filter installed on the device.
@@ -352,7 +358,9 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             let tci = if vlan_stripped { done.vlan } else { None };
             // The frame as on the wire: what was delivered, plus the tag
             // the NIC stripped (`WireFrame::len` without building one).
-            let wire = done.len.saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
+            let wire = done
+                .len
+                .saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
             rec.desc = i;
             rec.bytes = done.len;
             rec.len = cx.port.orig_len(i, wire);
@@ -578,9 +586,26 @@ fn store<P, M>(
         }
     }
     let r = &p.record;
-    // SAFETY: as above.
-    if let Some(buf) = unsafe { cx.memory.span_mut(r.pos, r.len) } {
-        let _ = format.write_record(buf, rec.ts_ns, rec.caplen, rec.len, frame);
+    let (base, size) = cx.memory.raw();
+    // The placement keeps every span inside the buffer (`publish`'s
+    // positions never wrap inside a block); one cheap check stays in
+    // release builds as defence against a placement bug.
+    debug_assert!(r.len == format.record_len(rec.caplen).unwrap_or(0));
+    if r.pos.checked_add(r.len).is_some_and(|end| end <= size) {
+        // CAST: `pos < size`, a buffer offset that fits `usize`.
+        // SAFETY: `[pos, pos + len)` is inside the buffer (just checked),
+        // reserved by this writer's ticket and not yet completed, so nothing
+        // else touches it; `len` is `record_len(caplen)` and `fate` chose
+        // `caplen <= frame.len()` within the format's limit.
+        unsafe {
+            format.write_record_raw(
+                base.add(r.pos as usize),
+                rec.ts_ns,
+                rec.caplen,
+                rec.len,
+                frame,
+            )
+        };
     }
 }
 

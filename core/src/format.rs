@@ -156,6 +156,80 @@ impl StreamFormat {
         Ok(())
     }
 
+    /// [`Self::write_record`] for the capture hot path: the record is written
+    /// through a raw pointer into a span the reservation already bounded,
+    /// with whole-word stores and one copy, and no per-record bounds checks
+    /// (they are debug assertions here). Values a RAW header cannot hold are
+    /// saturated rather than left unwritten (a reserved span must always
+    /// hold a record): seconds past 2106, lengths above 65535.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writes of [`Self::record_len`]`(caplen)` bytes that
+    /// nothing else accesses meanwhile, `caplen <= frame.len()`, and
+    /// `caplen <= self.max_caplen()`.
+    #[inline]
+    pub unsafe fn write_record_raw(
+        self,
+        dst: *mut u8,
+        ts_ns: u64,
+        caplen: u32,
+        orig_len: u32,
+        frame: &WireFrame<'_>,
+    ) {
+        debug_assert!(caplen as usize <= frame.len() && caplen <= self.max_caplen());
+        let cap = caplen as usize;
+        match self {
+            Self::Pcapng => {
+                let data_end = EPB_DATA_OFFSET + pcapng::pad4(cap);
+                // CAST: at most `max_caplen() + 32`, below `u32::MAX`.
+                let total = (data_end + 4) as u32;
+                let words = [
+                    pcapng::EPB_TYPE.to_le(),
+                    total.to_le(),
+                    0,
+                    ((ts_ns >> 32) as u32).to_le(),
+                    (ts_ns as u32).to_le(),
+                    caplen.to_le(),
+                    orig_len.to_le(),
+                ];
+                // The frame's last word is zeroed first, so the padding
+                // after it is zero once the frame's bytes overwrite its
+                // front.
+                // SAFETY: all three writes and the copy stay inside the
+                // `data_end + 4` bytes the caller guarantees.
+                unsafe {
+                    dst.cast::<[u32; 7]>().write_unaligned(words);
+                    if cap % 4 != 0 {
+                        dst.add(data_end - 4).cast::<u32>().write_unaligned(0);
+                    }
+                    dst.add(data_end)
+                        .cast::<u32>()
+                        .write_unaligned(total.to_le());
+                    frame.copy_prefix_raw(dst.add(EPB_DATA_OFFSET), cap);
+                }
+            }
+            Self::Raw => {
+                let ts = ts_ns.max(1);
+                let cap16 = u16::try_from(caplen).unwrap_or(u16::MAX);
+                let hdr = raw::RawHeader {
+                    sec: u32::try_from(ts / 1_000_000_000).unwrap_or(u32::MAX),
+                    // CAST: below 10^9.
+                    nsec: (ts % 1_000_000_000) as u32,
+                    caplen: cap16,
+                    len: u16::try_from(orig_len).unwrap_or(u16::MAX).max(cap16),
+                };
+                // SAFETY: inside the `RAW_HEADER_LEN + caplen` bytes the
+                // caller guarantees.
+                unsafe {
+                    dst.cast::<[u8; RAW_HEADER_LEN]>()
+                        .write_unaligned(hdr.encode());
+                    frame.copy_prefix_raw(dst.add(RAW_HEADER_LEN), cap);
+                }
+            }
+        }
+    }
+
     /// Fills `span` (at least [`MIN_PAD`] bytes) with one padding record.
     pub fn write_pad(self, span: &mut [u8]) -> Result<(), WriteError> {
         let len = span.len();

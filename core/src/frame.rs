@@ -88,6 +88,28 @@ impl<'a> WireFrame<'a> {
         }
     }
 
+    /// Copies the first `n` bytes of the frame as on the wire to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `n <= self.len()`, and `dst` is valid for writes of `n` bytes that
+    /// do not overlap the frame.
+    #[inline]
+    pub unsafe fn copy_prefix_raw(&self, dst: *mut u8, n: usize) {
+        debug_assert!(n <= self.len());
+        match &self.tag {
+            // SAFETY: `n <= len()`, the delivered bytes; `dst` per the
+            // caller.
+            None => unsafe { core::ptr::copy_nonoverlapping(self.bytes.as_ptr(), dst, n) },
+            Some(_) => {
+                // The rare tagged case through the checked slice copy.
+                // SAFETY: `dst` is valid for `n` bytes and not aliased.
+                let d = unsafe { core::slice::from_raw_parts_mut(dst, n) };
+                self.copy_prefix(d);
+            }
+        }
+    }
+
     /// Copies the first `dst.len()` bytes of the frame as on the wire into
     /// `dst`; returns how many were copied (fewer only if `dst` is longer
     /// than the frame).

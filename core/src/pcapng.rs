@@ -544,7 +544,9 @@ pub fn write_epb_frame(
         }
         return Ok(total);
     }
-    let rest = region.get_mut(EPB_DATA_OFFSET..).ok_or(WriteError::NoSpace)?;
+    let rest = region
+        .get_mut(EPB_DATA_OFFSET..)
+        .ok_or(WriteError::NoSpace)?;
     let mut c = Cursor { buf: rest, pos: 0 };
     c.skip(caplen)?;
     c.zeros(pad4(caplen) - caplen)?;

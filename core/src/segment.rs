@@ -432,7 +432,10 @@ mod tests {
         assert_eq!(l.next_own_segment(63), 1);
         assert_eq!(l.next_writer(1), 0);
         // One writer, or no room to interleave: one segment per writer.
-        assert_eq!(RingLayout::interleaved(4096, 1, 32, 8).unwrap().segments(), 1);
+        assert_eq!(
+            RingLayout::interleaved(4096, 1, 32, 8).unwrap().segments(),
+            1
+        );
         assert_eq!(RingLayout::interleaved(64, 4, 8, 8).unwrap().segments(), 4);
         assert_eq!(
             RingLayout::with_segments(4096, 2, 3, 32, 8),

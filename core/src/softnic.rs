@@ -300,6 +300,10 @@ impl super::engine::StreamMemory for SoftBuffer {
             core::slice::from_raw_parts_mut(UnsafeCell::raw_get(cells.as_ptr()), cells.len())
         })
     }
+
+    fn raw(&self) -> (*mut u8, u64) {
+        (UnsafeCell::raw_get(self.0.as_ptr()), self.0.len() as u64)
+    }
 }
 
 /// What [`capture`] stored.

@@ -28,6 +28,9 @@ for d in /sys/bus/pci/devices/*; do
 	case "$(cat "$d/class")" in 0x02*) echo "${d##*/} $(pci_driver "${d##*/}")" >>/tmp/batch.drivers ;; esac
 done
 
+# Modules loaded at the start of the batch; a case's own are unloaded after it.
+cut -d' ' -f1 /proc/modules >/tmp/batch.modules
+
 lockdep_on() {
 	[ -r /proc/lockdep_stats ] || return 0
 	! grep -qE 'debug_locks: +0' /proc/lockdep_stats
@@ -53,7 +56,7 @@ kill_session() {
 # Put the guest back into its boot state after a case; prints what it did
 # and fails if something could not be undone.
 cleanup() {
-	local ok=0 bdf drv want k n dev override
+	local ok=0 bdf drv want k n dev override m
 	# Frames of a round the case started but did not wait for would reach
 	# the next case: let the round end, into the PF (restored below).
 	k=''
@@ -66,6 +69,18 @@ cleanup() {
 		echo "rmmod hpcap"
 		rmmod hpcap || { echo "cleanup: rmmod hpcap failed"; ok=1; }
 	fi
+	# Other modules the case loaded (e.g. iavf and its libraries), users first.
+	for _ in 1 2 3 4; do
+		cut -d' ' -f1 /proc/modules >/tmp/batch.modules.now
+		while read -r m; do
+			grep -qx "$m" /tmp/batch.modules && continue
+			rmmod "$m" 2>/dev/null && echo "rmmod $m"
+		done </tmp/batch.modules.now
+	done
+	cut -d' ' -f1 /proc/modules >/tmp/batch.modules.now
+	while read -r m; do
+		grep -qx "$m" /tmp/batch.modules || { echo "cleanup: cannot unload $m"; ok=1; }
+	done </tmp/batch.modules.now
 	for d in /sys/bus/pci/devices/*; do
 		[ -w "$d/sriov_numvfs" ] || continue
 		n=$(cat "$d/sriov_numvfs")

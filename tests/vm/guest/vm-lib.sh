@@ -39,6 +39,28 @@ pci_by_driver() {
 	return $found
 }
 
+# PCI addresses of the devices kernel module MODULE can drive, by its own
+# aliases (modinfo -F alias, matched against each device's modalias), one
+# per line in address order; fails if there is none. MODULE is a module name
+# known to modprobe or the path of a .ko file.
+pci_for_module() {
+	local aliases d a m found=1
+	aliases=$(modinfo -F alias "$1" 2>/dev/null | grep '^pci:') || { echo "pci_for_module: no PCI aliases for $1" >&2; return 1; }
+	for d in /sys/bus/pci/devices/*; do
+		read -r m <"$d/modalias" || continue
+		for a in $aliases; do
+			# shellcheck disable=SC2254 # the alias is a glob on purpose
+			case "$m" in $a)
+				echo "${d##*/}"
+				found=0
+				break
+				;;
+			esac
+		done
+	done
+	return $found
+}
+
 # The first PCI device bound to DRIVER (see pci_by_driver).
 pci_first() {
 	local all

@@ -485,6 +485,11 @@ impl hpcap_core::engine::StreamMemory for DoubleMap {
         // range is the caller's contract.
         Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(pos), len) })
     }
+
+    fn raw(&self) -> (*mut u8, u64) {
+        // The first of the two views; the engine's spans never wrap.
+        (self.base.as_ptr(), self.size as u64)
+    }
 }
 
 impl Drop for DoubleMap {

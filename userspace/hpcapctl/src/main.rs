@@ -557,7 +557,11 @@ fn cmd_stats(
                 if let Some(m) = v["counters"].as_object() {
                     for (k, val) in m {
                         // A NIC counter this NIC does not have.
-                        let shown = if val.is_null() { "n/a".to_string() } else { val.to_string() };
+                        let shown = if val.is_null() {
+                            "n/a".to_string()
+                        } else {
+                            val.to_string()
+                        };
                         println!("  {k:22} {shown}");
                     }
                 }

@@ -93,7 +93,10 @@ fn poll_mode(dev: &str) -> ! {
 fn bar32_mode(resource: &str, offset: &str) -> ! {
     let off = offset
         .strip_prefix("0x")
-        .map_or_else(|| offset.parse().ok(), |h| usize::from_str_radix(h, 16).ok())
+        .map_or_else(
+            || offset.parse().ok(),
+            |h| usize::from_str_radix(h, 16).ok(),
+        )
         .filter(|o| o % 4 == 0);
     let Some(off) = off else {
         eprintln!("hpcap-abi-probe: bad register offset {offset}");
@@ -104,7 +107,16 @@ fn bar32_mode(resource: &str, offset: &str) -> ! {
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_SYNC) };
     let len = off + 4;
     // SAFETY: a shared read-only mapping of the BAR file; checked below.
-    let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
     if fd < 0 || map == libc::MAP_FAILED {
         eprintln!("hpcap-abi-probe: cannot map {resource}: errno {}", errno());
         std::process::exit(2);
