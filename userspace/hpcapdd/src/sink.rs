@@ -418,11 +418,14 @@ impl DirSink {
     /// storage still allows (statistics block, sync, rename, each tried)
     /// and says how it was left.
     pub(crate) fn close_failed(&mut self, counters: &(CaptureStats, u32)) -> String {
-        let Some(f) = self.cur.take() else {
-            return "no file was open".into();
-        };
-        // Only the file closed here carries the final statistics.
+        // Only the file closed here carries the final statistics: not one
+        // closed earlier by rotation (when the next file could not be
+        // created, none does).
         self.last = None;
+        let Some(f) = self.cur.take() else {
+            return "no file was open (every earlier file is complete; none has the final statistics)"
+                .into();
+        };
         if f.blocks == 0 {
             // Nothing stored in it. A pcapng file that can still take its
             // statistics block is kept: no packets, but the count of those
