@@ -188,7 +188,9 @@ impl BlockReader {
     /// no longer keeps data for this listener; with no other listener it
     /// drops and counts new frames instead of writing them), waits until
     /// publication has settled (frames reserved before the detach are
-    /// published in order; at most `settle`), and returns the published
+    /// published in order; nothing published for 10 ms and, for a software
+    /// source, nothing reserved unpublished; at most `settle`), and returns
+    /// the published
     /// bytes this listener had not consumed. They stay readable through
     /// [`BlockReader::leftover_data`] until [`BlockReader::leftover_intact`]
     /// says otherwise (only possible while other listeners are attached).
@@ -205,7 +207,11 @@ impl BlockReader {
         loop {
             std::thread::sleep(Duration::from_millis(10));
             let now = self.src.stats()?.commit;
-            if now == commit || std::time::Instant::now() >= deadline {
+            // Settled: no publication for 10 ms and, where the source can
+            // tell, nothing reserved left unpublished (a producer that was
+            // descheduled mid-batch publishes later).
+            let settled = now == commit && self.src.publication_settled() != Some(false);
+            if settled || std::time::Instant::now() >= deadline {
                 commit = now;
                 break;
             }
