@@ -267,6 +267,28 @@ fn retention_keeps_max_files() {
     assert_eq!(last.last().unwrap().1, 59999);
 }
 
+/// Waits until process `pid` has a handler for SIGINT (its SigCgt mask in
+/// /proc/PID/status), at most 30 s.
+fn wait_catches_sigint(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (libc::SIGINT - 1)) != 0);
+        if caught {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hpcapdd (pid {pid}) did not install its SIGINT handler within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn sigint_at_random_moments_leaves_valid_files() {
     // Random moments (one very early), reproducible: the seed is printed and
@@ -640,23 +662,4 @@ fn a_missing_device_node_gets_a_hint() {
         err.contains("hint: no such device node") && err.contains("--device"),
         "{err}"
     );
-}
-
-/// Waits (up to 30 s) until process `pid` has a handler for SIGINT, from
-/// the `SigCgt` mask in /proc/PID/status.
-fn wait_catches_sigint(pid: u32) {
-    let t0 = std::time::Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let caught = st
-            .lines()
-            .find_map(|l| l.strip_prefix("SigCgt:"))
-            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-            .is_some_and(|m| m & (1 << (libc::SIGINT - 1)) != 0);
-        if caught {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("process {pid} did not install a SIGINT handler within 30 s");
 }
