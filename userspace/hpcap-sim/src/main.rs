@@ -414,9 +414,10 @@ impl Producer {
     /// At the end of the input: waits until every blocking listener has
     /// read the whole stream or is gone, lingering ones included (taken
     /// over and read, killed, or expired), or a stop signal. With `all`
-    /// false (a lossy replay) only for lingering listeners: a live one
-    /// reads the rest through its mapping after we exit, but a lingering
-    /// one's successor needs this file to find it.
+    /// false (a lossy replay) only for named listeners: an unnamed live one
+    /// reads the rest through its mapping after we exit, but a named one
+    /// may yet die or fail and linger, and its successor needs this file
+    /// to find it.
     fn wait_for_readers(&mut self, all: bool) {
         let mut said = false;
         loop {
@@ -428,7 +429,8 @@ impl Producer {
                 .filter(|l| {
                     l.mode == hpcap::core::listener::Mode::Blocking
                         && !l.killed
-                        && (l.lingering.is_some() || (all && l.cursor < commit))
+                        && (l.lingering.is_some()
+                            || ((all || l.name.is_some()) && l.cursor < commit))
                 })
                 .count();
             if behind == 0 || hpcap::util::stop_requested().is_some() {
