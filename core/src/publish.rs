@@ -190,6 +190,30 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// A placement that needs no padding and no block header.
+    pub const EMPTY: Self = Self::plain(Span {
+        offset: 0,
+        pos: 0,
+        len: 0,
+    });
+
+    /// A record inside an already opened block: no padding, no header
+    /// (what [`Batch::place_fast`] places).
+    pub const fn plain(record: Span) -> Self {
+        Self {
+            record,
+            pad_len: 0,
+            opens_block: false,
+        }
+    }
+
+    /// True if nothing but the record itself is written: no padding before
+    /// it and no block header.
+    #[inline]
+    pub const fn is_plain(&self) -> bool {
+        self.pad_len == 0 && !self.opens_block
+    }
+
     /// Padding record closing the previous block, if the record did not fit
     /// in it.
     pub fn pad(&self, geo: &Geometry) -> Option<Span> {
@@ -382,9 +406,21 @@ impl Batch {
     /// [`Geometry::max_record`]: the caller drops and counts it.
     #[inline]
     pub fn place(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
-        // The common case: the record fits in the current, already opened
-        // block with room for a padding record after it.
+        if let Some(record) = self.place_fast(len) {
+            return Some(Placement::plain(record));
+        }
+        self.place_slow(geo, len)
+    }
+
+    /// [`Self::place`]'s common case, a handful of instructions: the
+    /// record fits in the current, already opened block with room for a
+    /// padding record after it (so it needs no padding and no block header
+    /// before it), within the limit. Returns the record's span, or `None`,
+    /// changing nothing, when [`Self::place`] must decide.
+    #[inline(always)]
+    pub fn place_fast(&mut self, len: u64) -> Option<Span> {
         let end = self.pos.wrapping_add(len);
+        // `end > pos`: no overflow and a non-empty record.
         if end <= self.fast_end && end > self.pos {
             let record = Span {
                 offset: self.pos,
@@ -394,13 +430,9 @@ impl Batch {
             // Still inside the block, so inside the buffer.
             self.buf_pos += len;
             self.pos = end;
-            return Some(Placement {
-                record,
-                pad_len: 0,
-                opens_block: false,
-            });
+            return Some(record);
         }
-        self.place_slow(geo, len)
+        None
     }
 
     /// Sets [`Self::fast_end`] for the current position.
