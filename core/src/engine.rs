@@ -403,11 +403,58 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         let mut stalled = false;
         let vlan_stripped = cx.port.vlan_stripped();
         // Filled in place: a record is too large to build and copy.
-        let recs_room = match recs.get_mut(..room) {
+        let recs = match recs.get_mut(..room) {
             Some(r) => r,
             None => &mut [],
         };
-        for rec in recs_room {
+        // The common frame (whole, no error, no tag to put back, stored
+        // without filter inside the open block) takes `gather_plain`'s
+        // tight loop; this loop handles everything else, one descriptor at
+        // a time, and hands back to it.
+        let plain = copying && prog.is_none();
+        let snap = if cfg.snaplen == 0 {
+            u32::MAX
+        } else {
+            cfg.snaplen
+        };
+        while n < room {
+            if plain && !self.in_frame {
+                let rest = match recs.get_mut(n..) {
+                    Some(r) => r,
+                    None => &mut [],
+                };
+                let m = match cfg.stream.format {
+                    StreamFormat::Pcapng => gather_plain(
+                        cx.port,
+                        rest,
+                        i,
+                        &mut batch,
+                        StreamFormat::Pcapng,
+                        snap,
+                        vlan_stripped,
+                        &mut stats,
+                    ),
+                    StreamFormat::Raw => gather_plain(
+                        cx.port,
+                        rest,
+                        i,
+                        &mut batch,
+                        StreamFormat::Raw,
+                        snap,
+                        vlan_stripped,
+                        &mut stats,
+                    ),
+                };
+                n += m;
+                // CAST: `m <= room`, at most MAX_BATCH.
+                i += m as u32;
+                if n == room {
+                    break;
+                }
+            }
+            let Some(rec) = recs.get_mut(n) else {
+                break;
+            };
             let Some(done) = cx.port.poll(i) else {
                 break;
             };
@@ -565,6 +612,77 @@ fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
     None
 }
 
+/// The gather loop's common case, as a tight loop: completed descriptors
+/// in ring order from `first`, each a whole frame without error and
+/// without a stripped tag to put back, stored (a listener is attached and
+/// there is no filter: the caller checked) in the open block
+/// ([`Batch::place_fast`]). Stops before the first descriptor that is not
+/// done or not that case, without consuming it, so the general loop
+/// decides it. Returns how many descriptors it consumed, filling one
+/// [`Rec`] each; adds their counters to `stats`.
+///
+/// `snap` is the snapshot length, `u32::MAX` for none; `format` is a
+/// constant of the caller.
+#[inline(always)]
+fn gather_plain<P: Port + ?Sized>(
+    port: &P,
+    recs: &mut [Rec],
+    first: u32,
+    batch: &mut super::publish::Batch,
+    format: StreamFormat,
+    snap: u32,
+    vlan_stripped: bool,
+    stats: &mut CaptureStats,
+) -> usize {
+    let mut i = first;
+    let mut m = 0;
+    let mut bytes_seen = 0u64;
+    let mut bytes_stored = 0u64;
+    let mut truncated = 0u64;
+    let mut bytes_truncated = 0u64;
+    for rec in recs {
+        let Some(done) = port.poll(i) else {
+            break;
+        };
+        if !done.eop || done.error || done.skip || (vlan_stripped && done.vlan.is_some()) {
+            break;
+        }
+        let len = port.orig_len(i, done.len);
+        // The stored bytes never exceed what was delivered.
+        let caplen = len.min(snap).min(done.len);
+        let Some(rlen) = format.record_len(caplen) else {
+            break;
+        };
+        let Some(pos) = batch.place_fast(rlen) else {
+            break;
+        };
+        rec.desc = i;
+        rec.bytes = done.len;
+        rec.len = len;
+        rec.caplen = caplen;
+        // The one clock read of this descriptor.
+        rec.ts_ns = port.timestamp(i);
+        rec.pos = pos;
+        rec.flags = Rec::STORED;
+        bytes_seen += u64::from(len);
+        bytes_stored += u64::from(caplen);
+        if caplen < len {
+            truncated += 1;
+            bytes_truncated += u64::from(len - caplen);
+        }
+        m += 1;
+        i += 1;
+    }
+    let frames = m as u64;
+    stats.frames_seen = stats.frames_seen.wrapping_add(frames);
+    stats.bytes_seen = stats.bytes_seen.wrapping_add(bytes_seen);
+    stats.frames_stored = stats.frames_stored.wrapping_add(frames);
+    stats.bytes_stored = stats.bytes_stored.wrapping_add(bytes_stored);
+    stats.truncated_by_snaplen = stats.truncated_by_snaplen.wrapping_add(truncated);
+    stats.bytes_truncated = stats.bytes_truncated.wrapping_add(bytes_truncated);
+    m
+}
+
 /// The fate of a whole, error-free frame of `delivered` bytes (as on the
 /// wire); reserves its record if it is stored (and sets `rec.caplen`).
 #[inline(always)]
@@ -591,8 +709,8 @@ fn fate<F: Filter>(
         return Fate::Dropped(DropStage::Writer);
     };
     // The common case first: inside the open block, a few instructions.
-    if let Some(record) = batch.place_fast(len) {
-        rec.pos = record.pos;
+    if let Some(pos) = batch.place_fast(len) {
+        rec.pos = pos;
         rec.flags |= Rec::STORED;
         return Fate::Stored;
     }
@@ -639,12 +757,14 @@ where
                     .is_some_and(|end| end <= size));
                 // SAFETY: the descriptor is done and still owned by this
                 // writer (it is re-armed just below).
-                let bytes = unsafe { cx.port.frame(rec.desc, rec.bytes) };
-                // `fate` chose `caplen <= bytes` as delivered; the buffer
-                // holds them (a single-descriptor frame fits its buffer),
-                // and `min` keeps a descriptor that claims more from
-                // reading past the slice at the price of one instruction.
-                let cap = (rec.caplen as usize).min(bytes.len());
+                let bytes = unsafe { cx.port.frame(rec.desc, rec.caplen) };
+                // The gather chose `caplen <= bytes` as delivered, and a
+                // single-descriptor frame fits its buffer, so this is
+                // `caplen`; a descriptor claiming more than its buffer
+                // holds gets a slice capped at the buffer (`Port::frame`),
+                // and only that is read.
+                debug_assert!(bytes.len() == rec.caplen as usize);
+                let cap = bytes.len();
                 // CAST: `pos < buffer_size <= size`, a buffer offset that
                 // fits `usize`.
                 // SAFETY: `[pos, pos + len)` is inside the memory (`whole`
