@@ -429,9 +429,11 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                         rest,
                         i,
                         &mut batch,
-                        StreamFormat::Pcapng,
-                        snap,
-                        vlan_stripped,
+                        Plain {
+                            format: StreamFormat::Pcapng,
+                            snap,
+                            vlan_stripped,
+                        },
                         &mut stats,
                     ),
                     StreamFormat::Raw => gather_plain(
@@ -439,9 +441,11 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                         rest,
                         i,
                         &mut batch,
-                        StreamFormat::Raw,
-                        snap,
-                        vlan_stripped,
+                        Plain {
+                            format: StreamFormat::Raw,
+                            snap,
+                            vlan_stripped,
+                        },
                         &mut stats,
                     ),
                 };
@@ -612,6 +616,16 @@ fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
     None
 }
 
+/// What [`gather_plain`] needs of the batch's settings.
+#[derive(Clone, Copy)]
+struct Plain {
+    format: StreamFormat,
+    /// The snapshot length, `u32::MAX` for none.
+    snap: u32,
+    /// The port strips VLAN tags (a tagged frame is not plain).
+    vlan_stripped: bool,
+}
+
 /// The gather loop's common case, as a tight loop: completed descriptors
 /// in ring order from `first`, each a whole frame without error and
 /// without a stripped tag to put back, stored (a listener is attached and
@@ -621,26 +635,27 @@ fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
 /// decides it. Returns how many descriptors it consumed, filling one
 /// [`Rec`] each; adds their counters to `stats`.
 ///
-/// `snap` is the snapshot length, `u32::MAX` for none; `format` is a
-/// constant of the caller.
+/// `plain.format` is a constant of the caller.
 #[inline(always)]
 fn gather_plain<P: Port + ?Sized>(
     port: &P,
     recs: &mut [Rec],
     first: u32,
     batch: &mut super::publish::Batch,
-    format: StreamFormat,
-    snap: u32,
-    vlan_stripped: bool,
+    plain: Plain,
     stats: &mut CaptureStats,
 ) -> usize {
-    let mut i = first;
+    let Plain {
+        format,
+        snap,
+        vlan_stripped,
+    } = plain;
     let mut m = 0;
     let mut bytes_seen = 0u64;
     let mut bytes_stored = 0u64;
     let mut truncated = 0u64;
     let mut bytes_truncated = 0u64;
-    for rec in recs {
+    for (i, rec) in (first..).zip(recs.iter_mut()) {
         let Some(done) = port.poll(i) else {
             break;
         };
@@ -671,7 +686,6 @@ fn gather_plain<P: Port + ?Sized>(
             bytes_truncated += u64::from(len - caplen);
         }
         m += 1;
-        i += 1;
     }
     let frames = m as u64;
     stats.frames_seen = stats.frames_seen.wrapping_add(frames);
