@@ -201,10 +201,59 @@ struct Device<Fmt> {
     drops: AtomicU64,
     stop: AtomicBool,
     target: u64,
+    /// The writers' own counters, added once when each stops.
+    counts: [AtomicU64; Counts::N],
+}
+
+/// What the writers did besides capturing, for `one` mode: explains
+/// where two writers lose time (token waits, hand-offs).
+#[derive(Default, Clone, Copy, Debug)]
+struct Counts {
+    /// Polls that found the token with the other writer (a spin).
+    spins: u64,
+    /// Polls that handled descriptors (batches).
+    batches: u64,
+    /// Polls that held the token and found nothing to do.
+    idle_holding: u64,
+    /// TSC cycles spent in polls that found the token elsewhere.
+    spin_cycles: u64,
+    /// TSC cycles spent in polls that handled descriptors.
+    work_cycles: u64,
+    /// TSC cycles from the writer's start to its end.
+    total_cycles: u64,
+}
+
+impl Counts {
+    const N: usize = 6;
+
+    fn to_array(self) -> [u64; Self::N] {
+        [
+            self.spins,
+            self.batches,
+            self.idle_holding,
+            self.spin_cycles,
+            self.work_cycles,
+            self.total_cycles,
+        ]
+    }
+
+    fn from_array(a: [u64; Self::N]) -> Self {
+        let [spins, batches, idle_holding, spin_cycles, work_cycles, total_cycles] = a;
+        Self {
+            spins,
+            batches,
+            idle_holding,
+            spin_cycles,
+            work_cycles,
+            total_cycles,
+        }
+    }
 }
 
 /// One writer thread: the driver's capture loop without the sleeping.
-fn writer<Fmt: RxFormat>(d: &Device<Fmt>, me: u32) {
+/// With `COUNT`, it also counts its spins and batches and times its polls
+/// (`one` mode; the measured runs leave it off).
+fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt>, me: u32) {
     let mut w = Writer::new(me, &d.layout, vec![Rec::EMPTY; MAX_BATCH]);
     let cx = Ctx {
         port: &d.nic,
@@ -217,12 +266,27 @@ fn writer<Fmt: RxFormat>(d: &Device<Fmt>, me: u32) {
         on_full: OnFull::Drop,
     };
     let mut idle = 0u32;
+    let mut c = Counts::default();
+    let t_start = tsc();
     while !d.stop.load(Ordering::Relaxed) {
+        let t0 = if COUNT { tsc() } else { 0 };
         let p = w.poll(&cx, || Settings {
             stream: d.stream,
             snaplen: 0,
             filter: None::<&Verified<Vec<SockFilter>>>,
         });
+        if COUNT {
+            let dt = tsc().wrapping_sub(t0);
+            if p.token_elsewhere {
+                c.spins += 1;
+                c.spin_cycles += dt;
+            } else if p.handled == 0 {
+                c.idle_holding += 1;
+            } else {
+                c.batches += 1;
+                c.work_cycles += dt;
+            }
+        }
         if p.handled == 0 {
             // As the driver's capture threads: while another writer holds
             // the token, spin (it comes back within a batch); otherwise
@@ -244,6 +308,10 @@ fn writer<Fmt: RxFormat>(d: &Device<Fmt>, me: u32) {
         if d.processed.fetch_add(seen, Ordering::Relaxed) + seen >= d.target {
             d.stop.store(true, Ordering::Relaxed);
         }
+    }
+    c.total_cycles = tsc().wrapping_sub(t_start);
+    for (a, v) in d.counts.iter().zip(c.to_array()) {
+        a.fetch_add(v, Ordering::Relaxed);
     }
 }
 
@@ -279,6 +347,7 @@ fn reader<Fmt>(d: &Device<Fmt>, id: ListenerId, stop: &AtomicBool) -> u64 {
 struct Result {
     mpps: f64,
     drops: u64,
+    counts: Counts,
 }
 
 fn run_capture<Fmt: RxFormat + 'static>(
@@ -286,6 +355,7 @@ fn run_capture<Fmt: RxFormat + 'static>(
     writers: u32,
     packets: u64,
     with_reader: bool,
+    count: bool,
 ) -> Result {
     let stream = Stream::new(StreamFormat::Pcapng, BUFFER, BLOCK).expect("stream");
     let d = Arc::new(Device {
@@ -300,6 +370,7 @@ fn run_capture<Fmt: RxFormat + 'static>(
         drops: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         target: packets,
+        counts: Default::default(),
     });
     let t0 = d.layout.initial_tail();
     d.publ.set_tail(t0);
@@ -325,7 +396,13 @@ fn run_capture<Fmt: RxFormat + 'static>(
     let hs: Vec<_> = (0..writers)
         .map(|w| {
             let d = d.clone();
-            std::thread::spawn(move || writer(&d, w))
+            std::thread::spawn(move || {
+                if count {
+                    writer::<Fmt, true>(&d, w)
+                } else {
+                    writer::<Fmt, false>(&d, w)
+                }
+            })
         })
         .collect();
     for h in hs {
@@ -340,6 +417,7 @@ fn run_capture<Fmt: RxFormat + 'static>(
     Result {
         mpps: n as f64 / secs / 1e6,
         drops: d.drops.load(Ordering::Relaxed),
+        counts: Counts::from_array(d.counts.each_ref().map(|a| a.load(Ordering::Relaxed))),
     }
 }
 
@@ -363,6 +441,7 @@ fn run_memcpy(sizes: &[u32], packets: u64) -> Result {
     Result {
         mpps: packets as f64 / secs / 1e6,
         drops: 0,
+        counts: Counts::default(),
     }
 }
 
@@ -388,7 +467,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("callgrind") {
         let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-        let r = run_capture::<IgbAdv>(&[64], 1, n, false);
+        let r = run_capture::<IgbAdv>(&[64], 1, n, false, false);
         std::hint::black_box(r.mpps);
         return;
     }
@@ -396,8 +475,22 @@ fn main() {
         // One measurement, for profilers: one <writers> <size> <packets>.
         let arg = |k: usize, d: u64| args.get(k).and_then(|s| s.parse().ok()).unwrap_or(d);
         let (w, size, n) = (arg(1, 2), arg(2, 64), arg(3, 20_000_000));
-        let r = run_capture::<IgbAdv>(&[size as u32], w as u32, n, false);
+        let r = run_capture::<IgbAdv>(&[size as u32], w as u32, n, false, true);
+        let c = r.counts;
+        let pct = |x: u64| 100.0 * x as f64 / c.total_cycles.max(1) as f64;
         println!("{w} writer(s), {size} B, no reader: {:.2} Mpps", r.mpps);
+        println!(
+            "  per 1000 packets: {:.1} batches, {:.1} token spins, {:.1} idle polls holding the token",
+            1000.0 * c.batches as f64 / n as f64,
+            1000.0 * c.spins as f64 / n as f64,
+            1000.0 * c.idle_holding as f64 / n as f64,
+        );
+        println!(
+            "  writer time (TSC, all writers): {:.1}% in batches, {:.1}% spinning for the token, {:.1}% other",
+            pct(c.work_cycles),
+            pct(c.spin_cycles),
+            100.0 - pct(c.work_cycles) - pct(c.spin_cycles),
+        );
         return;
     }
     let jsonl = args.iter().any(|a| a == "--jsonl");
@@ -421,10 +514,10 @@ fn main() {
     for (name, sizes) in &cases {
         let packets = packets_for(sizes);
         let base = run_memcpy(sizes, packets);
-        let one = run_capture::<IgbAdv>(sizes, 1, packets, true);
-        let two = run_capture::<IgbAdv>(sizes, 2, packets, true);
-        let one_nr = run_capture::<IgbAdv>(sizes, 1, packets, false);
-        let two_nr = run_capture::<IgbAdv>(sizes, 2, packets, false);
+        let one = run_capture::<IgbAdv>(sizes, 1, packets, true, false);
+        let two = run_capture::<IgbAdv>(sizes, 2, packets, true, false);
+        let one_nr = run_capture::<IgbAdv>(sizes, 1, packets, false, false);
+        let two_nr = run_capture::<IgbAdv>(sizes, 2, packets, false, false);
         let memcpy = (format!("memcpy {name} B"), base.mpps);
         rows.push(row(format!("memcpy {name} B"), base.mpps, "Mpps", None));
         for (what, r) in [
@@ -454,15 +547,15 @@ fn main() {
     let formats = [
         (
             "82576 advanced (igb, igbvf)",
-            run_capture::<IgbAdv>(&[64], 1, packets, false),
+            run_capture::<IgbAdv>(&[64], 1, packets, false, false),
         ),
         (
             "XL710 16-byte (i40e)",
-            run_capture::<I40e16>(&[64], 1, packets, false),
+            run_capture::<I40e16>(&[64], 1, packets, false, false),
         ),
         (
             "XL710 32-byte (iavf)",
-            run_capture::<Iavf32>(&[64], 1, packets, false),
+            run_capture::<Iavf32>(&[64], 1, packets, false, false),
         ),
     ];
     for (f, r) in &formats {

@@ -403,10 +403,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         let mut stalled = false;
         let vlan_stripped = cx.port.vlan_stripped();
         // Filled in place: a record is too large to build and copy.
-        let recs = match recs.get_mut(..room) {
-            Some(r) => r,
-            None => &mut [],
-        };
+        let recs = recs.get_mut(..room).unwrap_or_default();
         // The common frame (whole, no error, no tag to put back, stored
         // without filter inside the open block) takes `gather_plain`'s
         // tight loop; this loop handles everything else, one descriptor at
@@ -419,10 +416,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         };
         while n < room {
             if plain && !self.in_frame {
-                let rest = match recs.get_mut(n..) {
-                    Some(r) => r,
-                    None => &mut [],
-                };
+                let rest = recs.get_mut(n..).unwrap_or_default();
                 let m = match cfg.stream.format {
                     StreamFormat::Pcapng => gather_plain(
                         cx.port,
