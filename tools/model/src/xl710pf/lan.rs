@@ -123,7 +123,8 @@ pub struct PortStats {
     pub rx_multicast: u64,
     /// GLPRT_BPRC.
     pub rx_broadcast: u64,
-    /// GLPRT_RDPC: received, dropped for lack of a descriptor.
+    /// GLPRT_RDPC (and the VSI's GLV_RDPC, which Linux reports as
+    /// `rx_missed_errors`): received, dropped for lack of a descriptor.
     pub rx_discards: u64,
 }
 
@@ -137,6 +138,7 @@ impl PortStats {
                 _ => None,
             }
         };
+        // The PF's VSI (statistics block 0) sees every frame of the port.
         counter(GLPRT_GORCL, self.rx_bytes)
             .or_else(|| counter(GLPRT_UPRCL, self.rx_unicast))
             .or_else(|| counter(GLPRT_MPRCL, self.rx_multicast))
@@ -144,7 +146,9 @@ impl PortStats {
             .or_else(|| counter(GLPRT_RDPC, self.rx_discards).filter(|_| off == GLPRT_RDPC))
             .or_else(|| counter(GLV_GORCL, self.rx_bytes))
             .or_else(|| counter(GLV_UPRCL, self.rx_unicast))
-            .or_else(|| counter(GLV_RDPC, 0).filter(|_| off == GLV_RDPC))
+            .or_else(|| counter(GLV_MPRCL, self.rx_multicast))
+            .or_else(|| counter(GLV_BPRCL, self.rx_broadcast))
+            .or_else(|| counter(GLV_RDPC, self.rx_discards).filter(|_| off == GLV_RDPC))
             .unwrap_or(0)
     }
 }

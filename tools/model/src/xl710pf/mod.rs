@@ -381,9 +381,9 @@ impl Pf {
                 self.rxq[indexed(o, QRX_TAIL, usize::MAX, 4).unwrap_or(0)].tail
             }
             o if (GLPRT_GORCL..GLPRT_GORCL + 0x1000).contains(&o)
-                || (GLV_RDPC..GLV_RDPC + 0x8).contains(&o)
-                || (GLV_GORCL..GLV_GORCL + 0x8).contains(&o)
-                || (GLV_UPRCL..GLV_UPRCL + 0x8).contains(&o) =>
+                || [GLV_RDPC, GLV_GORCL, GLV_UPRCL, GLV_MPRCL, GLV_BPRCL]
+                    .iter()
+                    .any(|&b| (b..b + 8).contains(&o)) =>
             {
                 self.port.read(o)
             }

@@ -159,7 +159,11 @@ pub const GLPRT_RDPC: u64 = 0x0030_0600;
 pub const GLV_GORCL: u64 = 0x0035_8000;
 /// VSI: unicast packets received.
 pub const GLV_UPRCL: u64 = 0x0036_C000;
-/// VSI: receive discards.
+/// VSI: multicast packets received.
+pub const GLV_MPRCL: u64 = 0x0036_CC00;
+/// VSI: broadcast packets received.
+pub const GLV_BPRCL: u64 = 0x0036_D800;
+/// VSI: receive discards (no descriptor on the VSI's queue).
 pub const GLV_RDPC: u64 = 0x0031_0000;
 
 /// Number of a per-queue register (`base + 4 * q`), if `off` is one of

@@ -342,6 +342,7 @@ fn rx_16_byte_descriptors_filters_and_discards() {
     assert!(!d.pf.receive(&f, &mut d.p));
     assert_eq!(d.pf.port.rx_discards, 1);
     assert_eq!(d.rd(GLPRT_RDPC), 1);
+    assert_eq!(d.rd(GLV_RDPC), 1, "the VSI's rx_missed_errors");
     assert_eq!(d.pf.stats.no_descriptor, 1);
     assert_eq!(d.rd(GLPRT_UPRCL), 3);
     let s = d.pf.stats;
