@@ -155,7 +155,7 @@ impl FrameDevice for Pf {
         self.take_tx()
     }
     fn counters(&self) -> serde_json::Value {
-        serde_json::json!({"model": self.stats, "port": self.port, "promiscuous": self.vsi.unicast_promisc || self.vsi.default_port, "pf_resets": self.resets})
+        serde_json::json!({"model": self.stats, "port": self.port, "promiscuous": self.vsi.unicast_promisc || self.vsi.default_port})
     }
 }
 

@@ -133,8 +133,6 @@ pub struct Pf {
     pub port: PortStats,
     /// Model-side counters.
     pub stats: ModelStats,
-    /// PF resets done (PFSWR, CORER, FLR).
-    pub resets: u64,
     /// Admin-queue opcodes answered without a model (logged once each).
     pub(crate) unknown_opcodes: Vec<u16>,
     pub(crate) tx_out: Vec<Vec<u8>>,
@@ -181,12 +179,12 @@ impl Pf {
             nvm_locked: false,
             port: PortStats::default(),
             stats: ModelStats::default(),
-            resets: 0,
             unknown_opcodes: Vec::new(),
             tx_out: Vec::new(),
             config,
         };
         pf.pf_reset();
+        pf.stats.resets = 0; // power-on is not a reset the driver asked for
         pf
     }
 
@@ -194,7 +192,7 @@ impl Pf {
     /// the HMC segment table and the PF's VSI go back to their reset state.
     /// The admin queue registers survive (they reset with the EMP).
     pub fn pf_reset(&mut self) {
-        self.resets += 1;
+        self.stats.resets += 1;
         self.hmc = Hmc::default();
         self.rxq.iter_mut().for_each(|q| *q = RxQueue::default());
         self.txq.iter_mut().for_each(|q| *q = TxQueue::default());

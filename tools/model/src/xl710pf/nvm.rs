@@ -17,6 +17,8 @@ pub mod word {
     pub const PBA_FLAGS: usize = 0x15;
     /// Boot configuration pointer (OEM version at +0x83).
     pub const BOOT_CONFIG_PTR: usize = 0x17;
+    /// OEM version block pointer (0xFFFF: none, the Intel version applies).
+    pub const OEM_VERSION_PTR: usize = 0x1B;
     /// NVM image version (major in 15:12 .. minor in 7:0).
     pub const DEV_STARTER_VERSION: usize = 0x18;
     /// Wake-on-LAN disabled, one bit per port.
@@ -69,12 +71,14 @@ impl Default for ShadowRam {
 }
 
 impl ShadowRam {
-    /// A shadow RAM image: valid control word, NVM version 6.01, no VPD or
-    /// alternate module, Wake-on-LAN disabled, checksum set.
+    /// A shadow RAM image: valid control word, NVM version 6.01, EETRACK
+    /// 0x80004850, no OEM version block, no VPD or alternate module,
+    /// Wake-on-LAN disabled, checksum set.
     pub fn new() -> Self {
         let mut w = vec![0u16; WORDS];
         w[word::CONTROL] = CONTROL_VALID;
         w[word::DEV_STARTER_VERSION] = 0x6001;
+        w[word::OEM_VERSION_PTR] = 0xFFFF;
         w[word::WAKE_ON_LAN] = 0x0001;
         w[word::EETRACK_LO] = 0x4850;
         w[word::EETRACK_HI] = 0x8000;
@@ -186,6 +190,9 @@ mod tests {
         }
         assert_eq!(0xBABAu16.wrapping_sub(sum), read(&mut s, 0x3F));
         assert_eq!(read(&mut s, 0x18), 0x6001);
+        // i40e_get_oem_version: no OEM block, so Linux reports 6.01 and
+        // the EETRACK id rather than an OEM version.
+        assert_eq!(read(&mut s, 0x1B), 0xFFFF);
     }
 
     #[test]
