@@ -115,7 +115,7 @@ impl Vsi {
 /// The port's receive counters (`GLPRT_*`, one port) and the VSI's.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct PortStats {
-    /// GLPRT_GORC: good octets received.
+    /// GLPRT_GORC: good octets received (FCS included).
     pub rx_bytes: u64,
     /// GLPRT_UPRC.
     pub rx_unicast: u64,
@@ -278,7 +278,9 @@ impl Pf {
             next = (next + 1) % qlen;
         }
         self.rxq[q].next = next;
-        self.port.rx_bytes += frame.len() as u64;
+        // GORC counts the octets on the wire, FCS included (the injected
+        // frames come without it).
+        self.port.rx_bytes += frame.len() as u64 + 4;
         if dst == [0xff; 6] {
             self.port.rx_broadcast += 1;
         } else if dst[0] & 1 != 0 {

@@ -357,6 +357,13 @@ impl Pf {
             PF_ARQT => self.arq.tail,
             GLGEN_RSTAT | PFGEN_CTRL | GL_FWSTS | PFGEN_PORTNUM | GLPCI_CAPSUP | PF_FUNC_RID => 0,
             GLNVM_GENS => GLNVM_GENS_NVM_PRES | (nvm::SR_SIZE_LOG2_KB << GLNVM_GENS_SR_SIZE_SHIFT),
+            PRTMAC_LINKSTA => {
+                if self.link_up {
+                    LINKSTA_UP_40G
+                } else {
+                    0
+                }
+            }
             GLNVM_SRCTL => self.nvm.read_srctl(),
             GLNVM_SRDATA => self.nvm.read_srdata(),
             PFHMC_SDCMD => self.hmc.cmd,

@@ -145,6 +145,12 @@ pub const QENA_REQ: u32 = 1 << 0;
 /// QENA_STAT.
 pub const QENA_STAT: u32 = 1 << 2;
 
+/// The MAC's link state of port i: LINK_UP (bits 30 and 7), MAC_LINK_SPEED
+/// (bits 29:27; 3 = 40 Gb/s unless `PRTMAC_MACC` says 25).
+pub const PRTMAC_LINKSTA: u64 = 0x001E_2420;
+/// PRTMAC_LINKSTA with the link up at 40 Gb/s.
+pub const LINKSTA_UP_40G: u32 = 0x4000_0080 | (3 << 27);
+
 /// Port statistics of port i (stride 8; 48-bit counters read as L/H).
 pub const GLPRT_GORCL: u64 = 0x0030_0000;
 /// Port: unicast packets received.

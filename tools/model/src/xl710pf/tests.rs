@@ -288,6 +288,11 @@ fn probe_time_admin_queue_commands_in_linux_order() {
     assert_eq!(b[20] & 1, 1, "link up");
     assert_eq!(b[19], 0x10, "40 Gb/s");
     assert_eq!(b[16] & 1, 1, "LSE enabled");
+    assert_eq!(
+        d.rd(PRTMAC_LINKSTA),
+        LINKSTA_UP_40G,
+        "the MAC's view agrees"
+    );
     // A link change arrives on the ARQ with ADMINQ in ICR0.
     d.wr(PFINT_ICR0_ENA, ICR0_ADMINQ);
     d.wr(PFINT_DYN_CTL0, DYN_INTENA);
@@ -298,6 +303,7 @@ fn probe_time_admin_queue_commands_in_linux_order() {
     let ev = Desc::from_bytes(&ev);
     assert_eq!(ev.opcode, opc::GET_LINK_STATUS);
     assert_eq!(ev.to_bytes()[20] & 1, 0, "link down");
+    assert_eq!(d.rd(PRTMAC_LINKSTA), 0);
     assert_ne!(d.rd(PFINT_ICR0) & ICR0_ADMINQ, 0);
     assert_eq!(d.rd(PFINT_ICR0), 0, "read clears");
     assert_eq!(d.p.irq.raised[0], 1);
@@ -345,6 +351,11 @@ fn rx_16_byte_descriptors_filters_and_discards() {
     assert_eq!(d.rd(GLV_RDPC), 1, "the VSI's rx_missed_errors");
     assert_eq!(d.pf.stats.no_descriptor, 1);
     assert_eq!(d.rd(GLPRT_UPRCL), 3);
+    assert_eq!(
+        d.rd(GLPRT_GORCL),
+        (60 + 64 + 3000 + 3 * 4) as u32,
+        "FCS counted"
+    );
     let s = d.pf.stats;
     assert_eq!(
         s.frames_in,
