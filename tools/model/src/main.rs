@@ -100,7 +100,7 @@ enum Model {
         #[arg(long, value_name = "PATH")]
         inject: Option<PathBuf>,
         /// The port's MAC address (NVM / MAC_ADDRESS_READ).
-        #[arg(long, default_value = "02:00:00:00:00:20", value_parser = parse_mac)]
+        #[arg(long, default_value = "02:00:00:00:00:20", value_parser = hpcap_core::frame::parse_mac)]
         mac: [u8; 6],
         /// PCI device id: 1583 (XL710 QSFP+) or 1572 (X710 SFP+).
         #[arg(long, default_value = "1583", value_parser = parse_pf_device)]
