@@ -271,6 +271,11 @@ fn fixed_queries_equal_tcpdump() {
         ("vlan 7".to_string(), None, None),
         (format!("vlan and host {}", h(2)), None, None),
         ("arp".to_string(), None, None),
+        // libpcap tests what follows a `vlan` four bytes further in, even in
+        // another branch (see `Expr::vlan_shifts_unguarded`).
+        (format!("(host {} and vlan 1) or icmp", h(1)), None, None),
+        ("not vlan and icmp".to_string(), None, None),
+        ("(vlan or arp) and not tcp".to_string(), None, None),
         ("icmp or ip6 proto 17".to_string(), None, None),
         ("tcp dst port 22".to_string(), None, None),
         ("not ip and not ip6".to_string(), None, None),
