@@ -642,7 +642,7 @@ fn lossy_hpcapdd_run_stores_valid_files() {
 
 #[test]
 fn blocking_listener_is_never_overwritten_and_drops_are_counted() {
-    // Sim in drop mode against a listener that reads slowly: the source
+    // Sim in drop mode against a listener that stops reading: the source
     // drops and counts, the stored stream stays gap-free in sequence order
     // (drops happen before storing, so stored seqs increase but may skip).
     let shm = ShmPath::new("nospace");
@@ -664,6 +664,7 @@ fn blocking_listener_is_never_overwritten_and_drops_are_counted() {
     let mut r = hpcap::BlockReader::new(src, hpcap::ListenerMode::Blocking).unwrap();
     let mut stored = 0u64;
     let mut last = None;
+    let mut held = false;
     loop {
         match r.next_block(Some(Duration::from_secs(10))).unwrap() {
             hpcap::NextBlock::Block(b) => {
@@ -673,7 +674,18 @@ fn blocking_listener_is_never_overwritten_and_drops_are_counted() {
                     last = Some(s);
                     stored += 1;
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                if !held {
+                    held = true;
+                    // After the first block, hold the buffer until the
+                    // source has seen every frame: it must drop (256 KiB
+                    // cannot hold 300000 records), however fast or slow
+                    // this machine runs either side.
+                    let t0 = std::time::Instant::now();
+                    while r.source().stats().unwrap().counters.frames_seen < 300_000 {
+                        assert!(t0.elapsed() < Duration::from_secs(60), "the source stalled");
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
             }
             hpcap::NextBlock::End { .. } => break,
             hpcap::NextBlock::Timeout => panic!("timeout"),
