@@ -17,11 +17,13 @@ iavf) bdf=$(pci_for_module iavf | head -n 1) ;;
 esac
 [ -n "$bdf" ] || { echo "unbind: no port for NIC=${NIC:-igb}"; exit 1; }
 pci_rebind "$bdf" hpcap
-wait_for /dev/hpcap0
+# The stable name: /dev/hpcapN counts every port hpcap could drive.
+dev=/dev/hpcap/by-pci/$bdf
+wait_for "$dev"
 mkdir -p /mnt/disk/a
-hpcapdd --stats-json "$HPCAP_OUT/a.jsonl" /dev/hpcap0 /mnt/disk/a 2>"$HPCAP_OUT/a.err" &
+hpcapdd --stats-json "$HPCAP_OUT/a.jsonl" "$dev" /mnt/disk/a 2>"$HPCAP_OUT/a.err" &
 a=$!
-wait_listeners /dev/hpcap0 1
+wait_listeners "$dev" 1
 # The model writes its counters every 200 ms.
 sleep 0.5
 model before
@@ -40,8 +42,13 @@ if grep -q '^hpcap ' /proc/modules; then
 	echo 'hpcap is still loaded after rmmod'
 	exit 1
 fi
-inject_wait 600
-sleep 0.5
-model after
+if [ -f /host/model.json ]; then
+	# The model takes every frame (a disabled queue is its "not ready");
+	# QEMU's igb stops taking them with no driver: the batch runner lets
+	# that round end into the PF after the case.
+	inject_wait 600
+	sleep 0.5
+	model after
+fi
 mkdir -p "$HPCAP_OUT/a"
 cp -r /mnt/disk/a/. "$HPCAP_OUT/a/"
