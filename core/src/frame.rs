@@ -144,6 +144,41 @@ impl<'a> WireFrame<'a> {
     }
 }
 
+/// A MAC address written as six hex bytes separated by colons
+/// (`02:00:00:00:00:01`; one or two digits per byte), as the tools take it
+/// on their command lines. Userspace only.
+#[cfg(not(hpcap_kernel))]
+pub fn parse_mac(s: &str) -> Result<[u8; 6], BadMac> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in mac.iter_mut() {
+        let p = parts.next().ok_or(BadMac)?;
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(BadMac);
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| BadMac)?;
+    }
+    if parts.next().is_some() {
+        return Err(BadMac);
+    }
+    Ok(mac)
+}
+
+/// What [`parse_mac`] rejects.
+#[cfg(not(hpcap_kernel))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadMac;
+
+#[cfg(not(hpcap_kernel))]
+impl core::fmt::Display for BadMac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("not a MAC address: six hex bytes separated by ':', like 02:00:00:00:00:01")
+    }
+}
+
+#[cfg(not(hpcap_kernel))]
+impl core::error::Error for BadMac {}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -197,6 +232,24 @@ mod tests {
             prop_assert_eq!(n, cut.min(want.len()));
             prop_assert_eq!(&out[..n], &want[..n]);
             prop_assert!(out[n..].iter().all(|&b| b == 0xEE));
+        }
+    }
+
+    #[test]
+    fn parse_mac_accepts_six_colon_separated_hex_bytes() {
+        assert_eq!(parse_mac("02:00:00:00:00:10"), Ok([2, 0, 0, 0, 0, 0x10]));
+        assert_eq!(parse_mac("a:B:c:D:e:F"), Ok([0xa, 0xb, 0xc, 0xd, 0xe, 0xf]));
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "02:00:00:00:00:",
+            "02:00:00:00:00:100",
+            "02:00:00:00:00:+1",
+            "02-00-00-00-00-01",
+            "02:00:00:00:00:0g",
+        ] {
+            assert_eq!(parse_mac(bad), Err(BadMac), "{bad:?}");
         }
     }
 }

@@ -10,6 +10,7 @@ use super::{
     Link,
     RingConfig, //
 };
+use crate::hpcap_core::config::RingLimits;
 use kernel::{
     io::{
         register,
@@ -23,6 +24,19 @@ use kernel::{
 
 /// The queue hpcap uses: queue 0 of the PF, the VF's queue 0.
 pub(super) const QUEUE: usize = 0;
+
+/// What one 82576 receive queue accepts, in a PF and in a VF alike: `RDLEN`
+/// in steps of 128 bytes (8 descriptors), buffers in the 1 KiB units of
+/// `SRRCTL.BSIZEPACKET`; the upper bounds are the ones hpcap uses.
+pub(super) const RING: RingLimits = RingLimits {
+    min: 64,
+    max: 4096,
+    step: 8,
+    tail_step: 1,
+    buf_min: 1024,
+    buf_max: 16384,
+    buf_unit: 1024,
+};
 
 /// Bytes per advanced RX descriptor (`RDLEN` counts bytes).
 const DESC_BYTES: u32 = 16;

@@ -18,7 +18,6 @@ use super::{
 };
 use crate::hpcap_core::{
     abi,
-    config::RingLimits,
     desc::IgbAdv,
     stats::{
         NicCounters,
@@ -176,15 +175,7 @@ const MDIC_OP_WRITE: u32 = 1;
 
 /// What the 82576 PF can do with one queue.
 const CAPS: Caps = Caps {
-    ring: RingLimits {
-        min: 64,
-        max: 4096,
-        step: 8,
-        tail_step: 1,
-        buf_min: 1024,
-        buf_max: 16384,
-        buf_unit: 1024,
-    },
+    ring: queue::RING,
     // 9216-byte jumbo frames need buffers of 10 KiB or more.
     max_frame: 9216,
     // CTRL.VME stays clear: tags stay in the frame.

@@ -21,7 +21,6 @@ use super::{
 };
 use crate::hpcap_core::{
     abi,
-    config::RingLimits,
     desc::IgbAdv,
     stats::{
         NicCounters,
@@ -126,15 +125,7 @@ const STD_FRAME: u32 = 1518;
 
 /// What the 82576 VF can do with its queue, before the PF's answers.
 const CAPS: Caps = Caps {
-    ring: RingLimits {
-        min: 64,
-        max: 4096,
-        step: 8,
-        tail_step: 1,
-        buf_min: 1024,
-        buf_max: 16384,
-        buf_unit: 1024,
-    },
+    ring: queue::RING,
     max_frame: MAX_FRAME,
     // The host's PF sets VMOLR.STRVLAN on this VF's pool when it gives the
     // VF a port VLAN (or the VF joins one); the VF cannot see that register,

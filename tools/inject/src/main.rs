@@ -79,7 +79,7 @@ struct Args {
     hold: bool,
     /// Rewrite every frame's destination MAC to this address (e.g. to reach
     /// an SR-IOV VF, which receives only frames addressed to it).
-    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    #[arg(long, value_name = "MAC", value_parser = hpcap_core::frame::parse_mac)]
     dst_mac: Option<[u8; 6]>,
     /// Write final counts as JSON to this file.
     #[arg(long, value_name = "PATH")]
@@ -154,18 +154,6 @@ fn parse_go(text: &str) -> Option<Result<RoundSpec>> {
     }
     // Not whole yet (or not ours): look again.
     None
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let mut mac = [0u8; 6];
-    if parts.len() != 6 {
-        return Err(format!("'{s}' is not a MAC address like 02:00:00:00:00:01"));
-    }
-    for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
-    }
-    Ok(mac)
 }
 
 fn map(path: &Path) -> Result<Mmap> {
@@ -380,7 +368,10 @@ fn run_rounds(
             pps: spec.pps.unwrap_or(args.pps),
             loops: spec.loops.unwrap_or(args.loops),
             dst_mac: match &spec.dst_mac {
-                Some(m) => Some(parse_mac(m).map_err(anyhow::Error::msg)?),
+                Some(m) => Some(
+                    hpcap_core::frame::parse_mac(m)
+                        .with_context(|| format!("the round's dst_mac '{m}'"))?,
+                ),
                 None => args.dst_mac,
             },
         };

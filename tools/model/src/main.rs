@@ -57,7 +57,7 @@ enum Model {
         #[arg(long, value_name = "PATH")]
         inject: Option<PathBuf>,
         /// The VF's MAC, as the host assigns it (ip link set PF vf 0 mac M).
-        #[arg(long, default_value = "02:00:00:00:00:10", value_parser = parse_mac)]
+        #[arg(long, default_value = "02:00:00:00:00:10", value_parser = hpcap_core::frame::parse_mac)]
         mac: [u8; 6],
         /// The host trusts the VF (ip link set PF vf 0 trust on): promiscuous
         /// requests are granted.
@@ -87,18 +87,6 @@ enum Model {
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
     },
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let mut mac = [0u8; 6];
-    if parts.len() != 6 {
-        return Err(format!("'{s}' is not a MAC address like 02:00:00:00:00:10"));
-    }
-    for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
-    }
-    Ok(mac)
 }
 
 fn platform() -> Platform {
