@@ -173,7 +173,18 @@ impl<F: RxFormat> RxRing<F> {
             // SAFETY: as above.
             *w = u64::from_le(unsafe { p.add(k).read_volatile() });
         }
-        F::decode(&words[..F::WORDS])
+        let mut done = F::decode(&words[..F::WORDS])?;
+        // A write-back claiming more bytes than the buffer holds is a broken
+        // descriptor: the engine copies `len` bytes of a buffer of
+        // `buf_size` (`Port::frame` caps the slice), so such a frame is
+        // handed on as a receive error: dropped and counted at the ring
+        // stage like a frame the NIC flagged, never stored with bytes the
+        // NIC did not write.
+        if done.len > self.buf_size {
+            done.error = true;
+            done.len = self.buf_size;
+        }
+        Some(done)
     }
 
     /// The first `len` bytes of descriptor `i`'s buffer (capped at the

@@ -50,6 +50,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RING: u32 = 4096;
+/// Polls a writer spins while the other holds the token before it yields
+/// (the driver's `TOKEN_SPINS`).
+const TOKEN_SPINS: u32 = 4096;
 const SLOT: usize = 2048;
 const BLOCK: u64 = 4 << 20;
 const BUFFER: u64 = 64 << 20;
@@ -57,10 +60,19 @@ const BUFFER: u64 = 64 << 20;
 /// An instantaneous NIC: descriptors complete as soon as the tail hands
 /// them over, written back in format `Fmt`, with frame lengths from the
 /// size pattern.
+///
+/// Descriptor words and buffers are addressed as the driver's ring
+/// addresses them (`driver/rx_ring.rs`: base + index x size, the index
+/// below the ring size): fixed-size arrays indexed modulo the ring, so
+/// the descriptor check measured is the format's decode, not slice bounds
+/// checks of the simulation.
 struct InstantNic<Fmt> {
-    words: Box<[AtomicU64]>,
-    data: Box<[u8]>,
-    sizes: Vec<u32>,
+    /// `RING` descriptors of `Fmt::WORDS` words (at most 4 each).
+    words: Box<[AtomicU64; RING as usize * 4]>,
+    data: Box<[u8; RING as usize * SLOT]>,
+    /// The write-back of a frame of each size of the size pattern,
+    /// computed once.
+    wbs: Vec<[u64; 2]>,
     /// Tail count the NIC has seen; written only by the token holder.
     tail: AtomicU64,
     _fmt: PhantomData<fn() -> Fmt>,
@@ -69,19 +81,45 @@ struct InstantNic<Fmt> {
 impl<Fmt: RxFormat> InstantNic<Fmt> {
     fn new(sizes: &[u32]) -> Self {
         Self {
-            words: (0..RING as usize * Fmt::WORDS)
+            words: (0..RING as usize * 4)
                 .map(|_| AtomicU64::new(0))
+                .collect::<Box<[_]>>()
+                .try_into()
+                .expect("ring words"),
+            data: (0..RING as usize * SLOT)
+                .map(|i| (i * 7) as u8)
+                .collect::<Box<[_]>>()
+                .try_into()
+                .expect("ring buffers"),
+            wbs: sizes
+                .iter()
+                .map(|&len| {
+                    let wb = Fmt::write_back(&RxDone {
+                        len,
+                        eop: true,
+                        error: false,
+                        skip: false,
+                        vlan: None,
+                    });
+                    [wb[0], wb[1]]
+                })
                 .collect(),
-            data: (0..RING as usize * SLOT).map(|i| (i * 7) as u8).collect(),
-            sizes: sizes.to_vec(),
             tail: AtomicU64::new(0),
             _fmt: PhantomData,
         }
     }
 
+    /// Descriptor `i`'s first word (`i` modulo the ring).
+    #[inline(always)]
+    fn desc(&self, i: u32) -> usize {
+        (i % RING) as usize * Fmt::WORDS
+    }
+
+    #[inline(always)]
     fn frame_at(&self, slot: u32, len: u32) -> &[u8] {
-        let at = slot as usize * SLOT;
-        &self.data[at..at + len as usize]
+        let at = (slot % RING) as usize * SLOT;
+        // As the driver's ring: capped at the buffer size.
+        &self.data[at..at + (len as usize).min(SLOT)]
     }
 }
 
@@ -104,7 +142,7 @@ fn tsc() -> u64 {
 impl<Fmt: RxFormat> Port for InstantNic<Fmt> {
     #[inline(always)]
     fn poll(&self, i: u32) -> Option<RxDone> {
-        let base = i as usize * Fmt::WORDS;
+        let base = self.desc(i);
         // Acquire: pairs with the Release "DMA complete" in `write_tail`.
         let w1 = self.words[base + 1].load(Ordering::Acquire);
         let w0 = self.words[base].load(Ordering::Relaxed);
@@ -118,39 +156,46 @@ impl<Fmt: RxFormat> Port for InstantNic<Fmt> {
 
     #[inline(always)]
     fn arm(&self, i: u32) {
-        let base = i as usize * Fmt::WORDS;
+        let base = self.desc(i);
         let w = Fmt::arm(0);
         self.words[base].store(w[0], Ordering::Relaxed);
         self.words[base + 1].store(w[1], Ordering::Relaxed);
     }
 
+    // Never inlined: this is the NIC's work (a driver's tail write is one
+    // MMIO store), and `tests/bench/callgrind-64b` subtracts it by name.
+    #[inline(never)]
     fn write_tail(&self, reg: u32) {
         let ring = u64::from(RING);
         let old = self.tail.load(Ordering::Relaxed);
         let delta = (u64::from(reg) + ring - old % ring) % ring;
-        // Incremental indices: no division per descriptor.
-        let mut slot = (old % ring) as usize;
-        let mut size = (old % self.sizes.len() as u64) as usize;
-        for _ in 0..delta {
-            let wb = Fmt::write_back(&RxDone {
-                len: self.sizes[size],
-                eop: true,
-                error: false,
-                skip: false,
-                vlan: None,
-            });
-            self.words[slot * Fmt::WORDS].store(wb[0], Ordering::Relaxed);
-            self.words[slot * Fmt::WORDS + 1].store(wb[1], Ordering::Release);
-            slot = if slot + 1 == RING as usize {
-                0
-            } else {
-                slot + 1
-            };
-            size = if size + 1 == self.sizes.len() {
-                0
-            } else {
-                size + 1
-            };
+        // The NIC's work, done here by the token holder's tail write (a
+        // real NIC does it by DMA): kept cheap, as it runs while the token
+        // is held. Write-backs are computed once (`wbs`); indices are
+        // incremental (no division per descriptor).
+        let mut slot = (old % ring) as u32;
+        let mut size = (old % self.wbs.len() as u64) as usize;
+        let complete = |slot: u32, wb: &[u64; 2]| {
+            let at = self.desc(slot);
+            self.words[at].store(wb[0], Ordering::Relaxed);
+            self.words[at + 1].store(wb[1], Ordering::Release);
+        };
+        match self.wbs.as_slice() {
+            [wb] => {
+                for _ in 0..delta {
+                    complete(slot, wb);
+                    slot = (slot + 1) % RING;
+                }
+            }
+            wbs => {
+                for _ in 0..delta {
+                    if let Some(wb) = wbs.get(size) {
+                        complete(slot, wb);
+                    }
+                    slot = (slot + 1) % RING;
+                    size = if size + 1 == wbs.len() { 0 } else { size + 1 };
+                }
+            }
         }
         self.tail.store(old + delta, Ordering::Relaxed);
     }
@@ -173,14 +218,79 @@ struct Device<Fmt> {
     nic: InstantNic<Fmt>,
     buf: SoftBuffer,
     engine: EngineShared,
-    processed: AtomicU64,
+    /// Frames handled, added by each writer per batch.
+    processed: Line<AtomicU64>,
     drops: AtomicU64,
-    stop: AtomicBool,
+    /// Read by every writer at every poll (spinning ones too), written
+    /// once: on a cache line of its own, so the batches' `processed`
+    /// updates do not pull it away from a spinning writer.
+    stop: Line<AtomicBool>,
     target: u64,
+    /// The writers' own counters, added once when each stops.
+    counts: [AtomicU64; Counts::N],
+}
+
+/// A value on a cache line of its own (128 bytes: adjacent-line prefetch
+/// pairs lines on x86).
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What the writers did besides capturing, for `one` mode: explains
+/// where two writers lose time (token waits, hand-offs).
+#[derive(Default, Clone, Copy, Debug)]
+struct Counts {
+    /// Polls that found the token with the other writer (a spin).
+    spins: u64,
+    /// Polls that handled descriptors (batches).
+    batches: u64,
+    /// Polls that held the token and found nothing to do.
+    idle_holding: u64,
+    /// TSC cycles spent in polls that found the token elsewhere.
+    spin_cycles: u64,
+    /// TSC cycles spent in polls that handled descriptors.
+    work_cycles: u64,
+    /// TSC cycles from the writer's start to its end.
+    total_cycles: u64,
+}
+
+impl Counts {
+    const N: usize = 6;
+
+    fn to_array(self) -> [u64; Self::N] {
+        [
+            self.spins,
+            self.batches,
+            self.idle_holding,
+            self.spin_cycles,
+            self.work_cycles,
+            self.total_cycles,
+        ]
+    }
+
+    fn from_array(a: [u64; Self::N]) -> Self {
+        let [spins, batches, idle_holding, spin_cycles, work_cycles, total_cycles] = a;
+        Self {
+            spins,
+            batches,
+            idle_holding,
+            spin_cycles,
+            work_cycles,
+            total_cycles,
+        }
+    }
 }
 
 /// One writer thread: the driver's capture loop without the sleeping.
-fn writer<Fmt: RxFormat>(d: &Device<Fmt>, me: u32) {
+/// With `COUNT`, it also counts its spins and batches and times its polls
+/// (`one` mode; the measured runs leave it off).
+fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt>, me: u32) {
     let mut w = Writer::new(me, &d.layout, vec![Rec::EMPTY; MAX_BATCH]);
     let cx = Ctx {
         port: &d.nic,
@@ -193,18 +303,35 @@ fn writer<Fmt: RxFormat>(d: &Device<Fmt>, me: u32) {
         on_full: OnFull::Drop,
     };
     let mut idle = 0u32;
+    let mut c = Counts::default();
+    let t_start = tsc();
     while !d.stop.load(Ordering::Relaxed) {
+        let t0 = if COUNT { tsc() } else { 0 };
         let p = w.poll(&cx, || Settings {
             stream: d.stream,
             snaplen: 0,
             filter: None::<&Verified<Vec<SockFilter>>>,
         });
+        if COUNT {
+            let dt = tsc().wrapping_sub(t0);
+            if p.token_elsewhere {
+                c.spins += 1;
+                c.spin_cycles += dt;
+            } else if p.handled == 0 {
+                c.idle_holding += 1;
+            } else {
+                c.batches += 1;
+                c.work_cycles += dt;
+            }
+        }
         if p.handled == 0 {
             // As the driver's capture threads: while another writer holds
-            // the token, spin (it comes back within a batch); otherwise
-            // spin briefly, then let the CPU go.
+            // the token, spin for a while (it comes back within a batch
+            // unless its thread is descheduled), as long as the driver
+            // (`TOKEN_SPINS` in driver/capture.rs); otherwise spin briefly;
+            // then let the CPU go (the driver sleeps instead).
             idle += 1;
-            if p.token_elsewhere || idle < 64 {
+            if (p.token_elsewhere && idle < TOKEN_SPINS) || idle < 64 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -220,6 +347,10 @@ fn writer<Fmt: RxFormat>(d: &Device<Fmt>, me: u32) {
         if d.processed.fetch_add(seen, Ordering::Relaxed) + seen >= d.target {
             d.stop.store(true, Ordering::Relaxed);
         }
+    }
+    c.total_cycles = tsc().wrapping_sub(t_start);
+    for (a, v) in d.counts.iter().zip(c.to_array()) {
+        a.fetch_add(v, Ordering::Relaxed);
     }
 }
 
@@ -255,6 +386,7 @@ fn reader<Fmt>(d: &Device<Fmt>, id: ListenerId, stop: &AtomicBool) -> u64 {
 struct Result {
     mpps: f64,
     drops: u64,
+    counts: Counts,
 }
 
 fn run_capture<Fmt: RxFormat + 'static>(
@@ -262,6 +394,7 @@ fn run_capture<Fmt: RxFormat + 'static>(
     writers: u32,
     packets: u64,
     with_reader: bool,
+    count: bool,
 ) -> Result {
     let stream = Stream::new(StreamFormat::Pcapng, BUFFER, BLOCK).expect("stream");
     let d = Arc::new(Device {
@@ -272,10 +405,11 @@ fn run_capture<Fmt: RxFormat + 'static>(
         nic: InstantNic::<Fmt>::new(sizes),
         buf: SoftBuffer::new(BUFFER as usize),
         engine: EngineShared::new(),
-        processed: AtomicU64::new(0),
+        processed: Line(AtomicU64::new(0)),
         drops: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
+        stop: Line(AtomicBool::new(false)),
         target: packets,
+        counts: Default::default(),
     });
     let t0 = d.layout.initial_tail();
     d.publ.set_tail(t0);
@@ -301,7 +435,13 @@ fn run_capture<Fmt: RxFormat + 'static>(
     let hs: Vec<_> = (0..writers)
         .map(|w| {
             let d = d.clone();
-            std::thread::spawn(move || writer(&d, w))
+            std::thread::spawn(move || {
+                if count {
+                    writer::<Fmt, true>(&d, w)
+                } else {
+                    writer::<Fmt, false>(&d, w)
+                }
+            })
         })
         .collect();
     for h in hs {
@@ -316,6 +456,7 @@ fn run_capture<Fmt: RxFormat + 'static>(
     Result {
         mpps: n as f64 / secs / 1e6,
         drops: d.drops.load(Ordering::Relaxed),
+        counts: Counts::from_array(d.counts.each_ref().map(|a| a.load(Ordering::Relaxed))),
     }
 }
 
@@ -339,6 +480,7 @@ fn run_memcpy(sizes: &[u32], packets: u64) -> Result {
     Result {
         mpps: packets as f64 / secs / 1e6,
         drops: 0,
+        counts: Counts::default(),
     }
 }
 
@@ -364,7 +506,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("callgrind") {
         let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-        let r = run_capture::<IgbAdv>(&[64], 1, n, false);
+        let r = run_capture::<IgbAdv>(&[64], 1, n, false, false);
         std::hint::black_box(r.mpps);
         return;
     }
@@ -372,8 +514,22 @@ fn main() {
         // One measurement, for profilers: one <writers> <size> <packets>.
         let arg = |k: usize, d: u64| args.get(k).and_then(|s| s.parse().ok()).unwrap_or(d);
         let (w, size, n) = (arg(1, 2), arg(2, 64), arg(3, 20_000_000));
-        let r = run_capture::<IgbAdv>(&[size as u32], w as u32, n, false);
+        let r = run_capture::<IgbAdv>(&[size as u32], w as u32, n, false, true);
+        let c = r.counts;
+        let pct = |x: u64| 100.0 * x as f64 / c.total_cycles.max(1) as f64;
         println!("{w} writer(s), {size} B, no reader: {:.2} Mpps", r.mpps);
+        println!(
+            "  per 1000 packets: {:.1} batches, {:.1} token spins, {:.1} idle polls holding the token",
+            1000.0 * c.batches as f64 / n as f64,
+            1000.0 * c.spins as f64 / n as f64,
+            1000.0 * c.idle_holding as f64 / n as f64,
+        );
+        println!(
+            "  writer time (TSC, all writers): {:.1}% in batches, {:.1}% spinning for the token, {:.1}% other",
+            pct(c.work_cycles),
+            pct(c.spin_cycles),
+            100.0 - pct(c.work_cycles) - pct(c.spin_cycles),
+        );
         return;
     }
     let jsonl = args.iter().any(|a| a == "--jsonl");
@@ -397,10 +553,10 @@ fn main() {
     for (name, sizes) in &cases {
         let packets = packets_for(sizes);
         let base = run_memcpy(sizes, packets);
-        let one = run_capture::<IgbAdv>(sizes, 1, packets, true);
-        let two = run_capture::<IgbAdv>(sizes, 2, packets, true);
-        let one_nr = run_capture::<IgbAdv>(sizes, 1, packets, false);
-        let two_nr = run_capture::<IgbAdv>(sizes, 2, packets, false);
+        let one = run_capture::<IgbAdv>(sizes, 1, packets, true, false);
+        let two = run_capture::<IgbAdv>(sizes, 2, packets, true, false);
+        let one_nr = run_capture::<IgbAdv>(sizes, 1, packets, false, false);
+        let two_nr = run_capture::<IgbAdv>(sizes, 2, packets, false, false);
         let memcpy = (format!("memcpy {name} B"), base.mpps);
         rows.push(row(format!("memcpy {name} B"), base.mpps, "Mpps", None));
         for (what, r) in [
@@ -430,15 +586,15 @@ fn main() {
     let formats = [
         (
             "82576 advanced (igb, igbvf)",
-            run_capture::<IgbAdv>(&[64], 1, packets, false),
+            run_capture::<IgbAdv>(&[64], 1, packets, false, false),
         ),
         (
             "XL710 16-byte (i40e)",
-            run_capture::<I40e16>(&[64], 1, packets, false),
+            run_capture::<I40e16>(&[64], 1, packets, false, false),
         ),
         (
             "XL710 32-byte (iavf)",
-            run_capture::<Iavf32>(&[64], 1, packets, false),
+            run_capture::<Iavf32>(&[64], 1, packets, false, false),
         ),
     ];
     for (f, r) in &formats {

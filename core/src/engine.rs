@@ -240,6 +240,11 @@ pub enum Fate {
 }
 
 /// One frame of a batch, between reservation and copy.
+///
+/// Written field by field in the gather loop (only what the frame's fate
+/// needs) and read once in the copy loop, where one test of `flags` tells
+/// the common record (stored, no padding, no block header, no tag to put
+/// back) from the rest.
 #[derive(Debug, Clone, Copy)]
 pub struct Rec {
     desc: u32,
@@ -247,11 +252,19 @@ pub struct Rec {
     bytes: u32,
     /// Length on the wire.
     len: u32,
+    /// Captured length (meaningful if [`Rec::STORED`]).
     caplen: u32,
     ts_ns: u64,
-    /// TCI of a VLAN tag the NIC stripped from the bytes.
-    tci: Option<u16>,
-    place: Option<Placement>,
+    /// Buffer position of the record (meaningful if [`Rec::STORED`]).
+    pos: u64,
+    /// Where the record goes, with the padding and block header before it
+    /// (meaningful if [`Rec::RARE`]; the common record needs only `pos`).
+    place: Placement,
+    /// TCI of a VLAN tag the NIC stripped from the bytes (if
+    /// [`Rec::TAGGED`]).
+    tci: u16,
+    /// [`Rec::STORED`], [`Rec::RARE`], [`Rec::TAGGED`].
+    flags: u8,
 }
 
 impl Rec {
@@ -262,9 +275,22 @@ impl Rec {
         len: 0,
         caplen: 0,
         ts_ns: 0,
-        tci: None,
-        place: None,
+        pos: 0,
+        place: Placement::EMPTY,
+        tci: 0,
+        flags: 0,
     };
+    /// The frame is stored at `place`.
+    const STORED: u8 = 1;
+    /// Its placement writes padding or a block header before it.
+    const RARE: u8 = 2;
+    /// The NIC stripped a VLAN tag (`tci`) that goes back into the copy.
+    const TAGGED: u8 = 4;
+
+    /// The stripped tag's TCI, if any.
+    fn tci(&self) -> Option<u16> {
+        (self.flags & Self::TAGGED != 0).then_some(self.tci)
+    }
 }
 
 /// What one poll did.
@@ -365,18 +391,69 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         // 3. Gather.
         let mut stats = CaptureStats::ZERO;
         let recs = &mut *self.recs;
-        let room = recs.len().min(MAX_BATCH);
-        let mut n = 0;
-        let mut seg_done = false;
-        let mut stalled = false;
         let mut i = self.next;
+        // One bound for the loop: the batch storage, and the segment's end
+        // (where the token moves on).
+        debug_assert!(self.seg_start <= i && i < self.seg_end);
+        let room = recs
+            .len()
+            .min(MAX_BATCH)
+            .min(self.seg_end.saturating_sub(i) as usize);
+        let mut n = 0;
+        let mut stalled = false;
         let vlan_stripped = cx.port.vlan_stripped();
+        // Filled in place: a record is too large to build and copy.
+        let recs = recs.get_mut(..room).unwrap_or_default();
+        // The common frame (whole, no error, no tag to put back, stored
+        // without filter inside the open block) takes `gather_plain`'s
+        // tight loop; this loop handles everything else, one descriptor at
+        // a time, and hands back to it.
+        let plain = copying && prog.is_none();
+        let snap = if cfg.snaplen == 0 {
+            u32::MAX
+        } else {
+            cfg.snaplen
+        };
         while n < room {
-            let Some(done) = cx.port.poll(i) else {
+            if plain && !self.in_frame {
+                let rest = recs.get_mut(n..).unwrap_or_default();
+                let m = match cfg.stream.format {
+                    StreamFormat::Pcapng => gather_plain(
+                        cx.port,
+                        rest,
+                        i,
+                        &mut batch,
+                        Plain {
+                            format: StreamFormat::Pcapng,
+                            snap,
+                            vlan_stripped,
+                        },
+                        &mut stats,
+                    ),
+                    StreamFormat::Raw => gather_plain(
+                        cx.port,
+                        rest,
+                        i,
+                        &mut batch,
+                        Plain {
+                            format: StreamFormat::Raw,
+                            snap,
+                            vlan_stripped,
+                        },
+                        &mut stats,
+                    ),
+                };
+                n += m;
+                // CAST: `m <= room`, at most MAX_BATCH.
+                i += m as u32;
+                if n == room {
+                    break;
+                }
+            }
+            let Some(rec) = recs.get_mut(n) else {
                 break;
             };
-            // Filled in place: a record is too large to build and copy.
-            let Some(rec) = recs.get_mut(n) else {
+            let Some(done) = cx.port.poll(i) else {
                 break;
             };
             let tci = if vlan_stripped { done.vlan } else { None };
@@ -385,23 +462,33 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             let wire = done
                 .len
                 .saturating_add(if tci.is_some() { TAG_LEN as u32 } else { 0 });
+            let len = cx.port.orig_len(i, wire);
             rec.desc = i;
             rec.bytes = done.len;
-            rec.len = cx.port.orig_len(i, wire);
-            rec.caplen = 0;
+            rec.len = len;
+            // The one clock read of this descriptor.
             rec.ts_ns = cx.port.timestamp(i);
-            rec.tci = tci;
-            rec.place = None;
-            let fate = multi_descriptor_fate(&mut self.in_frame, &done).unwrap_or_else(|| {
-                // The filter reads the frame; the descriptor is done and
-                // this writer owns it until the copy phase re-arms it.
-                let filtered_out = prog.as_ref().is_some_and(|p| {
-                    // SAFETY: as just said.
-                    let frame = WireFrame::new(unsafe { cx.port.frame(i, done.len) }, tci);
-                    !p.matches_frame(&frame, rec.len)
-                });
-                fate(wire, rec, copying, filtered_out, &cfg, &mut batch, limits)
-            });
+            rec.flags = match tci {
+                Some(t) => {
+                    rec.tci = t;
+                    Rec::TAGGED
+                }
+                None => 0,
+            };
+            let fate = match multi_descriptor_fate(&mut self.in_frame, &done) {
+                Some(f) => f,
+                None => {
+                    // The filter reads the frame; the descriptor is done
+                    // and this writer owns it until the copy phase re-arms
+                    // it.
+                    let filtered_out = prog.as_ref().is_some_and(|p| {
+                        // SAFETY: as just said.
+                        let frame = WireFrame::new(unsafe { cx.port.frame(i, done.len) }, tci);
+                        !p.matches_frame(&frame, len)
+                    });
+                    fate(wire, rec, copying, filtered_out, &cfg, &mut batch, limits)
+                }
+            };
             match fate {
                 Fate::Dropped(DropStage::NoSpace | DropStage::Lingering)
                     if cx.on_full == OnFull::Stall =>
@@ -412,31 +499,30 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                 }
                 Fate::NotAFrame | Fate::Fragment => {}
                 Fate::Dropped(stage) => {
-                    stats.seen(rec.len);
-                    stats.dropped(stage, rec.len);
+                    stats.seen(len);
+                    stats.dropped(stage, len);
                 }
                 Fate::Filtered => {
-                    stats.seen(rec.len);
-                    stats.filter_rejected(rec.len);
+                    stats.seen(len);
+                    stats.filter_rejected(len);
                 }
                 Fate::Stored => {
-                    stats.seen(rec.len);
-                    stats.stored(rec.len, rec.caplen);
+                    stats.seen(len);
+                    stats.stored(len, rec.caplen);
                 }
             }
             n += 1;
             i += 1;
-            if i == self.seg_end {
-                // Past the segment's last descriptor: the token moves on to
-                // the next segment's writer, this one goes on with its own
-                // next segment.
-                self.seg = cx.ring.next_own_segment(self.seg);
-                self.seg_start = cx.ring.segment_start(self.seg);
-                self.seg_end = cx.ring.segment_end(self.seg);
-                i = self.seg_start;
-                seg_done = true;
-                break;
-            }
+        }
+        let seg_done = i == self.seg_end;
+        if seg_done {
+            // Past the segment's last descriptor: the token moves on to
+            // the next segment's writer, this one goes on with its own
+            // next segment.
+            self.seg = cx.ring.next_own_segment(self.seg);
+            self.seg_start = cx.ring.segment_start(self.seg);
+            self.seg_end = cx.ring.segment_end(self.seg);
+            i = self.seg_start;
         }
         // 4. Close.
         let now = cx.port.now_ns();
@@ -524,6 +610,87 @@ fn multi_descriptor_fate(in_frame: &mut bool, done: &RxDone) -> Option<Fate> {
     None
 }
 
+/// What [`gather_plain`] needs of the batch's settings.
+#[derive(Clone, Copy)]
+struct Plain {
+    format: StreamFormat,
+    /// The snapshot length, `u32::MAX` for none.
+    snap: u32,
+    /// The port strips VLAN tags (a tagged frame is not plain).
+    vlan_stripped: bool,
+}
+
+/// The gather loop's common case, as a tight loop: completed descriptors
+/// in ring order from `first`, each a whole frame without error and
+/// without a stripped tag to put back, stored (a listener is attached and
+/// there is no filter: the caller checked) in the open block
+/// ([`Batch::place_fast`]). Stops before the first descriptor that is not
+/// done or not that case, without consuming it, so the general loop
+/// decides it. Returns how many descriptors it consumed, filling one
+/// [`Rec`] each; adds their counters to `stats`.
+///
+/// `plain.format` is a constant of the caller.
+#[inline(always)]
+fn gather_plain<P: Port + ?Sized>(
+    port: &P,
+    recs: &mut [Rec],
+    first: u32,
+    batch: &mut super::publish::Batch,
+    plain: Plain,
+    stats: &mut CaptureStats,
+) -> usize {
+    let Plain {
+        format,
+        snap,
+        vlan_stripped,
+    } = plain;
+    let mut m = 0;
+    let mut bytes_seen = 0u64;
+    let mut bytes_stored = 0u64;
+    let mut truncated = 0u64;
+    let mut bytes_truncated = 0u64;
+    for (i, rec) in (first..).zip(recs.iter_mut()) {
+        let Some(done) = port.poll(i) else {
+            break;
+        };
+        if !done.eop || done.error || done.skip || (vlan_stripped && done.vlan.is_some()) {
+            break;
+        }
+        let len = port.orig_len(i, done.len);
+        // The stored bytes never exceed what was delivered.
+        let caplen = len.min(snap).min(done.len);
+        let Some(rlen) = format.record_len(caplen) else {
+            break;
+        };
+        let Some(pos) = batch.place_fast(rlen) else {
+            break;
+        };
+        rec.desc = i;
+        rec.bytes = done.len;
+        rec.len = len;
+        rec.caplen = caplen;
+        // The one clock read of this descriptor.
+        rec.ts_ns = port.timestamp(i);
+        rec.pos = pos;
+        rec.flags = Rec::STORED;
+        bytes_seen += u64::from(len);
+        bytes_stored += u64::from(caplen);
+        if caplen < len {
+            truncated += 1;
+            bytes_truncated += u64::from(len - caplen);
+        }
+        m += 1;
+    }
+    let frames = m as u64;
+    stats.frames_seen = stats.frames_seen.wrapping_add(frames);
+    stats.bytes_seen = stats.bytes_seen.wrapping_add(bytes_seen);
+    stats.frames_stored = stats.frames_stored.wrapping_add(frames);
+    stats.bytes_stored = stats.bytes_stored.wrapping_add(bytes_stored);
+    stats.truncated_by_snaplen = stats.truncated_by_snaplen.wrapping_add(truncated);
+    stats.bytes_truncated = stats.bytes_truncated.wrapping_add(bytes_truncated);
+    m
+}
+
 /// The fate of a whole, error-free frame of `delivered` bytes (as on the
 /// wire); reserves its record if it is stored (and sets `rec.caplen`).
 #[inline(always)]
@@ -543,13 +710,25 @@ fn fate<F: Filter>(
         return Fate::Filtered;
     }
     // The stored bytes never exceed what was delivered.
-    rec.caplen = stats::caplen(rec.len, cfg.snaplen).min(delivered);
+    let caplen = stats::caplen(rec.len, cfg.snaplen).min(delivered);
+    rec.caplen = caplen;
     let geo = &cfg.stream.geo;
-    let Some(len) = cfg.stream.format.record_len(rec.caplen) else {
+    let Some(len) = cfg.stream.format.record_len(caplen) else {
         return Fate::Dropped(DropStage::Writer);
     };
-    rec.place = batch.place(geo, len);
-    match rec.place {
+    // The common case first: inside the open block, a few instructions.
+    if let Some(pos) = batch.place_fast(len) {
+        rec.pos = pos;
+        rec.flags |= Rec::STORED;
+        return Fate::Stored;
+    }
+    let place = batch.place(geo, len);
+    if let Some(p) = place {
+        rec.pos = p.record.pos;
+        rec.place = p;
+        rec.flags |= Rec::STORED | if p.is_plain() { 0 } else { Rec::RARE };
+    }
+    match place {
         Some(_) => Fate::Stored,
         // Refused: no block can hold the record, or the limit.
         None if !geo.fits_fresh_block(len) => Fate::Dropped(DropStage::Writer),
@@ -570,32 +749,77 @@ where
     P: Port + ?Sized,
     M: StreamMemory + ?Sized,
 {
+    let (base, size) = cx.memory.raw();
+    // Once per batch instead of once per record: every placement lies in
+    // `[0, buffer_size)` (`publish` positions never wrap inside a block),
+    // so if the memory holds the whole geometry it holds every record.
+    // A memory smaller than its stream's geometry is a bug elsewhere; its
+    // records are then written (or skipped) through the checked `span_mut`.
+    let whole = stream.geo.buffer_size() <= size;
     for rec in recs {
-        if let Some(p) = &rec.place {
-            // SAFETY: the descriptor is still owned by this writer (it is
-            // re-armed just below).
-            let bytes = unsafe { cx.port.frame(rec.desc, rec.bytes) };
-            let frame = WireFrame::new(bytes, rec.tci);
-            store(cx, stream, format, rec, p, &frame);
+        if rec.flags & Rec::STORED != 0 {
+            if rec.flags & (Rec::RARE | Rec::TAGGED) == 0 && whole {
+                debug_assert!(format
+                    .record_len(rec.caplen)
+                    .and_then(|len| rec.pos.checked_add(len))
+                    .is_some_and(|end| end <= size));
+                // SAFETY: the descriptor is done and still owned by this
+                // writer (it is re-armed just below).
+                let bytes = unsafe { cx.port.frame(rec.desc, rec.caplen) };
+                // The gather chose `caplen <= bytes` as delivered, and a
+                // single-descriptor frame fits its buffer, so this is
+                // `caplen`; a descriptor claiming more than its buffer
+                // holds gets a slice capped at the buffer (`Port::frame`),
+                // and only that is read.
+                debug_assert!(bytes.len() == rec.caplen as usize);
+                let cap = bytes.len();
+                // CAST: `pos < buffer_size <= size`, a buffer offset that
+                // fits `usize`.
+                // SAFETY: `[pos, pos + len)` is inside the memory (`whole`
+                // and the placement invariant above), reserved by this
+                // writer's ticket and not yet completed, so nothing else
+                // touches it; `len` is `record_len(caplen)`, so the head
+                // and the `cap <= caplen` data bytes fit, and the frame's
+                // bytes do not overlap the stream buffer.
+                unsafe {
+                    let dst = base.add(rec.pos as usize);
+                    let data = format.write_head_raw(dst, rec.ts_ns, rec.caplen, rec.len);
+                    core::ptr::copy_nonoverlapping(bytes.as_ptr(), data, cap);
+                }
+            } else {
+                store_rare(cx, stream, format, rec, base, size);
+            }
         }
         cx.port.arm(rec.desc);
     }
 }
 
-/// Writes a record's padding, block header and record into its reserved
-/// spans.
-#[inline(always)]
-fn store<P, M>(
+/// Writes a record that is not the common case: its padding, block header
+/// and record (with a stripped tag put back) into its reserved spans.
+#[inline(never)]
+#[cold]
+fn store_rare<P, M>(
     cx: &Ctx<'_, P, M>,
     stream: &Stream,
     format: StreamFormat,
     rec: &Rec,
-    p: &Placement,
-    frame: &WireFrame<'_>,
+    base: *mut u8,
+    size: u64,
 ) where
     P: Port + ?Sized,
     M: StreamMemory + ?Sized,
 {
+    let p = &rec.place;
+    if rec.flags & Rec::RARE == 0 {
+        // Only a tag to put back: the placement is `pos` alone.
+        let len = format.record_len(rec.caplen).unwrap_or(0);
+        let r = Span {
+            offset: 0,
+            pos: rec.pos,
+            len,
+        };
+        return write_record_checked(cx, format, rec, base, size, &r);
+    }
     if let Some(pad) = p.pad(&stream.geo) {
         write_pad(cx, format, &pad);
     }
@@ -625,25 +849,42 @@ fn store<P, M>(
             let _ = pcapng::write_block_header(buf, 0, &hdr);
         }
     }
-    let r = &p.record;
-    let (base, size) = cx.memory.raw();
-    // The placement keeps every span inside the buffer (`publish`'s
-    // positions never wrap inside a block); one cheap check stays in
-    // release builds as defence against a placement bug.
-    debug_assert!(r.len == format.record_len(rec.caplen).unwrap_or(0));
-    if r.pos.checked_add(r.len).is_some_and(|end| end <= size) {
+    write_record_checked(cx, format, rec, base, size, &p.record);
+}
+
+/// The record of [`store_rare`], with every check.
+fn write_record_checked<P, M>(
+    cx: &Ctx<'_, P, M>,
+    format: StreamFormat,
+    rec: &Rec,
+    base: *mut u8,
+    size: u64,
+    r: &Span,
+) where
+    P: Port + ?Sized,
+    M: ?Sized,
+{
+    debug_assert!(Some(r.len) == format.record_len(rec.caplen));
+    // SAFETY: the descriptor is still owned by this writer (re-armed after
+    // this call).
+    let bytes = unsafe { cx.port.frame(rec.desc, rec.bytes) };
+    let frame = WireFrame::new(bytes, rec.tci());
+    // The rare path keeps the full check: the span inside the memory, and
+    // the captured bytes inside the frame.
+    if r.pos.checked_add(r.len).is_some_and(|end| end <= size) && rec.caplen as usize <= frame.len()
+    {
         // CAST: `pos < size`, a buffer offset that fits `usize`.
         // SAFETY: `[pos, pos + len)` is inside the buffer (just checked),
         // reserved by this writer's ticket and not yet completed, so nothing
-        // else touches it; `len` is `record_len(caplen)` and `fate` chose
-        // `caplen <= frame.len()` within the format's limit.
+        // else touches it; `len` is `record_len(caplen)` and
+        // `caplen <= frame.len()` (just checked) within the format's limit.
         unsafe {
             format.write_record_raw(
                 base.add(r.pos as usize),
                 rec.ts_ns,
                 rec.caplen,
                 rec.len,
-                frame,
+                &frame,
             )
         };
     }

@@ -168,7 +168,7 @@ impl StreamFormat {
     /// `dst` is valid for writes of [`Self::record_len`]`(caplen)` bytes that
     /// nothing else accesses meanwhile, `caplen <= frame.len()`, and
     /// `caplen <= self.max_caplen()`.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn write_record_raw(
         self,
         dst: *mut u8,
@@ -177,36 +177,66 @@ impl StreamFormat {
         orig_len: u32,
         frame: &WireFrame<'_>,
     ) {
-        debug_assert!(caplen as usize <= frame.len() && caplen <= self.max_caplen());
+        debug_assert!(caplen as usize <= frame.len());
+        // SAFETY: the caller's contract is `write_head_raw`'s; the data
+        // goes to `[data, data + caplen)`, inside the record, after the
+        // head was written (which zeroed the padding the data overlaps).
+        unsafe {
+            let data = self.write_head_raw(dst, ts_ns, caplen, orig_len);
+            frame.copy_prefix_raw(data, caplen as usize);
+        }
+    }
+
+    /// Writes everything of a record but its captured bytes: the record
+    /// header, and for pcapng the zeroed padding after the data and the
+    /// trailing length. Returns where the `caplen` captured bytes go. The
+    /// header is a few whole-word stores; no byte is written twice except
+    /// the padding word, zeroed before the data overwrites its front.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writes of [`Self::record_len`]`(caplen)` bytes that
+    /// nothing else accesses meanwhile, and `caplen <= self.max_caplen()`.
+    #[inline(always)]
+    pub unsafe fn write_head_raw(
+        self,
+        dst: *mut u8,
+        ts_ns: u64,
+        caplen: u32,
+        orig_len: u32,
+    ) -> *mut u8 {
+        debug_assert!(caplen <= self.max_caplen());
         let cap = caplen as usize;
         match self {
             Self::Pcapng => {
                 let data_end = EPB_DATA_OFFSET + pcapng::pad4(cap);
                 // CAST: at most `max_caplen() + 32`, below `u32::MAX`.
                 let total = (data_end + 4) as u32;
-                let words = [
-                    pcapng::EPB_TYPE.to_le(),
-                    total.to_le(),
-                    0,
-                    ((ts_ns >> 32) as u32).to_le(),
-                    (ts_ns as u32).to_le(),
-                    caplen.to_le(),
-                    orig_len.to_le(),
-                ];
-                // The frame's last word is zeroed first, so the padding
-                // after it is zero once the frame's bytes overwrite its
-                // front.
-                // SAFETY: all three writes and the copy stay inside the
-                // `data_end + 4` bytes the caller guarantees.
+                // The EPB's 28-byte header as three 64-bit words and one
+                // 32-bit word (each assembled low word first, so `to_le`
+                // lays the two 32-bit fields out in file order): block
+                // type, total length; interface 0, timestamp high;
+                // timestamp low, captured length; original length.
+                let w0 = u64::from(pcapng::EPB_TYPE) | u64::from(total) << 32;
+                let w1 = ts_ns & 0xFFFF_FFFF_0000_0000;
+                let w2 = (ts_ns & 0xFFFF_FFFF) | u64::from(caplen) << 32;
+                // SAFETY: every store is inside the `data_end + 4` bytes
+                // the caller guarantees (`data_end >= 28`). The padding
+                // word `[data_end - 4, data_end)` is zeroed first: it
+                // holds the data's last bytes and its padding, so the
+                // padding stays zero once the data overwrites its front
+                // (with no data it is the original-length word, written
+                // after it).
                 unsafe {
-                    dst.cast::<[u32; 7]>().write_unaligned(words);
-                    if cap % 4 != 0 {
-                        dst.add(data_end - 4).cast::<u32>().write_unaligned(0);
-                    }
+                    dst.add(data_end - 4).cast::<u32>().write_unaligned(0);
+                    dst.cast::<u64>().write_unaligned(w0.to_le());
+                    dst.add(8).cast::<u64>().write_unaligned(w1.to_le());
+                    dst.add(16).cast::<u64>().write_unaligned(w2.to_le());
+                    dst.add(24).cast::<u32>().write_unaligned(orig_len.to_le());
                     dst.add(data_end)
                         .cast::<u32>()
                         .write_unaligned(total.to_le());
-                    frame.copy_prefix_raw(dst.add(EPB_DATA_OFFSET), cap);
+                    dst.add(EPB_DATA_OFFSET)
                 }
             }
             Self::Raw => {
@@ -224,7 +254,7 @@ impl StreamFormat {
                 unsafe {
                     dst.cast::<[u8; RAW_HEADER_LEN]>()
                         .write_unaligned(hdr.encode());
-                    frame.copy_prefix_raw(dst.add(RAW_HEADER_LEN), cap);
+                    dst.add(RAW_HEADER_LEN)
                 }
             }
         }

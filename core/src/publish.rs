@@ -190,6 +190,30 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// A placement that needs no padding and no block header.
+    pub const EMPTY: Self = Self::plain(Span {
+        offset: 0,
+        pos: 0,
+        len: 0,
+    });
+
+    /// A record inside an already opened block: no padding, no header
+    /// (what [`Batch::place_fast`] places).
+    pub const fn plain(record: Span) -> Self {
+        Self {
+            record,
+            pad_len: 0,
+            opens_block: false,
+        }
+    }
+
+    /// True if nothing but the record itself is written: no padding before
+    /// it and no block header.
+    #[inline]
+    pub const fn is_plain(&self) -> bool {
+        self.pad_len == 0 && !self.opens_block
+    }
+
     /// Padding record closing the previous block, if the record did not fit
     /// in it.
     pub fn pad(&self, geo: &Geometry) -> Option<Span> {
@@ -303,21 +327,37 @@ pub enum BeginError {
 }
 
 /// An open reservation batch. Only the token holder has one.
+///
+/// # Invariants
+///
+/// - The next byte to reserve is at stream offset [`Self::pos`]`()`:
+///   `pos` itself while `buf_pos == NO_POS`, else
+///   `pos + (buf_pos - buf_sync)`. The fast path
+///   ([`Self::place_fast`]) advances `buf_pos` alone; everything else
+///   first folds it into `pos` ([`Self::sync`]).
+/// - `fast_end` is 0, or a buffer position in the block of `buf_pos`, at
+///   least a padding record before that block's end, and at most `limit`
+///   as a stream offset: every record ending at or before it fits without
+///   padding, header or passing the limit.
 #[derive(Debug)]
 pub struct Batch {
     seq: u64,
     start: u64,
+    /// Stream offset of the next byte to reserve, as of the last
+    /// [`Self::sync`].
     pos: u64,
     limit: u64,
-    /// Buffer position of `pos`, or `NO_POS` until the first `place`:
-    /// tracked incrementally to keep a 64-bit division off the per-record
-    /// path.
+    /// Buffer position of the next byte to reserve, or `NO_POS` until the
+    /// first `place`: tracked incrementally to keep a 64-bit division off
+    /// the per-record path.
     buf_pos: u64,
-    /// A record ending at or before this offset fits in the current block
-    /// with room for a padding record after it, and within `limit`: the
-    /// fast path of [`Batch::place`]. 0 (nothing fits) until `place_slow`
-    /// has set `buf_pos` and whenever the next record opens a block. A
-    /// batch uses one geometry throughout.
+    /// `buf_pos` as of the last [`Self::sync`].
+    buf_sync: u64,
+    /// A record ending at or before this buffer position fits in the
+    /// current block with room for a padding record after it, and within
+    /// `limit`: the fast path of [`Batch::place`]. 0 (nothing fits) until
+    /// `place_slow` has set `buf_pos` and whenever the next record opens a
+    /// block. A batch uses one geometry throughout.
     fast_end: u64,
 }
 
@@ -371,7 +411,25 @@ impl Batch {
     /// Stream offset of the next byte to reserve.
     #[cfg(not(hpcap_kernel))]
     pub fn end(&self) -> u64 {
-        self.pos
+        self.pos()
+    }
+
+    /// Stream offset of the next byte to reserve.
+    #[inline]
+    fn pos(&self) -> u64 {
+        if self.buf_pos == NO_POS {
+            self.pos
+        } else {
+            // In one block since the last sync: no wrap in between.
+            self.pos + (self.buf_pos - self.buf_sync)
+        }
+    }
+
+    /// Folds the fast path's progress into `pos`.
+    #[inline]
+    fn sync(&mut self) {
+        self.pos = self.pos();
+        self.buf_sync = self.buf_pos;
     }
 
     /// Reserves room for a record of `len` bytes, closing the current block
@@ -382,43 +440,58 @@ impl Batch {
     /// [`Geometry::max_record`]: the caller drops and counts it.
     #[inline]
     pub fn place(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
-        // The common case: the record fits in the current, already opened
-        // block with room for a padding record after it.
-        let end = self.pos.wrapping_add(len);
-        if end <= self.fast_end && end > self.pos {
-            let record = Span {
-                offset: self.pos,
-                pos: self.buf_pos,
-                len,
-            };
-            // Still inside the block, so inside the buffer.
-            self.buf_pos += len;
-            self.pos = end;
-            return Some(Placement {
-                record,
-                pad_len: 0,
-                opens_block: false,
-            });
+        let offset = self.pos();
+        if let Some(pos) = self.place_fast(len) {
+            return Some(Placement::plain(Span { offset, pos, len }));
         }
         self.place_slow(geo, len)
     }
 
-    /// Sets [`Self::fast_end`] for the current position.
+    /// [`Self::place`]'s common case, a handful of instructions: the
+    /// record fits in the current, already opened block with room for a
+    /// padding record after it (so it needs no padding and no block header
+    /// before it), within the limit. Returns the record's buffer position
+    /// (its stream offset is [`Self::end`] before the call), or `None`,
+    /// changing nothing, when [`Self::place`] must decide.
+    #[inline(always)]
+    pub fn place_fast(&mut self, len: u64) -> Option<u64> {
+        let at = self.buf_pos;
+        let end = at.wrapping_add(len);
+        // `end > at`: no overflow (`NO_POS` never passes) and a non-empty
+        // record.
+        if end <= self.fast_end && end > at {
+            // Still inside the block, so inside the buffer.
+            self.buf_pos = end;
+            return Some(at);
+        }
+        None
+    }
+
+    /// Sets [`Self::fast_end`] for the current position (just synced,
+    /// `buf_pos` known).
     fn set_fast_end(&mut self, geo: &Geometry) {
         let within = self.pos & (geo.block_size - 1);
         self.fast_end = if within == 0 {
             0
         } else {
             let block_end = self.pos - within + geo.block_size;
-            (block_end - geo.min_pad).min(self.limit)
+            let end = (block_end - geo.min_pad).min(self.limit);
+            // As a buffer position: in the same block, so no wrap.
+            if end > self.pos {
+                self.buf_pos + (end - self.pos)
+            } else {
+                0
+            }
         };
     }
 
     /// [`Self::place`] when the record opens a block, ends one exactly, or
     /// does not fit in the current one.
     fn place_slow(&mut self, geo: &Geometry, len: u64) -> Option<Placement> {
+        self.sync();
         if self.buf_pos == NO_POS {
             self.buf_pos = geo.position(self.pos);
+            self.buf_sync = self.buf_pos;
         }
         let (base, from) = (self.buf_pos, self.pos);
         // Buffer position of `x` (at most two blocks past `from`); the
@@ -452,6 +525,7 @@ impl Batch {
         }
         self.pos = end;
         self.buf_pos = pos_of(end);
+        self.buf_sync = self.buf_pos;
         self.set_fast_end(geo);
         Some(Placement {
             record: Span {
@@ -469,7 +543,7 @@ impl Batch {
     /// rare path of a refused record: tells which listeners held the room
     /// (see `ListenerTable::reserve_limits`).
     pub fn would_fit(&self, geo: &Geometry, len: u64, limit: u64) -> bool {
-        let mut at = self.pos;
+        let mut at = self.pos();
         let within = at & (geo.block_size - 1);
         if within != 0 && !geo.fits(len, geo.block_size - within) {
             at += geo.block_size - within;
@@ -487,6 +561,7 @@ impl Batch {
     /// partly filled block when traffic stops). `None` if already at a block
     /// boundary or the padding would pass the limit.
     pub fn close_block(&mut self, geo: &Geometry) -> Option<Span> {
+        self.sync();
         let within = self.pos & (geo.block_size - 1);
         if within == 0 {
             return None;
@@ -502,6 +577,7 @@ impl Batch {
         };
         self.pos = end;
         self.buf_pos = NO_POS;
+        self.buf_sync = NO_POS;
         self.fast_end = 0;
         Some(span)
     }
@@ -611,6 +687,8 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         }
         let start = geo.block_ceil(batch.start);
         batch.pos = start;
+        batch.buf_pos = NO_POS;
+        batch.fast_end = 0;
         // No descriptors: `released` keeps its value (fetch_max).
         let ticket = self.finish_batch(batch, 0);
         self.complete(ticket);
@@ -657,6 +735,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
             pos: start,
             limit,
             buf_pos: NO_POS,
+            buf_sync: NO_POS,
             fast_end: 0,
         })
     }
@@ -671,7 +750,8 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         // `ListenerTable::attach`'s RMW on the same word (whichever comes
         // second in modification order sees the other side), and the
         // listener loads for the next batch's limit come after it.
-        self.holder.reserve.swap(batch.pos, Ordering::AcqRel);
+        let end = batch.pos();
+        self.holder.reserve.swap(end, Ordering::AcqRel);
         // Release fence before the copies: a lossy reader that observes a
         // copied byte and then fences with Acquire sees this reservation
         // (pairs with the Acquire fence in `overwrite_horizon`).
@@ -683,7 +763,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         Ticket {
             seq: batch.seq,
             start: batch.start,
-            end: batch.pos,
+            end,
             desc_end,
         }
     }
@@ -1085,6 +1165,7 @@ mod tests {
             pos,
             limit: u64::MAX,
             buf_pos: NO_POS,
+            buf_sync: NO_POS,
             fast_end: 0,
         }
     }

@@ -4,12 +4,12 @@
 # `tools/hpcap-vm capture`: store the injected frames and leave in
 # $HPCAP_OUT the stored files (out/), the counters and the guest-side
 # duration (times.json). Parameters come from the environment (set by
-# hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf), VF_MAC,
+# hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e), VF_MAC,
 # VF_VLAN, BUFFER_MB, BLOCK_KB, CONSUMERS, SNAPLEN, FORMAT (0 pcapng, 1 raw),
 # RING, RX_BUF, HPCAPDD_ARGS.
 #   hpcap:   hpcap.ko bound to the port, hpcapdd on the virtio disk;
 #            counters in hpcap-stats.json.
-#   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf) and
+#   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e) and
 #            `tcpdump -w`; the interface's counters before and after in
 #            nic-stats.json, tcpdump's report in tcpdump.err.
 set -e
@@ -54,6 +54,19 @@ setup_port() {
 			pci_rebind "$vf" "$drv"
 		fi
 		echo "$vf"
+		;;
+	i40e)
+		# The XL710 PF of hpcap-model (vfio-user), found by the aliases of
+		# Linux's i40e module.
+		pf=$(pci_for_module i40e | head -n 1)
+		[ -n "$pf" ] || { echo "capture: no PCI function matches i40e's aliases (the XL710 PF model)" >&2; return 1; }
+		if [ "$drv" = i40e ]; then
+			modprobe i40e
+			[ "$(pci_driver "$pf")" = i40e ] || pci_rebind "$pf" i40e
+		else
+			pci_rebind "$pf" "$drv"
+		fi
+		echo "$pf"
 		;;
 	*)
 		echo "capture: unknown NIC '$NIC'" >&2

@@ -9,3 +9,4 @@ pub mod pci;
 pub mod testdev;
 pub mod transport;
 pub mod xl710;
+pub mod xl710pf;

@@ -15,8 +15,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use hpcap_model::testdev;
+use hpcap_model::transport::PciFunction;
 use hpcap_model::transport::{self, lock, Handle, Platform, Shared};
 use hpcap_model::xl710::{Config, PromiscRefusal, Vf};
+use hpcap_model::xl710pf::{self, Pf};
 
 /// Serve a device model to QEMU over vfio-user.
 #[derive(Parser, Debug)]
@@ -87,6 +89,74 @@ enum Model {
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
     },
+    /// Intel XL710 physical function (8086:1583 XL710 QSFP+, or 1572 X710
+    /// SFP+ with --device-id) with the firmware's admin queue, NVM and HMC,
+    /// as Linux's i40e driver uses them.
+    Xl710Pf {
+        /// The vfio-user socket to listen on.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// hpcap-inject's listening socket to take frames from.
+        #[arg(long, value_name = "PATH")]
+        inject: Option<PathBuf>,
+        /// The port's MAC address (NVM / MAC_ADDRESS_READ).
+        #[arg(long, default_value = "02:00:00:00:00:20", value_parser = hpcap_core::frame::parse_mac)]
+        mac: [u8; 6],
+        /// PCI device id: 1583 (XL710 QSFP+) or 1572 (X710 SFP+).
+        #[arg(long, default_value = "1583", value_parser = parse_pf_device)]
+        device_id: u16,
+        /// Write the model's and the port's counters here (every 200 ms and at exit).
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
+    },
+}
+
+fn parse_pf_device(s: &str) -> Result<u16, String> {
+    match s.trim_start_matches("0x") {
+        "1583" => Ok(xl710pf::DEVICE_QSFP),
+        "1572" => Ok(xl710pf::DEVICE_SFP),
+        _ => Err(format!(
+            "'{s}': the PF model is 1583 (XL710 QSFP+) or 1572 (X710 SFP+)"
+        )),
+    }
+}
+
+/// What the frame pump needs of a NIC model.
+trait FrameDevice: PciFunction + 'static {
+    fn receive_frame(&mut self, frame: &[u8], now: Instant, p: &mut Platform);
+    fn tick_timers(&mut self, now: Instant, p: &mut Platform);
+    fn sent_frames(&mut self) -> Vec<Vec<u8>>;
+    fn counters(&self) -> serde_json::Value;
+}
+
+impl FrameDevice for Vf {
+    fn receive_frame(&mut self, frame: &[u8], now: Instant, p: &mut Platform) {
+        self.receive(frame, now, p);
+    }
+    fn tick_timers(&mut self, now: Instant, p: &mut Platform) {
+        self.tick(now, p);
+    }
+    fn sent_frames(&mut self) -> Vec<Vec<u8>> {
+        self.take_tx()
+    }
+    fn counters(&self) -> serde_json::Value {
+        serde_json::json!({"model": self.stats, "vsi": hpcap_model::xl710::eth_stats_json(&self.eth), "promiscuous": self.promiscuous()})
+    }
+}
+
+impl FrameDevice for Pf {
+    fn receive_frame(&mut self, frame: &[u8], _now: Instant, p: &mut Platform) {
+        self.receive(frame, p);
+    }
+    fn tick_timers(&mut self, now: Instant, p: &mut Platform) {
+        self.tick(now, p);
+    }
+    fn sent_frames(&mut self) -> Vec<Vec<u8>> {
+        self.take_tx()
+    }
+    fn counters(&self) -> serde_json::Value {
+        serde_json::json!({"model": self.stats, "port": self.port, "promiscuous": self.vsi.unicast_promisc || self.vsi.default_port})
+    }
 }
 
 fn platform() -> Platform {
@@ -96,11 +166,8 @@ fn platform() -> Platform {
     }
 }
 
-fn write_stats(path: &Path, h: &Handle<Vf>) -> Result<()> {
-    let v = {
-        let g = lock(h);
-        serde_json::json!({"model": g.dev.stats, "vsi": hpcap_model::xl710::eth_stats_json(&g.dev.eth), "promiscuous": g.dev.promiscuous()})
-    };
+fn write_stats<D: FrameDevice>(path: &Path, h: &Handle<D>) -> Result<()> {
+    let v = lock(h).dev.counters();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
@@ -121,7 +188,11 @@ fn connect(path: &Path) -> Result<UnixStream> {
 }
 
 /// Frames in from the injector, frames out from the guest, timers.
-fn pump(h: Handle<Vf>, inject: Option<PathBuf>, stats: Option<PathBuf>) -> Result<()> {
+fn pump<D: FrameDevice>(
+    h: Handle<D>,
+    inject: Option<PathBuf>,
+    stats: Option<PathBuf>,
+) -> Result<()> {
     let mut s = match &inject {
         Some(p) => Some(connect(p)?),
         None => None,
@@ -166,10 +237,10 @@ fn pump(h: Handle<Vf>, inject: Option<PathBuf>, stats: Option<PathBuf>) -> Resul
             let g = &mut *g;
             let now = Instant::now();
             for f in &frames {
-                g.dev.receive(f, now, &mut g.platform);
+                g.dev.receive_frame(f, now, &mut g.platform);
             }
-            g.dev.tick(now, &mut g.platform);
-            g.dev.take_tx()
+            g.dev.tick_timers(now, &mut g.platform);
+            g.dev.sent_frames()
         };
         if let Some(sock) = s.as_mut() {
             for f in tx {
@@ -229,24 +300,50 @@ fn main() -> Result<()> {
                 reset_after_frames,
                 ..Config::default()
             });
-            let h = Arc::new(Mutex::new(Shared {
-                dev: vf,
-                platform: platform(),
-            }));
-            let (h2, stats2) = (h.clone(), stats_json.clone());
-            thread::spawn(move || {
-                if let Err(e) = pump(h2, inject, stats2) {
-                    eprintln!("hpcap-model: frame pump: {e:#}");
-                    std::process::exit(1);
-                }
-            });
-            eprintln!("hpcap-model: XL710 VF on {}", socket.display());
-            transport::serve(&socket, h.clone())?;
-            eprintln!("hpcap-model: QEMU disconnected");
-            if let Some(p) = &stats_json {
-                write_stats(p, &h)?;
-            }
+            serve_nic(vf, "XL710 VF", &socket, inject, stats_json)?;
         }
+        Model::Xl710Pf {
+            socket,
+            inject,
+            mac,
+            device_id,
+            stats_json,
+        } => {
+            let pf = Pf::new(xl710pf::Config {
+                mac,
+                device: device_id,
+                ..xl710pf::Config::default()
+            });
+            serve_nic(pf, "XL710 PF", &socket, inject, stats_json)?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves a NIC model to QEMU with its frame pump, until QEMU disconnects.
+fn serve_nic<D: FrameDevice>(
+    dev: D,
+    name: &str,
+    socket: &Path,
+    inject: Option<PathBuf>,
+    stats_json: Option<PathBuf>,
+) -> Result<()> {
+    let h = Arc::new(Mutex::new(Shared {
+        dev,
+        platform: platform(),
+    }));
+    let (h2, stats2) = (h.clone(), stats_json.clone());
+    thread::spawn(move || {
+        if let Err(e) = pump(h2, inject, stats2) {
+            eprintln!("hpcap-model: frame pump: {e:#}");
+            std::process::exit(1);
+        }
+    });
+    eprintln!("hpcap-model: {name} on {}", socket.display());
+    transport::serve(socket, h.clone())?;
+    eprintln!("hpcap-model: QEMU disconnected");
+    if let Some(p) = &stats_json {
+        write_stats(p, &h)?;
     }
     Ok(())
 }
