@@ -6,6 +6,7 @@
 #
 #   make demo     the QEMU demo (boot, load hpcap.ko, replay a trace, report)
 #   make test     everything CI runs (.ci/run calls exactly this)
+#   make sanitize the capture/ABI VM tests on the KASAN/kmemleak/lockdep kernel
 #   make bench    benchmarks (ratios measured side by side; not part of test)
 #   make bench-plot  out/bench/hotpath.svg: hot-path ratios across revisions
 #   make deb      Debian packages hpcap-tools and hpcap-dkms in target/deb/
@@ -14,7 +15,7 @@ RUST_TOOLCHAIN := $(shell sed -n 's/^RUST_TOOLCHAIN=//p' tools/kernel/versions)
 export RUSTUP_TOOLCHAIN := $(RUST_TOOLCHAIN)
 CARGO ?= cargo
 
-.PHONY: all deps kernel module userspace fmt clippy unit check vmtest test demo bench bench-plot deb clean help
+.PHONY: all deps kernel module userspace fmt clippy unit check vmtest sanitize test demo bench bench-plot deb clean help
 
 all: userspace module
 
@@ -50,6 +51,16 @@ vmtest: userspace module
 
 test:
 	tests/run
+
+# The VM tests that load hpcap.ko and capture or exercise the ABI, on the
+# sanitize kernel (tools/kernel/build --variant sanitize: clang, KASAN,
+# kmemleak, lockdep); each fails on any report. Not part of `make test`: the
+# second kernel costs 25+ minutes cold on 2 cores (docs/testing.md).
+SANITIZE_TESTS ?= sanitizers|module_load|capture_(pcapng|raw|longer|vf_pcapng)|abi_errors|listeners_dd|slow_blocking|unbind_while|unprivileged|probe_failure
+sanitize: deps userspace
+	HPCAP_KERNEL_VARIANT=sanitize tools/kernel/build
+	HPCAP_KERNEL_VARIANT=sanitize tools/kernel/module
+	HPCAP_KERNEL_VARIANT=sanitize tests/vm/run -k '$(SANITIZE_TESTS)'
 
 demo: deps userspace module
 	tools/hpcap-vm demo

@@ -386,6 +386,15 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             // Too many batches await publication: come back later.
             return Polled::IDLE;
         };
+        // Every listener starts past the batch (a blocking one attached
+        // alone while a block was open: it starts at the next boundary):
+        // close that block first, or its frames would go where nobody
+        // reads them (listener.rs, "Where a new listener starts").
+        let skip = if copying && limits.first > batch.start() {
+            batch.close_block(&cfg.stream.geo)
+        } else {
+            None
+        };
         let filter = if copying { cfg.filter.as_ref() } else { None };
         let prog = filter.map(|f| f.program());
         // 3. Gather.
@@ -538,7 +547,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         } else {
             None
         };
-        if n == 0 && flush.is_none() {
+        if n == 0 && flush.is_none() && skip.is_none() {
             // An empty batch reserved nothing; dropping it changes nothing.
             return Polled {
                 stalled,
@@ -569,8 +578,8 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             StreamFormat::Pcapng => copy(cx, &cfg.stream, StreamFormat::Pcapng, done),
             StreamFormat::Raw => copy(cx, &cfg.stream, StreamFormat::Raw, done),
         }
-        if let Some(span) = flush {
-            write_pad(cx, format, &span);
+        for span in [skip, flush].iter().flatten() {
+            write_pad(cx, format, span);
         }
         // 6. Publish.
         let published = cx.publish.complete(ticket);
@@ -1578,6 +1587,71 @@ pub(crate) mod tests {
         assert_eq!(rig.listeners.expire(1_000), 1);
         let p = rig.poll_all(u64::MAX, OnFull::Stall, 0, None);
         assert!(!p.stalled && p.stats.dropped_no_listener > 0, "{p:?}");
+    }
+
+    /// Issue 13: a blocking listener that attaches alone while a block is
+    /// open (its predecessor stored the published part of that block and
+    /// detached, as a stopped hpcapdd does) starts at the next boundary
+    /// (listener.rs). Every frame offered after it attached reaches it:
+    /// the producer closes the open block instead of filling it for nobody.
+    /// Sent = read by the first + counted as finding no listener + read by
+    /// the second, frame for frame.
+    #[test]
+    fn a_listener_attaching_alone_mid_block_misses_nothing() {
+        for format in StreamFormat::ALL {
+            let s = Stream::new(format, 4 << 16, 1 << 16).unwrap();
+            let mut rig = Rig::new(s, 64, 2048, 1, 0);
+            let offer = |rig: &Rig, from: usize, to: usize| {
+                for i in from..to {
+                    assert!(rig.nic.receive(Incoming {
+                        bytes: &frame(i, 200).bytes,
+                        ts_ns: Some(i as u64 + 1),
+                        orig_len: None,
+                    }));
+                }
+            };
+            let a = rig
+                .listeners
+                .attach(Mode::Blocking, &rig.publish, &s.geo)
+                .unwrap();
+            offer(&rig, 0, 10);
+            // No idle flush: the block stays open, as under traffic.
+            let p = rig.poll_all(u64::MAX, OnFull::Drop, 0, None);
+            assert_eq!(p.stats.frames_stored, 10);
+            let mut got_a = Vec::new();
+            rig.drain(a.id, &mut got_a);
+            rig.listeners.detach(a.id).unwrap();
+            let r = rig.publish.committed();
+            assert!(r % s.geo.block_size() != 0, "the block is open at {r}");
+            // Nobody attached: dropped and counted.
+            offer(&rig, 10, 15);
+            let p = rig.poll_all(u64::MAX, OnFull::Drop, 0, None);
+            assert_eq!(p.stats.dropped_no_listener, 5);
+            let b = rig
+                .listeners
+                .attach(Mode::Blocking, &rig.publish, &s.geo)
+                .unwrap();
+            assert_eq!(b.start, s.geo.block_ceil(r));
+            offer(&rig, 15, 25);
+            let p = rig.poll_all(u64::MAX, OnFull::Drop, 0, None);
+            assert_eq!(p.stats.frames_stored, 10);
+            // An idle flush closes the second listener's block.
+            rig.poll_all(0, OnFull::Drop, 0, None);
+            let mut got_b = Vec::new();
+            rig.drain(b.id, &mut got_b);
+            let c = Captured {
+                stream: got_b,
+                start: b.start,
+                stats: CaptureStats::ZERO,
+            };
+            let ts: Vec<u64> = packets(&s, &c).iter().map(|p| p.1).collect();
+            assert_eq!(
+                ts,
+                (16..=25).collect::<Vec<u64>>(),
+                "{format:?}: frames 15..25 (timestamps 16..=25) reach the listener that attached \
+                 alone mid-block"
+            );
+        }
     }
 
     /// Two writers on two threads share the ring and the stream; the stream

@@ -25,6 +25,18 @@
 //!   offered. The listener receives everything from the start of the next
 //!   block on (the driver should close blocks on idle so that this block
 //!   arrives promptly).
+//!
+//!   The rest of the block open at the attach is no loss when another
+//!   listener reads it. When none does (the new listener is alone, e.g. an
+//!   `hpcapdd` restarted after the previous one stopped in the middle of a
+//!   block), the producer must not put frames there: it closes that block
+//!   with padding first, because [`Limits::first`] (the lowest cursor of
+//!   every listener) is past its batch's start. For that, a blocking
+//!   listener is not *attached* for [`ListenerTable::any_attached`] until
+//!   its start is known (state bit `STARTING` during the handshake below):
+//!   a producer that saw it earlier would place frames below its start,
+//!   which nobody reads and nobody counts. Frames that arrive meanwhile are
+//!   dropped and counted as finding no listener, which they did.
 //! - Lossy: the most recent boundary at or before the commit cursor if it
 //!   is still intact, else the oldest intact boundary. Overruns after that
 //!   are caught by `check_read` as usual.
@@ -102,7 +114,7 @@ pub const MAX_LISTENERS: usize = 16;
 pub const MAX_LISTENERS: usize = 2;
 
 // A slot's state word: mode in bits 7:0, KILLED in bit 8, NAMED in bit 9,
-// LINGERING in bit 10, and in bits 31:16 the generation, bumped by every
+// LINGERING in bit 10, STARTING in bit 11, and in bits 31:16 the generation, bumped by every
 // attach and take-over, so an id cached before the slot was freed and
 // reused never reaches the new owner.
 const FREE: u32 = 0;
@@ -118,6 +130,10 @@ const NAMED: u32 = 0x200;
 /// The owner went away without detaching; the slot waits for a take-over
 /// until its `deadline` (only ever together with BLOCKING and NAMED).
 const LINGERING: u32 = 0x400;
+/// A blocking listener in its attach handshake: its cursor already limits
+/// the producer, but it is not [`ListenerTable::any_attached`] until its
+/// start is known (module doc, "Where a new listener starts").
+const STARTING: u32 = 0x800;
 const GEN_SHIFT: u32 = 16;
 const GEN_MASK: u32 = 0xffff << GEN_SHIFT;
 
@@ -482,6 +498,11 @@ pub struct Limits {
     /// by `all` that fits below `live` is dropped because of a lingering
     /// listener only.
     pub live: u64,
+    /// The lowest cursor of every listener that is not killed (blocking,
+    /// lossy, lingering; `u64::MAX` if none). A batch that starts below it
+    /// starts where no listener reads: the producer closes the open block
+    /// before it places frames (module doc, "Where a new listener starts").
+    pub first: u64,
 }
 
 /// Oldest block boundary whose bytes are still intact given reservation
@@ -550,17 +571,26 @@ impl ListenerTable {
     pub fn reserve_limits(&self, commit: u64, geo: &Geometry) -> Limits {
         let mut low = commit;
         let mut live = commit;
+        let mut first = u64::MAX;
         for slot in &self.slots {
-            // Acquire: pairs with the Release store in `attach`, so the
-            // cursor load below sees at least the attach-time cursor.
+            // Acquire: pairs with the Release stores in `attach` and
+            // `start_blocking`, so the cursor load below sees at least the
+            // attach-time cursor (the final start once STARTING is clear).
             let s = slot.state.load(Ordering::Acquire);
-            if s & (MODE_MASK | KILLED) != BLOCKING {
+            let mode = s & (MODE_MASK | KILLED);
+            if mode != BLOCKING && mode != LOSSY {
                 continue;
             }
             // Acquire: pairs with the Release store in `ack`; the
             // listener's reads of the bytes below its cursor happen-before
             // our overwriting them.
             let c = slot.cursor.load(Ordering::Acquire);
+            if c < first {
+                first = c;
+            }
+            if mode != BLOCKING {
+                continue;
+            }
             if c < low {
                 low = c;
             }
@@ -571,11 +601,13 @@ impl ListenerTable {
         Limits {
             all: low.saturating_add(geo.buffer_size()),
             live: live.saturating_add(geo.buffer_size()),
+            first,
         }
     }
 
     /// True if some non-killed listener (blocking or lossy, lingering
-    /// ones included: frames are stored for them) is attached. A
+    /// ones included: frames are stored for them) is attached, a blocking
+    /// one only once its start is known (not STARTING). A
     /// driver skips copying when none is; it switches the stream's layout
     /// only when none is, serialising that check with [`Self::attach`]
     /// under its own lock (the publication protocol itself does not depend
@@ -585,7 +617,7 @@ impl ListenerTable {
             // Relaxed: a hint for copying; the stream switch orders it with
             // attach through the driver's lock.
             let st = s.state.load(Ordering::Relaxed);
-            st & KILLED == 0 && matches!(st & MODE_MASK, BLOCKING | LOSSY)
+            st & (KILLED | STARTING) == 0 && matches!(st & MODE_MASK, BLOCKING | LOSSY)
         })
     }
 
@@ -661,13 +693,19 @@ impl ListenerTable {
         // Relaxed: published by the Release state store below.
         slot.cursor.store(provisional, Ordering::Relaxed);
         // Release: pairs with the Acquire state load in
-        // `reserve_limit`.
-        slot.state.store(bits | BLOCKING, Ordering::Release);
+        // `reserve_limit`. STARTING: not attached for `any_attached` yet.
+        slot.state
+            .store(bits | BLOCKING | STARTING, Ordering::Release);
         let r = publ.reserve_handshake();
         let start = geo.block_ceil(r);
         // Release: pairs with the Acquire cursor load in
         // `reserve_limit`.
         slot.cursor.store(start, Ordering::Release);
+        // Release: a producer that sees the listener attached sees its
+        // start (pairs with the Acquire state load in `reserve_limits`,
+        // which comes after `any_attached`'s load of the same word). An
+        // RMW, not a store: an administrator's kill may have set KILLED.
+        slot.state.fetch_and(!STARTING, Ordering::Release);
         start
     }
 
@@ -1575,6 +1613,8 @@ mod tests {
 /// Model checks; run with `tests/loom/run`.
 #[cfg(all(test, loom))]
 mod loom_tests {
+    extern crate std;
+
     use super::super::publish::spin_wait;
     use super::*;
     use loom::cell::UnsafeCell;
@@ -1710,6 +1750,65 @@ mod loom_tests {
             prod.join().unwrap();
             assert_eq!(a.resumed, expired == 0, "take-over and expiry both won");
             assert_eq!(l.list().count(), 1);
+        });
+    }
+
+    /// Issue 13: a blocking listener attaches alone while the block at
+    /// the reservation cursor is open (a predecessor stopped there), and the
+    /// producer runs as the engine does (`Writer::poll`: copy only if
+    /// `any_attached`, close the open block when every listener starts past
+    /// the batch). Every record it places is at or after the listener's
+    /// start, i.e. one the listener reads; the others were dropped and
+    /// counted as finding no listener. Without STARTING, a producer that
+    /// sees the slot during the handshake places a record the listener
+    /// then skips; without the close, one after the handshake does.
+    #[test]
+    fn loom_attach_alone_mid_block_places_nothing_unread() {
+        model(|| {
+            // 4-byte blocks, no header, 1-byte records and padding.
+            let g = Geometry::new(8, 4, 0, 1).unwrap();
+            let p = Arc::new(PublishState::<2>::new());
+            let l = Arc::new(ListenerTable::new());
+            // The predecessor: one record, read, then gone mid-block.
+            let pre = l.attach(Mode::Blocking, &p, &g).unwrap();
+            let mut b = p
+                .begin_batch(0, l.reserve_limit(p.committed(), &g))
+                .unwrap();
+            assert!(b.place(&g, 1).is_some());
+            p.complete(p.finish_batch(b, 0));
+            l.ack(pre.id, 1, &p).unwrap();
+            l.detach(pre.id).unwrap();
+            let (p2, l2) = (p.clone(), l.clone());
+            let prod = thread::spawn(move || {
+                let mut placed = std::vec::Vec::new();
+                for _ in 0..2 {
+                    let copying = l2.any_attached();
+                    let limits = l2.reserve_limits(p2.committed(), &g);
+                    let mut b = loop {
+                        match p2.begin_batch(0, limits.all) {
+                            Ok(b) => break b,
+                            Err(_) => spin_wait(),
+                        }
+                    };
+                    if copying && limits.first > b.start() {
+                        let _ = b.close_block(&g);
+                    }
+                    if copying {
+                        if let Some(pl) = b.place(&g, 1) {
+                            placed.push(pl.record.offset);
+                        }
+                    }
+                    p2.complete(p2.finish_batch(b, 0));
+                }
+                placed
+            });
+            let a = l.attach(Mode::Blocking, &p, &g).unwrap();
+            let placed = prod.join().unwrap();
+            assert!(
+                placed.iter().all(|&o| o >= a.start),
+                "records at {placed:?}, the only listener starts at {}",
+                a.start
+            );
         });
     }
 

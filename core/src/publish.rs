@@ -403,7 +403,6 @@ pub struct Published {
 
 impl Batch {
     /// Stream offset where the batch starts.
-    #[cfg(not(hpcap_kernel))]
     pub fn start(&self) -> u64 {
         self.start
     }

@@ -32,7 +32,9 @@ and block headers.",
 REPAIR: --repair rewrites a file whose tail is truncated or garbled (e.g. after a crash or
 power loss) in place: complete blocks and records are kept; in an hpcap stream file the
 complete records of a cut last block are kept and the block is padded and closed, then a
-statistics block is appended. Anything after the first damaged byte is dropped.
+statistics block is appended. Anything after the first damaged byte is dropped. An empty
+unfinished file (.NAME.pcapng or .NAME.raw of 0 bytes: hpcapdd stopped between creating
+and writing it) is removed.
 
 EXIT STATUS: 0 if every file is valid (or was repaired), 1 if some file is invalid or
 unreadable, 2 on bad usage.
@@ -366,6 +368,14 @@ fn repair(path: &Path, r: &Report) -> Result<()> {
     Ok(())
 }
 
+/// An empty file named like one hpcapdd is writing (`.NAME.pcapng`,
+/// `.NAME.raw`): it stopped between creating and writing it.
+fn is_empty_unfinished(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+    name.is_some_and(|n| n.starts_with('.') && (n.ends_with(".pcapng") || n.ends_with(".raw")))
+        && std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
 fn print(r: &Report, json: bool) {
     if json {
         println!("{}", serde_json::to_string(r).unwrap_or_default());
@@ -404,6 +414,20 @@ fn main() {
     let args = Args::parse();
     let mut bad = false;
     for p in &args.files {
+        if args.repair && is_empty_unfinished(p) {
+            // hpcapdd stopped between creating the file and writing to it.
+            match std::fs::remove_file(p) {
+                Ok(()) => println!(
+                    "{}: removed (an empty unfinished file: hpcapdd stopped before writing to it)",
+                    p.display()
+                ),
+                Err(e) => {
+                    eprintln!("hpcap-check: {}: cannot remove it: {e}", p.display());
+                    bad = true;
+                }
+            }
+            continue;
+        }
         let mut r = check(p);
         if !r.valid && args.repair && r.size > 0 && r.format != "unknown" {
             match repair(p, &r) {

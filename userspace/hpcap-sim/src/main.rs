@@ -411,11 +411,14 @@ impl Producer {
         }
     }
 
-    /// At the end of a lossless replay: waits until every blocking
-    /// listener has read the whole stream or is gone, lingering ones
-    /// included (taken over and read, killed, or expired), or a stop
-    /// signal.
-    fn wait_for_readers(&mut self) {
+    /// At the end of the input: waits until every blocking listener has
+    /// read the whole stream or is gone, lingering ones included (taken
+    /// over and read, killed, or expired), or a stop signal. With `all`
+    /// false (a lossy replay) only for named listeners: an unnamed live one
+    /// reads the rest through its mapping after we exit, but a named one
+    /// may yet die or fail and linger, and its successor needs this file
+    /// to find it.
+    fn wait_for_readers(&mut self, all: bool) {
         let mut said = false;
         loop {
             let c = self.shm.control();
@@ -426,7 +429,8 @@ impl Producer {
                 .filter(|l| {
                     l.mode == hpcap::core::listener::Mode::Blocking
                         && !l.killed
-                        && (l.lingering.is_some() || l.cursor < commit)
+                        && (l.lingering.is_some()
+                            || ((all || l.name.is_some()) && l.cursor < commit))
                 })
                 .count();
             if behind == 0 || hpcap::util::stop_requested().is_some() {
@@ -596,13 +600,11 @@ fn run(args: &Args) -> Result<serde_json::Value> {
     }
     p.drain();
     p.shm.control().set_state(STATE_EOS);
-    if args.on_full == OnFull::Wait {
-        // Lossless to the end: blocking listeners read the rest through
-        // their mapping even after we exit, but a named listener whose
-        // process dies holds the rest for a successor, who needs this file
-        // to find it.
-        p.wait_for_readers();
-    }
+    // Lossless to the end (--on-full wait): every blocking listener reads
+    // the rest. Either way a named listener whose process died (or whose
+    // storage failed) holds the rest for a successor, who needs this file
+    // to find it.
+    p.wait_for_readers(args.on_full == OnFull::Wait);
     let secs = t0.elapsed().as_secs_f64();
     let mut s = p.stats;
     s.set_nic(&NicCounters {

@@ -621,6 +621,19 @@ impl Source {
         }
     }
 
+    /// Whether every stream byte reserved so far is published, where the
+    /// source can tell: `Some` for a software source (its publication
+    /// state is mapped), `None` for a device (the ABI does not say).
+    pub fn publication_settled(&self) -> Option<bool> {
+        match &self.backend {
+            Backend::Device(_) => None,
+            Backend::Shm(s) => {
+                let c = s.control();
+                Some(c.publish.committed() >= c.publish.reserved())
+            }
+        }
+    }
+
     /// Device statistics and listeners.
     pub fn stats(&self) -> Result<Stats> {
         match &self.backend {

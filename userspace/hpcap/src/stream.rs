@@ -217,6 +217,69 @@ impl BlockReader {
         ))
     }
 
+    /// Lets go of the stream: acknowledges the block returned last if
+    /// `consumed_last` (it was stored), detaches (from then on the producer
+    /// no longer keeps data for this listener; with no other listener it
+    /// drops and counts new frames instead of writing them), waits until
+    /// publication has settled (frames reserved before the detach are
+    /// published in order; nothing published for 10 ms and, for a software
+    /// source, nothing reserved unpublished; at most `settle`), and returns
+    /// the published
+    /// bytes this listener had not consumed. They stay readable through
+    /// [`BlockReader::leftover_data`] until [`BlockReader::leftover_intact`]
+    /// says otherwise (only possible while other listeners are attached).
+    pub fn let_go(&mut self, consumed_last: bool, settle: Duration) -> Result<Leftover> {
+        let ack = std::mem::take(&mut self.unacked);
+        let ack = if consumed_last { ack } else { 0 };
+        let w = self.src.wait(ack, 0, Some(Duration::ZERO))?;
+        self.last = w;
+        self.lost_bytes += w.lost_bytes;
+        self.lost_blocks += w.lost_blocks;
+        self.src.detach();
+        let deadline = std::time::Instant::now() + settle;
+        let mut commit = self.src.stats()?.commit;
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.src.stats()?.commit;
+            // Settled: no publication for 10 ms and, where the source can
+            // tell, nothing reserved left unpublished (a producer that was
+            // descheduled mid-batch publishes later).
+            let settled = now == commit && self.src.publication_settled() != Some(false);
+            if settled || std::time::Instant::now() >= deadline {
+                commit = now;
+                break;
+            }
+            commit = now;
+        }
+        Ok(Leftover {
+            start: w.read_offset,
+            end: commit.max(w.read_offset),
+        })
+    }
+
+    /// `len` bytes of a [`Leftover`] at stream offset `off`.
+    pub fn leftover_data(&self, off: u64, len: usize) -> &[u8] {
+        self.src.data(off, len)
+    }
+
+    /// Whether the bytes of `left` from stream offset `off` on are still
+    /// intact now (call after using them). Writing stream offset `p`
+    /// overwrites `p - buffer_size`, so they are while nothing was written
+    /// at or past `off + buffer_size`: certain if nothing was published
+    /// since publication settled (reservations made before the detach
+    /// stayed below this listener's cursor plus one buffer); with a block
+    /// of margin for reservations not yet published if the producer is
+    /// still writing (for other listeners).
+    pub fn leftover_intact(&self, left: &Leftover, off: u64) -> Result<bool> {
+        let commit = self.src.stats()?.commit;
+        let margin = if commit == left.end {
+            0
+        } else {
+            self.src.block_size()
+        };
+        Ok(commit + margin <= off + self.src.buffer_size())
+    }
+
     /// For lossy listeners, after using the last block: `true` if it was
     /// intact. On an overrun the loss is counted and the block must be
     /// discarded (the cursor already moved past it).
@@ -234,6 +297,16 @@ impl BlockReader {
             }
         }
     }
+}
+
+/// Published stream bytes a listener had not consumed when it let go
+/// ([`BlockReader::let_go`]): `start..end` in stream offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leftover {
+    /// The listener's cursor.
+    pub start: u64,
+    /// The commit offset once publication settled.
+    pub end: u64,
 }
 
 /// Packets of stream data (one or more whole blocks, or a published prefix

@@ -17,13 +17,18 @@ use hpcap::core::abi;
 use hpcap::core::format::StreamFormat;
 use hpcap::stream::NextBlock;
 use hpcap::util::{now_ns, parse_size, stop_requested};
-use hpcap::{BlockReader, ListenerMode, Source};
+use hpcap::{BlockReader, Leftover, ListenerMode, Source};
 
 use indexer::{FlowCfg, Indexer};
-use sink::{BlockMeta, DirSink, DiskFull, RotateCfg};
+use sink::{BlockMeta, DirSink, Failure, RotateCfg, StorageFailed};
 
 /// Exit status when the disk filled up.
 const EXIT_DISK_FULL: i32 = 3;
+/// Exit status when the storage failed (I/O error, read-only file system).
+const EXIT_STORAGE: i32 = 4;
+/// How long a stopping hpcapdd waits for frames reserved before it let go
+/// of the stream to be published.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Stream an hpcap capture source to disk.
 #[derive(Parser, Debug)]
@@ -47,7 +52,8 @@ FILES:
   .NAME and locked (flock); an unlocked .NAME is an orphan, finished at the next start.
 
 RESTARTS (--name):
-  A named listener whose hpcapdd dies (SIGKILL, crash, error exit) lingers: the capture keeps
+  A named listener whose hpcapdd dies (SIGKILL, crash, error exit) or stops because its storage
+  failed (exit status 3 or 4) lingers: the capture keeps
   its unacknowledged bytes (frames that find no room meanwhile are counted as
   dropped_lingering) until --linger expires or `hpcapctl kill SOURCE NAME`. A new
   `hpcapdd --name NAME` within that time takes it over at the first byte its predecessor had
@@ -56,10 +62,23 @@ RESTARTS (--name):
   explicitly: nothing lingers.
 
 EXIT STATUS:
-  0  end of stream, or stopped by SIGINT/SIGTERM (last partial block flushed, files closed)
+  0  end of stream, or stopped by SIGINT/SIGTERM or --duration: everything published up to
+     the stop was stored (the partial last block too), files closed
   1  error (source, file system)
   2  bad usage
-  3  disk full: the current file was closed validly at its last complete block
+  3  disk full: the current file was cut at its last complete block and closed validly
+  4  the storage failed (I/O error, read-only file system, device gone): the current file
+     was cut at its last complete block and closed as far as the storage allowed; one it
+     could not rename is left as .NAME, finished by hpcap-check --repair
+  With 3 and 4, the frames published but not stored are counted in the summary (\"not
+  stored\") and, where the file could still be closed, in its statistics block (osdrop).
+  With --name, nothing is counted as not stored: the listener lingers at the first block
+  not stored, for a new hpcapdd --name NAME (on other storage) to resume there.
+
+STOPPING:
+  On SIGINT, SIGTERM or --duration, hpcapdd detaches (from then on the source drops and
+  counts frames that no listener takes) and stores everything that was published for it
+  before: whole blocks, then the partial last block.
 
 EXAMPLES:
   hpcapdd /dev/hpcap0 /mnt/raid
@@ -154,6 +173,22 @@ struct Totals {
     blocks: u64,
     packets: u64,
     bytes: u64,
+    /// Published frames hpcapdd could not store (storage failure).
+    not_stored_packets: u64,
+    /// Their stream bytes.
+    not_stored_bytes: u64,
+    /// Published bytes overwritten before hpcapdd could store them after
+    /// it let go of the stream (only when other listeners let the
+    /// producer lap it); their frames cannot be counted.
+    overwritten_bytes: u64,
+}
+
+/// How the run ended, for the exit status and the summary.
+struct End {
+    status: i32,
+    reason: String,
+    /// The storage failure and how the last file was left.
+    failure: Option<(StorageFailed, String)>,
 }
 
 struct Stats {
@@ -168,7 +203,17 @@ struct Stats {
 }
 
 impl Stats {
-    fn report(&mut self, reader: &BlockReader, t: &Totals, files: u64, final_: bool) -> Result<()> {
+    /// A status line (every --stats-interval), or the final summary (`end`,
+    /// with the source's counters `snapshot` taken when the last file was
+    /// closed, so both say the same).
+    fn report(
+        &mut self,
+        reader: &BlockReader,
+        t: &Totals,
+        files: u64,
+        end: Option<(&End, &abi::Stats, Option<&sink::LastFile>)>,
+    ) -> Result<()> {
+        let final_ = end.is_some();
         let due = self.interval.is_some_and(|i| self.last.elapsed() >= i);
         if !due && !final_ {
             return Ok(());
@@ -182,13 +227,17 @@ impl Stats {
                     blocks: t.blocks - self.last_totals.blocks,
                     packets: t.packets - self.last_totals.packets,
                     bytes: t.bytes - self.last_totals.bytes,
+                    ..Totals::default()
                 },
             )
         };
         self.last = Instant::now();
         self.last_totals = *t;
         let src = reader.source();
-        let st = src.stats().unwrap_or(abi::Stats::ZERO);
+        let st = match end {
+            Some((_, snap, _)) => *snap,
+            None => src.stats().unwrap_or(abi::Stats::ZERO),
+        };
         let c = st.counters;
         let w = reader.last_wait();
         let occ = w.available as f64 / src.buffer_size() as f64 * 100.0;
@@ -205,7 +254,7 @@ impl Stats {
         eprintln!(
             "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
              drops: ring {} no-space {} lingering {} no-listener {} writer {} nic {} | filtered {} | \
-             overrun {} blocks{ix}",
+             overrun {} blocks{ix}{}",
             if final_ { "total " } else { "" },
             t.packets,
             t.blocks,
@@ -221,7 +270,19 @@ impl Stats {
                 "n/a".to_string()
             },
             c.filtered,
-            lost_k
+            lost_k,
+            match end {
+                Some(_) if t.not_stored_packets > 0 || t.overwritten_bytes > 0 => format!(
+                    " | not stored {} pkts{}",
+                    t.not_stored_packets,
+                    if t.overwritten_bytes > 0 {
+                        format!(" + {} bytes overwritten before they could be", t.overwritten_bytes)
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => String::new(),
+            }
         );
         if let Some(j) = &mut self.json {
             use std::io::Write;
@@ -244,6 +305,21 @@ impl Stats {
             if final_ {
                 if let (Some(v), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
                     v.extend(extra.clone());
+                }
+            }
+            if let Some((e, _, last)) = end {
+                let x = serde_json::json!({
+                    "exit_status": e.status,
+                    "exit_reason": e.reason,
+                    "not_stored_packets": t.not_stored_packets,
+                    "not_stored_bytes": t.not_stored_bytes,
+                    "overwritten_bytes": t.overwritten_bytes,
+                    "last_file": last.map(|l| l.path.display().to_string()),
+                    "last_file_isb": last.map(|l| l.isb),
+                    "last_file_renamed": last.map(|l| l.renamed),
+                });
+                if let (Some(m), serde_json::Value::Object(x)) = (v.as_object_mut(), x) {
+                    m.extend(x);
                 }
             }
             writeln!(j, "{v}").context("writing --stats-json")?;
@@ -293,9 +369,91 @@ fn parse_meta(data: &[u8], format: u32) -> BlockMeta {
     m
 }
 
-enum Outcome {
-    Done,
-    DiskFull(DiskFull),
+/// Why the main loop stopped.
+enum Stop {
+    /// End of stream (source finished, device gone, listener killed).
+    End,
+    /// SIGINT/SIGTERM (the signal) or --duration (None).
+    Requested(Option<i32>),
+    /// The capture directory failed.
+    Failed(StorageFailed),
+}
+
+/// A storage failure, or the error itself.
+fn storage_failed(e: anyhow::Error) -> Result<StorageFailed> {
+    e.downcast::<StorageFailed>()
+}
+
+/// Stores (or, once the storage failed or with nothing to store to,
+/// counts) the published bytes hpcapdd had not consumed when it let go of
+/// the stream. Whole blocks a resumed named listener finds already stored
+/// by its predecessor (`skip`) are skipped, as in the main loop.
+fn drain(
+    reader: &BlockReader,
+    sink: &mut Option<DirSink>,
+    left: Leftover,
+    mut failure: Option<StorageFailed>,
+    t: &mut Totals,
+    format: u32,
+    mut skip: Option<&mut recover::ResumeSkip>,
+) -> Result<Option<StorageFailed>> {
+    let bs = reader.source().block_size();
+    let mut off = left.start;
+    while off < left.end {
+        let len = (left.end - off).min(bs - off % bs);
+        let data = reader.leftover_data(off, len as usize);
+        if let Some(sk) = skip.as_deref_mut() {
+            if len == bs && off.is_multiple_of(bs) && sk.already_stored(data)? {
+                off += len;
+                continue;
+            }
+        }
+        let m = if len == bs {
+            block_meta(data, format)
+        } else {
+            parse_meta(data, format)
+        };
+        // Stream offsets of blocks are multiples of the block size; a
+        // listener's cursor always is one.
+        let mut stored = failure.is_none() && off.is_multiple_of(bs);
+        if stored {
+            if let Some(s) = sink.as_mut() {
+                let r = if len == bs {
+                    s.write_block(data, &m)
+                } else {
+                    s.write_partial(data, &m)
+                };
+                if let Err(e) = r {
+                    failure = Some(storage_failed(e)?);
+                    stored = false;
+                }
+            }
+        }
+        if !reader.leftover_intact(&left, off)? {
+            if stored {
+                if let Some(s) = sink.as_mut() {
+                    s.undo_last_block()?;
+                }
+            }
+            t.overwritten_bytes += left.end - off;
+            eprintln!(
+                "hpcapdd: warning: {} published bytes were overwritten before they could be \
+                 stored (another listener let the capture lap this one after it stopped)",
+                left.end - off
+            );
+            break;
+        }
+        if stored {
+            t.blocks += 1;
+            t.packets += m.packets;
+            t.bytes += bs;
+        } else {
+            t.not_stored_packets += m.packets;
+            t.not_stored_bytes += len;
+        }
+        off += len;
+    }
+    Ok(failure)
 }
 
 /// Finishes the orphans a killed hpcapdd left in `dir` and reports them.
@@ -318,7 +476,7 @@ fn recover_orphans(dir: &std::path::Path, src: &Source) -> Result<Vec<recover::O
     Ok(orphans)
 }
 
-fn run(args: &Args) -> Result<Outcome> {
+fn run(args: &Args) -> Result<i32> {
     let src = Source::open(&args.source)
         .with_context(|| format!("opening the source {}", args.source.display()))?;
     // Before attaching: a predecessor's orphan must be finished (and its
@@ -421,22 +579,18 @@ fn run(args: &Args) -> Result<Outcome> {
     let kill_after = std::env::var("HPCAPDD_TEST_KILL_AFTER_BLOCKS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok());
-    let mut outcome = Outcome::Done;
-    loop {
-        if stop_requested().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
-            let (_, partial) = reader.partial_block()?;
-            if !partial.is_empty() {
-                let m = parse_meta(partial, format);
-                t.packets += m.packets;
-                t.blocks += 1;
-                t.bytes += info.block_size;
-                if let Some(s) = &mut sink {
-                    if let Err(e) = s.write_partial(partial, &m) {
-                        outcome = disk_full_or(e)?;
-                    }
-                }
-            }
-            break;
+    // The stream ended (a storage failure while storing its last partial
+    // block is then not something a successor could resume).
+    let mut ended = false;
+    // Whether the block returned last was stored (acknowledged when
+    // letting go of the stream) or must still be stored or counted.
+    let mut consumed_last = true;
+    let stop = loop {
+        if let Some(sig) = stop_requested() {
+            break Stop::Requested(Some(sig));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break Stop::Requested(None);
         }
         if let (Some(s), Some(ix)) = (&mut sink, &index) {
             for p in s.take_closed() {
@@ -444,7 +598,7 @@ fn run(args: &Args) -> Result<Outcome> {
             }
         }
         let files = sink.as_ref().map_or(0, |s| s.files_done());
-        stats.report(&reader, &t, files, false)?;
+        stats.report(&reader, &t, files, None)?;
         if let Some(s) = &mut sink {
             // Counters for the statistics block of files closed by rotation.
             if let Ok(st) = reader.source().stats() {
@@ -466,8 +620,8 @@ fn run(args: &Args) -> Result<Outcome> {
                     None => Ok(()),
                 };
                 if let Err(e) = res {
-                    outcome = disk_full_or(e)?;
-                    break;
+                    consumed_last = false;
+                    break Stop::Failed(storage_failed(e)?);
                 }
                 if !reader.validate()? {
                     // Overwritten while we wrote it: take it back.
@@ -488,33 +642,112 @@ fn run(args: &Args) -> Result<Outcome> {
             }
             NextBlock::Timeout => {
                 if let Some(s) = &mut sink {
-                    s.idle(now_ns())?;
+                    if let Err(e) = s.idle(now_ns()) {
+                        break Stop::Failed(storage_failed(e)?);
+                    }
                 }
             }
             NextBlock::End { partial, .. } => {
-                if !partial.is_empty() {
-                    let m = parse_meta(partial, format);
-                    t.packets += m.packets;
-                    t.blocks += 1;
-                    t.bytes += info.block_size;
-                    if let Some(s) = &mut sink {
-                        if let Err(e) = s.write_partial(partial, &m) {
-                            outcome = disk_full_or(e)?;
-                        }
+                if partial.is_empty() {
+                    break Stop::End;
+                }
+                let m = parse_meta(partial, format);
+                let r = match &mut sink {
+                    Some(s) => s.write_partial(partial, &m),
+                    None => Ok(()),
+                };
+                match r {
+                    Ok(()) => {
+                        t.packets += m.packets;
+                        t.blocks += 1;
+                        t.bytes += info.block_size;
+                        break Stop::End;
+                    }
+                    Err(e) => {
+                        t.not_stored_packets += m.packets;
+                        t.not_stored_bytes += partial.len() as u64;
+                        ended = true;
+                        break Stop::Failed(storage_failed(e)?);
                     }
                 }
-                break;
             }
         }
-    }
-    let stats_now = reader.source().stats().unwrap_or(abi::Stats::ZERO);
+    };
+    // Let go of the stream and store (or count) what was published for us.
+    // A named listener whose storage failed keeps its place instead (see
+    // below).
+    let mut lingers = None;
+    let (failure, reason) = match stop {
+        Stop::End => {
+            // A named listener must not linger after the end of stream.
+            reader.detach();
+            (None, "end of stream".to_string())
+        }
+        Stop::Requested(sig) => {
+            // Detaches: a named listener must not linger after a clean stop.
+            let left = reader.let_go(consumed_last, SETTLE)?;
+            let f = drain(
+                &reader,
+                &mut sink,
+                left,
+                None,
+                &mut t,
+                format,
+                skip.as_mut(),
+            )?;
+            let why = match sig {
+                Some(libc::SIGINT) => "stopped by SIGINT".to_string(),
+                Some(libc::SIGTERM) => "stopped by SIGTERM".to_string(),
+                Some(s) => format!("stopped by signal {s}"),
+                None => "--duration reached".to_string(),
+            };
+            (f, why)
+        }
+        Stop::Failed(f) if args.name.is_some() && !ended => {
+            // A named listener does not let go: it lingers when this
+            // process exits, holding everything from the first block not
+            // stored (not acknowledged) on, so that a new `hpcapdd --name`
+            // on other storage resumes exactly there. Nothing is counted
+            // as not stored: it is kept, not lost (if nobody resumes it
+            // within the linger time, the source counts what its expiry
+            // costs).
+            lingers = Some(reader.last_wait().read_offset);
+            (Some(f), String::new())
+        }
+        Stop::Failed(f) => {
+            let left = reader.let_go(consumed_last, SETTLE)?;
+            let f = drain(
+                &reader,
+                &mut sink,
+                left,
+                Some(f),
+                &mut t,
+                format,
+                skip.as_mut(),
+            )?;
+            if ended {
+                reader.detach();
+            }
+            (f, String::new())
+        }
+    };
+    let snap = reader.source().stats().unwrap_or(abi::Stats::ZERO);
+    let counters = (snap.counters, snap.nic_valid);
+    let mut failure = failure;
+    let mut how = String::new();
     if let Some(s) = &mut sink {
-        if let Err(e) = s.close(&(stats_now.counters, stats_now.nic_valid), reader.losses()) {
-            if matches!(outcome, Outcome::Done) {
-                outcome = disk_full_or(e)?;
+        s.set_not_stored(t.not_stored_packets);
+        if failure.is_none() {
+            if let Err(e) = s.close(&counters, reader.losses()) {
+                failure = Some(storage_failed(e)?);
             }
         }
+        if failure.is_some() {
+            how = s.close_failed(&counters);
+        }
     }
+    // Every file completed (rotation, the end, a storage failure) goes to
+    // the indexer; it indexes the backlog before hpcapdd exits.
     if let Some(ix) = &mut index {
         if let Some(s) = &mut sink {
             for p in s.take_closed() {
@@ -522,11 +755,6 @@ fn run(args: &Args) -> Result<Outcome> {
             }
         }
         ix.finish();
-    }
-    if matches!(outcome, Outcome::Done) {
-        // A clean stop (signal, --duration, end of stream): a named
-        // listener must not linger.
-        reader.detach();
     }
     if let Some(sk) = &skip {
         if sk.skipped > 0 {
@@ -542,10 +770,53 @@ fn run(args: &Args) -> Result<Outcome> {
         "resumed": reader.resumed(),
         "start_offset": reader.start_offset(),
         "skipped_blocks": skip.as_ref().map_or(0, |s| s.skipped),
+        "lingering_at": lingers,
     });
+    let end = match failure {
+        None => End {
+            status: 0,
+            reason,
+            failure: None,
+        },
+        Some(f) => End {
+            status: if f.kind == Failure::DiskFull {
+                EXIT_DISK_FULL
+            } else {
+                EXIT_STORAGE
+            },
+            reason: format!(
+                "{}{f}",
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("{reason}, then ")
+                }
+            ),
+            failure: Some((f, how)),
+        },
+    };
     let files = sink.as_ref().map_or(0, |s| s.files_done());
-    stats.report(&reader, &t, files, true)?;
-    Ok(outcome)
+    let last = sink.as_ref().and_then(|s| s.last_file().cloned());
+    stats.report(&reader, &t, files, Some((&end, &snap, last.as_ref())))?;
+    if let Some((f, how)) = &end.failure {
+        eprintln!("hpcapdd: error: {f}; {how}");
+        if t.not_stored_packets > 0 {
+            eprintln!(
+                "hpcapdd: {} published frames ({} bytes) were not stored",
+                t.not_stored_packets, t.not_stored_bytes
+            );
+        }
+    }
+    if let (Some(at), Some(name)) = (lingers, &args.name) {
+        eprintln!(
+            "hpcapdd: the named listener {name:?} lingers at stream offset {at} for {} s: \
+             `hpcapdd --name {name} {} DIR` on working storage resumes there and loses nothing",
+            args.linger
+                .map_or(u64::from(abi::LINGER_DEFAULT_MS / 1000), |d| d.as_secs()),
+            args.source.display()
+        );
+    }
+    Ok(end.status)
 }
 
 /// The host name (default probe name).
@@ -557,22 +828,11 @@ fn hostname() -> String {
         .unwrap_or_else(|| "probe".into())
 }
 
-fn disk_full_or(e: anyhow::Error) -> Result<Outcome> {
-    match e.downcast::<DiskFull>() {
-        Ok(d) => Ok(Outcome::DiskFull(d)),
-        Err(e) => Err(e),
-    }
-}
-
 fn main() {
     let args = Args::parse();
     hpcap::util::install_stop_handlers();
     match run(&args) {
-        Ok(Outcome::Done) => {}
-        Ok(Outcome::DiskFull(d)) => {
-            eprintln!("hpcapdd: error: {d}");
-            std::process::exit(EXIT_DISK_FULL);
-        }
+        Ok(status) => std::process::exit(status),
         Err(e) => {
             eprintln!("hpcapdd: error: {e:#}");
             if let Some(h) = hpcap::device_hint(e.chain(), &format!("{e:#}")) {

@@ -31,19 +31,59 @@ pub(crate) struct RotateCfg {
     pub(crate) min_free: Option<f64>,
 }
 
-/// The file system ran out of space; the current file was closed validly.
+/// What went wrong with the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No space left (ENOSPC, EDQUOT).
+    DiskFull,
+    /// The storage failed: an I/O error (EIO), a file system gone
+    /// read-only (EROFS), a device gone (ENXIO, ENODEV), a corrupted file
+    /// system (EUCLEAN).
+    Storage,
+}
+
+impl Failure {
+    /// The kind of failure an OS error means for the capture directory,
+    /// if it is one of those.
+    pub(crate) fn of(e: &std::io::Error) -> Option<Self> {
+        match e.raw_os_error()? {
+            libc::ENOSPC | libc::EDQUOT => Some(Self::DiskFull),
+            libc::EIO | libc::EROFS | libc::ENXIO | libc::ENODEV | libc::EUCLEAN => {
+                Some(Self::Storage)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The capture directory cannot take more data. The current file (if any)
+/// was cut back to its last complete block and is still open: the caller
+/// counts what it could not store and then closes it with
+/// [`DirSink::close_failed`].
 #[derive(Debug)]
-pub(crate) struct DiskFull {
+pub(crate) struct StorageFailed {
+    pub(crate) kind: Failure,
     msg: String,
 }
 
-impl std::fmt::Display for DiskFull {
+impl std::fmt::Display for StorageFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.msg)
     }
 }
 
-impl std::error::Error for DiskFull {}
+impl std::error::Error for StorageFailed {}
+
+/// How the last file was left.
+#[derive(Debug, Clone)]
+pub(crate) struct LastFile {
+    /// Where it is (the hidden name if it could not be renamed).
+    pub(crate) path: PathBuf,
+    /// It ends with an Interface Statistics Block.
+    pub(crate) isb: bool,
+    /// Renamed to its final name.
+    pub(crate) renamed: bool,
+}
 
 /// A page-aligned heap buffer (O_DIRECT needs aligned memory).
 struct Aligned {
@@ -114,12 +154,13 @@ pub(crate) struct DirSink {
     /// The source's latest counters, for the statistics block of files
     /// closed by rotation.
     counters: Option<(CaptureStats, u32)>,
+    /// Frames hpcapdd itself could not store (counted as dropped by the
+    /// operating system in statistics blocks).
+    not_stored: u64,
+    /// The file closed last.
+    last: Option<LastFile>,
     /// Files completed (renamed) since the last [`DirSink::take_closed`].
     closed: Vec<PathBuf>,
-}
-
-fn is_enospc(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 fn pwrite_all(f: &File, data: &[u8], mut off: u64) -> std::io::Result<()> {
@@ -178,6 +219,8 @@ impl DirSink {
             files_done: 0,
             usrdeliv: 0,
             counters: None,
+            not_stored: 0,
+            last: None,
             closed: Vec::new(),
         })
     }
@@ -192,7 +235,22 @@ impl DirSink {
         self.files_done
     }
 
-    /// Paths of the files completed since the last call (for the indexer).
+    /// Frames hpcapdd could not store, for the statistics blocks.
+    pub(crate) fn set_not_stored(&mut self, n: u64) {
+        self.not_stored = n;
+    }
+
+    /// The file closed last and how it was left.
+    pub(crate) fn last_file(&self) -> Option<&LastFile> {
+        self.last.as_ref()
+    }
+
+    /// Paths of the files completed since the last call (for the indexer):
+    /// every file that was renamed to its final name, whether closed by
+    /// rotation, at the end, or after a storage failure. A file left
+    /// hidden is not complete; `hpcap-check --repair` or the next
+    /// hpcapdd's orphan recovery finishes it, and `hpcap-index DIR`
+    /// indexes it then.
     pub(crate) fn take_closed(&mut self) -> Vec<PathBuf> {
         std::mem::take(&mut self.closed)
     }
@@ -227,7 +285,9 @@ impl DirSink {
     fn open(&mut self, first_ts: u64) -> Result<()> {
         self.retention(true)?;
         let (sub, hidden, fin) = self.names(first_ts);
-        std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+        if let Err(e) = std::fs::create_dir_all(&sub) {
+            return Err(self.failed_to_open(&sub, e));
+        }
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true).mode(0o644);
         let file = if self.direct {
@@ -243,14 +303,18 @@ impl DirSink {
                     }
                     self.direct = false;
                     let _ = std::fs::remove_file(&hidden);
-                    opts.open(&hidden)
-                        .with_context(|| format!("creating {}", hidden.display()))?
+                    match opts.open(&hidden) {
+                        Ok(f) => f,
+                        Err(e) => return Err(self.failed_to_open(&hidden, e)),
+                    }
                 }
-                Err(e) => return Err(e).with_context(|| format!("creating {}", hidden.display())),
+                Err(e) => return Err(self.failed_to_open(&hidden, e)),
             }
         } else {
-            opts.open(&hidden)
-                .with_context(|| format!("creating {}", hidden.display()))?
+            match opts.open(&hidden) {
+                Ok(f) => f,
+                Err(e) => return Err(self.failed_to_open(&hidden, e)),
+            }
         };
         // Held while the file is written, so that an hpcapdd starting
         // meanwhile knows it is not an orphan (see recover.rs); released
@@ -281,20 +345,32 @@ impl DirSink {
             a.as_mut().copy_from_slice(&hdr);
             if let Err(e) = pwrite_all(&f.file, a.as_ref(), 0) {
                 let _ = std::fs::remove_file(&f.hidden);
-                if is_enospc(&e) {
-                    return Err(anyhow!(DiskFull {
-                        msg: format!(
-                            "disk full: no room for a new file in {}; every earlier file is complete",
-                            self.dir.display()
-                        ),
-                    }));
-                }
-                return Err(e).with_context(|| format!("writing {}", f.hidden.display()));
+                return Err(self.failed_to_open(&f.hidden, e));
             }
             f.size = FILE_HEADER_LEN as u64;
         }
         self.cur = Some(f);
         Ok(())
+    }
+
+    /// A new file could not be created or started: a storage failure (no
+    /// file is open, every earlier file is complete) or another error.
+    fn failed_to_open(&self, path: &Path, e: std::io::Error) -> anyhow::Error {
+        match Failure::of(&e) {
+            Some(kind) => anyhow!(StorageFailed {
+                kind,
+                msg: format!(
+                    "{} creating {}: {e}; every earlier file is complete",
+                    if kind == Failure::DiskFull {
+                        "disk full"
+                    } else {
+                        "storage failed"
+                    },
+                    path.display()
+                ),
+            }),
+            None => anyhow::Error::new(e).context(format!("creating {}", path.display())),
+        }
     }
 
     /// Writes `data` (a whole block, or a padded one) at the end of the
@@ -330,7 +406,26 @@ impl DirSink {
                 f.size += data.len() as u64;
                 Ok(())
             }
-            Err(e) if is_enospc(&e) => Err(anyhow!(self.close_disk_full())),
+            Err(e) if Failure::of(&e).is_some() => {
+                let kind = Failure::of(&e).expect("checked");
+                let f = self.cur.as_ref().expect("open file");
+                // Cut the file back to its last complete block (the failed
+                // write may have left part of the block); it stays open
+                // until the caller has counted what it could not store.
+                let _ = f.file.set_len(f.size);
+                Err(anyhow!(StorageFailed {
+                    kind,
+                    msg: format!(
+                        "{} writing {}: {e}",
+                        if kind == Failure::DiskFull {
+                            "disk full"
+                        } else {
+                            "storage failed"
+                        },
+                        f.hidden.display()
+                    ),
+                }))
+            }
             Err(e) => {
                 let p = self.cur.as_ref().map(|f| f.hidden.display().to_string());
                 Err(e).with_context(|| format!("writing {}", p.unwrap_or_default()))
@@ -338,50 +433,140 @@ impl DirSink {
         }
     }
 
-    /// The disk is full: cut the current file back to its last whole block,
-    /// end it as validly as the space allows, publish it.
-    fn close_disk_full(&mut self) -> DiskFull {
+    /// After a storage failure: ends the current file as validly as the
+    /// storage still allows (statistics block, sync, rename, each tried)
+    /// and says how it was left.
+    pub(crate) fn close_failed(&mut self, counters: &(CaptureStats, u32)) -> String {
+        // Only the file closed here carries the final statistics: not one
+        // closed earlier by rotation (when the next file could not be
+        // created, none does).
+        self.last = None;
         let Some(f) = self.cur.take() else {
-            return DiskFull {
-                msg: "disk full".into(),
-            };
+            return "no file was open (every earlier file is complete; none has the final statistics)"
+                .into();
         };
-        let _ = f.file.set_len(f.size);
-        let mut note = String::new();
-        if !self.raw {
-            // Try the ISB; without room the file still ends at a block
-            // boundary, which is valid pcapng.
-            let isb = IsbInfo {
-                ts_ns: f.last_ts,
-                start_ns: Some(f.first_ts),
-                end_ns: Some(f.last_ts),
-                usrdeliv: Some(f.packets),
-                ..IsbInfo::default()
-            };
-            let ok = isb_trailer(&isb, 4096).ok().is_some_and(|t| {
-                let mut a = Aligned::new(4096);
-                a.as_mut().copy_from_slice(&t);
-                pwrite_all(&f.file, a.as_ref(), f.size).is_ok()
-            });
-            if !ok {
+        if f.blocks == 0 {
+            // Nothing stored in it. A pcapng file that can still take its
+            // statistics block is kept: no packets, but the count of those
+            // not stored. Otherwise (RAW, or no room) an empty or
+            // header-only file helps nobody: remove it if the storage
+            // still lets us.
+            if !self.raw {
                 let _ = f.file.set_len(f.size);
-                note = " (no room left for the closing statistics block)".into();
+                let kept = self
+                    .isb_for(&f, Some(counters), (0, 0))
+                    .ok()
+                    .is_some_and(|t| {
+                        let mut a = Aligned::new(4096);
+                        a.as_mut().copy_from_slice(&t);
+                        pwrite_all(&f.file, a.as_ref(), f.size).is_ok()
+                    })
+                    && f.file.sync_all().is_ok()
+                    && std::fs::rename(&f.hidden, &f.final_path).is_ok();
+                if kept {
+                    self.files_done += 1;
+                    self.closed.push(f.final_path.clone());
+                    self.last = Some(LastFile {
+                        path: f.final_path.clone(),
+                        isb: true,
+                        renamed: true,
+                    });
+                    return format!(
+                        "{} closed validly with no packets, only the statistics block",
+                        f.final_path.display()
+                    );
+                }
             }
+            return match std::fs::remove_file(&f.hidden) {
+                Ok(()) => format!("{} removed (it held no block)", f.hidden.display()),
+                Err(e) => format!(
+                    "{} holds no block and could not be removed ({e}); remove it, or run \
+                     hpcap-check --repair on it, once the file system works",
+                    f.hidden.display()
+                ),
+            };
         }
-        let _ = f.file.sync_all();
-        if std::fs::rename(&f.hidden, &f.final_path).is_ok() {
+        let _ = f.file.set_len(f.size);
+        let isb = !self.raw
+            && self
+                .isb_for(&f, Some(counters), (0, 0))
+                .ok()
+                .is_some_and(|t| {
+                    let mut a = Aligned::new(4096);
+                    a.as_mut().copy_from_slice(&t);
+                    pwrite_all(&f.file, a.as_ref(), f.size).is_ok()
+                });
+        if !isb {
+            let _ = f.file.set_len(f.size);
+        }
+        let synced = f.file.sync_all().is_ok();
+        let renamed = synced && std::fs::rename(&f.hidden, &f.final_path).is_ok();
+        let (path, how) = if renamed {
+            self.files_done += 1;
             self.closed.push(f.final_path.clone());
+            (
+                f.final_path.clone(),
+                format!(
+                    "{} closed validly with {} packets in {} blocks{}",
+                    f.final_path.display(),
+                    f.packets,
+                    f.blocks,
+                    if isb || self.raw {
+                        ""
+                    } else {
+                        " (no statistics block: no room left for it)"
+                    }
+                ),
+            )
+        } else {
+            (
+                f.hidden.clone(),
+                format!(
+                    "{} left unfinished ({}) with {} packets in {} blocks: \
+                     finish it with hpcap-check --repair once the file system works",
+                    f.hidden.display(),
+                    if synced {
+                        "cannot rename it"
+                    } else {
+                        "cannot sync it"
+                    },
+                    f.packets,
+                    f.blocks
+                ),
+            )
+        };
+        self.last = Some(LastFile { path, isb, renamed });
+        how
+    }
+
+    /// The closing statistics block of file `f`.
+    fn isb_for(
+        &self,
+        f: &OpenFile,
+        counters: Option<&(CaptureStats, u32)>,
+        losses: (u64, u64),
+    ) -> Result<Vec<u8>> {
+        let mut isb = IsbInfo {
+            ts_ns: f.last_ts,
+            start_ns: Some(f.first_ts),
+            end_ns: Some(f.last_ts),
+            usrdeliv: Some(self.usrdeliv),
+            ..IsbInfo::default()
+        };
+        if let Some((c, nic_valid)) = counters.or(self.counters.as_ref()) {
+            // Without the NIC's missed counter, ifrecv and ifdrop are
+            // unknown and left out rather than written as 0.
+            let (ifrecv, ifdrop, osdrop, accept) = c.isb_counters(*nic_valid);
+            isb.ifrecv = ifrecv;
+            isb.ifdrop = ifdrop;
+            // Dropped by the capture system: by the source, and by
+            // hpcapdd when it could not store published frames.
+            isb.osdrop = Some(osdrop + self.not_stored);
+            isb.filteraccept = Some(accept);
+        } else {
+            isb.osdrop = Some(losses.1 + self.not_stored);
         }
-        self.files_done += 1;
-        DiskFull {
-            msg: format!(
-                "disk full in {}: {} closed validly with {} packets in {} blocks{note}",
-                self.dir.display(),
-                f.final_path.display(),
-                f.packets,
-                f.blocks
-            ),
-        }
+        Ok(isb_trailer(&isb, 4096)?)
     }
 
     fn rotate_due(&self, m: &BlockMeta, len: u64) -> bool {
@@ -483,59 +668,40 @@ impl DirSink {
         let Some(f) = self.cur.take() else {
             return Ok(());
         };
+        let mut isb = false;
         if !self.raw {
-            let mut isb = IsbInfo {
-                ts_ns: f.last_ts,
-                start_ns: Some(f.first_ts),
-                end_ns: Some(f.last_ts),
-                usrdeliv: Some(self.usrdeliv),
-                ..IsbInfo::default()
-            };
-            if let Some((c, nic_valid)) = counters.or(self.counters.as_ref()) {
-                // Without the NIC's missed counter, ifrecv and ifdrop are
-                // unknown and left out rather than written as 0.
-                let (ifrecv, ifdrop, osdrop, accept) = c.isb_counters(*nic_valid);
-                isb.ifrecv = ifrecv;
-                isb.ifdrop = ifdrop;
-                isb.osdrop = Some(osdrop);
-                isb.filteraccept = Some(accept);
-            } else {
-                isb.osdrop = Some(losses.1);
-            }
-            let t = isb_trailer(&isb, 4096)?;
+            let t = self.isb_for(&f, counters, losses)?;
             let mut a = Aligned::new(4096);
             a.as_mut().copy_from_slice(&t);
             if let Err(e) = pwrite_all(&f.file, a.as_ref(), f.size) {
-                let _ = f.file.set_len(f.size);
-                let _ = f.file.sync_all();
-                if std::fs::rename(&f.hidden, &f.final_path).is_ok() {
-                    self.closed.push(f.final_path.clone());
-                }
-                self.files_done += 1;
-                if is_enospc(&e) {
-                    return Err(anyhow!(DiskFull {
-                        msg: format!(
-                            "disk full in {}: {} closed validly without its statistics block",
-                            self.dir.display(),
-                            f.final_path.display()
-                        ),
-                    }));
-                }
-                return Err(e).with_context(|| format!("writing {}", f.hidden.display()));
+                // Valid without it: the file ends at a block boundary.
+                let what = format!("writing the statistics block of {}", f.hidden.display());
+                self.cur = Some(f);
+                return Err(failed_closing(e, &what));
             }
+            isb = true;
         }
-        f.file
-            .sync_all()
-            .with_context(|| format!("syncing {}", f.hidden.display()))?;
-        std::fs::rename(&f.hidden, &f.final_path).with_context(|| {
-            format!(
+        if let Err(e) = f.file.sync_all() {
+            let what = format!("syncing {}", f.hidden.display());
+            self.cur = Some(f);
+            return Err(failed_closing(e, &what));
+        }
+        if let Err(e) = std::fs::rename(&f.hidden, &f.final_path) {
+            let what = format!(
                 "renaming {} to {}",
                 f.hidden.display(),
                 f.final_path.display()
-            )
-        })?;
+            );
+            self.cur = Some(f);
+            return Err(failed_closing(e, &what));
+        }
         self.closed.push(f.final_path.clone());
         self.files_done += 1;
+        self.last = Some(LastFile {
+            path: f.final_path.clone(),
+            isb,
+            renamed: true,
+        });
         self.retention(false)?;
         Ok(())
     }
@@ -615,6 +781,26 @@ impl DirSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Closing the current file failed (`what` it was doing): a storage
+/// failure leaves the file open for [`DirSink::close_failed`] (after the
+/// caller counted what it could not store); other errors are plain errors.
+fn failed_closing(e: std::io::Error, what: &str) -> anyhow::Error {
+    match Failure::of(&e) {
+        Some(kind) => anyhow!(StorageFailed {
+            kind,
+            msg: format!(
+                "{} {what}: {e}",
+                if kind == Failure::DiskFull {
+                    "disk full"
+                } else {
+                    "storage failed"
+                }
+            ),
+        }),
+        None => anyhow::Error::new(e).context(what.to_string()),
     }
 }
 
