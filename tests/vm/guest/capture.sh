@@ -6,7 +6,9 @@
 # duration (times.json). Parameters come from the environment (set by
 # hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e), VF_MAC,
 # VF_VLAN, BUFFER_MB, BLOCK_KB, CONSUMERS, SNAPLEN, FORMAT (0 pcapng, 1 raw),
-# RING, RX_BUF, HPCAPDD_ARGS.
+# RING, RX_BUF, HPCAPDD_ARGS, DURING (a case script run next to hpcapdd while
+# the frames arrive: its output in during.txt, its status in during.rc; the
+# capture fails if it fails).
 #   hpcap:   hpcap.ko bound to the port, hpcapdd on the virtio disk;
 #            counters in hpcap-stats.json.
 #   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e) and
@@ -153,7 +155,20 @@ wait_listeners "$dev" 1
 [ ! -f /host/model.json ] || cp /host/model.json "$HPCAP_OUT/model-before.json"
 t_start
 inject_start
+during=''
+if [ -n "$DURING" ]; then
+	# A subshell: it sees the case's variables (env.sh), exported or not.
+	(HPCAP_DEV=$dev && . "/opt/hpcap/lib/cases/$DURING.sh") >"$HPCAP_OUT/during.txt" 2>&1 </dev/null &
+	during=$!
+fi
 inject_wait 3600
+drc=0
+if [ -n "$during" ]; then
+	wait $during || drc=$?
+	echo "$drc" >"$HPCAP_OUT/during.rc"
+	echo "$DURING: exit status $drc"
+	cat "$HPCAP_OUT/during.txt"
+fi
 wait_drained "$dev"
 sleep 1
 t_end
@@ -167,4 +182,5 @@ hpcapctl stats --json "$dev" >"$HPCAP_OUT/hpcap-stats.json"
 echo "$bdf" >/sys/bus/pci/drivers/hpcap/unbind
 rmmod hpcap
 cp -r /mnt/disk/capture/. "$HPCAP_OUT/out/"
+[ "$drc" = 0 ] || exit "$drc"
 exit $rc

@@ -12,17 +12,26 @@
 //! OFFSET of a PCI memory BAR, through its sysfs `resourceN` file (mapped:
 //! those files cannot be read; the guest has no /dev/mem).
 //!
-//! `hpcap-abi-probe --hold DEVICE`: attaches a blocking listener and never
-//! reads (a stalled consumer holding the producer back), until killed.
+//! `hpcap-abi-probe --hold DEVICE [map]`: attaches a blocking listener and
+//! never reads (a stalled consumer holding the producer back), until
+//! killed; with `map` it also maps the buffer and keeps touching it.
 //!
 //! `hpcap-abi-probe --security DEVICE [ROUNDS PER READY_FILE]`: what one
 //! process with access to the device can do to others (see `security.rs`);
 //! it creates READY_FILE when it needs traffic.
+//!
+//! `hpcap-abi-probe --fuzz DEVICE CALLS SEED [nobody] [spare]`: a seeded
+//! ioctl/mmap/read/poll fuzzer (see `fuzz.rs`).
+//!
+//! `hpcap-abi-probe --storm DEVICE ROUNDS`: a listener open/attach/map/close
+//! storm from two threads (see `storm.rs`).
 
 use hpcap_core::abi;
 use std::ffi::CString;
 
+mod fuzz;
 mod security;
+mod storm;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -128,8 +137,13 @@ fn bar32_mode(resource: &str, offset: &str) -> ! {
     std::process::exit(0);
 }
 
-/// Attaches a blocking listener and sleeps until killed.
-fn hold_mode(dev: &str) -> ! {
+/// Attaches a blocking listener and sleeps until killed. With `map`, it
+/// also maps the buffer (twice, read-only) and every 50 ms reads a word of
+/// the next page and polls HPCAP_IOC_WAIT without blocking, whatever
+/// happens to the device meanwhile (the kernel fault campaign unbinds and
+/// removes it under this process; errors are expected then, a crash of
+/// the kernel is not).
+fn hold_mode(dev: &str, map: bool) -> ! {
     let path = CString::new(dev).expect("device path");
     // SAFETY: plain open of a path; read-write so it may block.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
@@ -141,9 +155,54 @@ fn hold_mode(dev: &str) -> ! {
         eprintln!("hpcap-abi-probe: cannot attach to {dev}: errno {}", errno());
         std::process::exit(2);
     }
-    println!("holding {dev} from offset {}", a.start_offset);
+    let mut info = abi::Info::ZERO;
+    let len = if map && ioctl(fd, abi::IOC_INFO, &mut info) >= 0 {
+        info.buffer_size as usize * 2
+    } else {
+        0
+    };
+    let m = if len > 0 {
+        // SAFETY: a read-only shared mapping of our fd, checked below.
+        unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        }
+    } else {
+        libc::MAP_FAILED
+    };
+    if map && m == libc::MAP_FAILED {
+        eprintln!("hpcap-abi-probe: cannot map {dev}: errno {}", errno());
+        std::process::exit(2);
+    }
+    println!(
+        "holding {dev} from offset {}{}",
+        a.start_offset,
+        if map { ", mapped" } else { "" }
+    );
+    let mut page = 0usize;
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
+        if !map {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            continue;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        page = (page + 1) % (len / 4096);
+        // SAFETY: a word inside the mapping, which stays valid until exit.
+        let x = unsafe {
+            (m as *const u8)
+                .add(page * 4096)
+                .cast::<u64>()
+                .read_volatile()
+        };
+        std::hint::black_box(x);
+        let mut w = abi::Wait::default();
+        ioctl(fd, abi::IOC_WAIT, &mut w);
     }
 }
 
@@ -305,10 +364,33 @@ fn main() {
         bar32_mode(&resource, &args.next().unwrap_or_default());
     }
     if first.as_deref() == Some("--hold") {
-        hold_mode(&args.next().unwrap_or_else(|| "/dev/hpcap0".into()));
+        let dev = args.next().unwrap_or_else(|| "/dev/hpcap0".into());
+        hold_mode(&dev, args.next().as_deref() == Some("map"));
     }
     if first.as_deref() == Some("--poll") {
         poll_mode(&args.next().unwrap_or_else(|| "/dev/hpcap0".into()));
+    }
+    if first.as_deref() == Some("--fuzz") {
+        let dev = args.next().unwrap_or_else(|| "/dev/hpcap0".into());
+        let calls = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        let seed = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        let rest: Vec<String> = args.collect();
+        fuzz::run(
+            &dev,
+            calls,
+            seed,
+            rest.iter().any(|a| a == "nobody"),
+            rest.iter().any(|a| a == "spare"),
+        );
+    }
+    if first.as_deref() == Some("--storm") {
+        let dev = args.next().unwrap_or_else(|| "/dev/hpcap0".into());
+        let rounds = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+        storm::run(&dev, rounds);
     }
     if first.as_deref() == Some("--security") {
         let dev = args.next().unwrap_or_else(|| "/dev/hpcap0".into());
