@@ -158,7 +158,8 @@ inject_start
 during=''
 if [ -n "$DURING" ]; then
 	# A subshell: it sees the case's variables (env.sh), exported or not.
-	(HPCAP_DEV=$dev && . "/opt/hpcap/lib/cases/$DURING.sh") >"$HPCAP_OUT/during.txt" 2>&1 </dev/null &
+	# shellcheck disable=SC1090 # the case is named at run time
+	(export HPCAP_DEV="$dev" && . "/opt/hpcap/lib/cases/$DURING.sh") >"$HPCAP_OUT/during.txt" 2>&1 </dev/null &
 	during=$!
 fi
 inject_wait 3600
