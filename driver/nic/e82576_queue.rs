@@ -174,6 +174,16 @@ pub(super) fn write_tail<const SIZE: usize>(bar: &pci::DevresBar<SIZE>, tail: u3
     });
 }
 
+/// Whether the function still answers. A read from a function that is gone
+/// (pulled out, its link lost, memory decoding switched off) completes with
+/// all ones, which a working 82576 does not return for `STATUS` (Linux's
+/// igb makes the same check on `CTRL` after every all-ones register read).
+/// Counters read from a vanished function are such all-ones values, never
+/// frames.
+pub(super) fn present<const SIZE: usize>(bar: &pci::DevresBar<SIZE>) -> bool {
+    with_bar(bar, |b| b.read(STATUS).into_raw() != u32::MAX).unwrap_or(false)
+}
+
 /// Link state from STATUS; link down once the device is gone.
 pub(super) fn link<const SIZE: usize>(bar: &pci::DevresBar<SIZE>) -> Link {
     /// `STATUS.SPEED` values (8.2.2).
@@ -181,6 +191,10 @@ pub(super) fn link<const SIZE: usize>(bar: &pci::DevresBar<SIZE>) -> Link {
     const SPEED_100: u32 = 1;
     with_bar(bar, |b| {
         let s = b.read(STATUS);
+        if s.into_raw() == u32::MAX {
+            // Gone (see `present`).
+            return Link::default();
+        }
         Link {
             up: s.lu().into_bool(),
             mbps: match s.speed().get() {

@@ -310,12 +310,17 @@ impl Nic for Igb {
     fn service(&self) -> Status {
         // Frames dropped for lack of a descriptor (RQDPC, with DROP_EN) or
         // of FIFO space (MPC) are both "missed by the NIC".
+        // A vanished function reads all ones, in STATUS and in the
+        // clear-on-read counters alike: nothing is added then (a real
+        // GPRC cannot reach 2^32 - 1 within one service period).
         let (rx, missed) = self
             .io(|b| {
                 let rx = b.read(GPRC).count().get();
                 let missed = b.read(MPC).count().get() + b.read(RQDPC::at(queue::QUEUE)).count().get();
                 (rx, missed)
             })
+            .ok()
+            .filter(|_| queue::present(&self.bar))
             .unwrap_or((0, 0));
         let add = |total: &AtomicU64, v: u32| total.fetch_add(u64::from(v), Ordering::Relaxed) + u64::from(v);
         Status {

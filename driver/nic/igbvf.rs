@@ -329,8 +329,10 @@ impl Nic for IgbVf {
     }
 
     fn service(&self) -> Status {
-        // VFGPRC wraps: add the difference since the last read.
-        if let Ok(now) = self.io(|b| b.read(VFGPRC).count().get()) {
+        // VFGPRC wraps: add the difference since the last read; nothing
+        // once the function reads all ones (gone, see `queue::present`).
+        let now = self.io(|b| b.read(VFGPRC).count().get());
+        if let Some(now) = now.ok().filter(|_| queue::present(&self.bar)) {
             let last = self.rx_last.swap(now, Ordering::Relaxed);
             self.received
                 .fetch_add(u64::from(now.wrapping_sub(last)), Ordering::Relaxed);

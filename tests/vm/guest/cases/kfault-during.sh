@@ -34,7 +34,10 @@ for fault in ${FAULTS:-rmmod storm fuzz}; do
 				break
 			fi
 			case "$err" in
-			*"in use"* | *busy* | *Busy* | *"temporarily unavailable"*) refused=$((refused + 1)) ;;
+			*"in use"* | *busy* | *Busy* | *"temporarily unavailable"*)
+				[ $refused = 0 ] && echo "rmmod: refused: $err"
+				refused=$((refused + 1))
+				;;
 			*) echo "FAIL rmmod: unexpected error: $err" && bad=$((bad + 1)) ;;
 			esac
 			grep -q '^hpcap ' /proc/modules || { echo "FAIL rmmod: hpcap is gone"; bad=$((bad + 1)); break; }

@@ -16,7 +16,8 @@
 # hpcap` must fail with "in use" and leave the module loaded; once the
 # holders are gone every fifth round it must unload, and is loaded again.
 # After the removal hpcapdd must end by itself (within 30 s) and the holder
-# must still read its mapping. Per round one line "ROUND k kind: ..." and at
+# must still read its mapping. In the surprise kind, the NIC counters of the
+# device (STATS) must not jump while its registers are dead. Per round one line "ROUND k kind: ..." and at
 # the end "REBIND-OK n"; the host checks dmesg for any kernel report.
 set -e
 rounds=${ROUNDS:-15}
@@ -70,10 +71,20 @@ while [ $k -le "$rounds" ]; do
 	unbind) echo "$bdf" >/sys/bus/pci/drivers/hpcap/unbind ;;
 	remove) echo 1 >"/sys/bus/pci/devices/$bdf/remove" ;;
 	surprise)
+		r0=$(hpcap_counter "$dev" nic_received)
 		# COMMAND (offset 4, 16 bits, little-endian) = 0: no memory
 		# decoding, no bus mastering.
 		printf '\000\000' | dd of="$cfg" bs=1 seek=4 count=2 conv=notrunc 2>/dev/null
+		# The service thread reads the NIC's counters every 100 ms: a
+		# vanished function must not add what its dead registers read.
 		sleep 1
+		r1=$(hpcap_counter "$dev" nic_received)
+		status=$(hpcap-abi-probe --bar32 "/sys/bus/pci/devices/$bdf/resource0" 8) || status=unreadable
+		echo "ROUND $k surprise: STATUS reads $status with decoding off; nic_received $r0 -> $r1"
+		if [ $((r1 - r0)) -gt 1000 ]; then
+			echo "ROUND $k surprise: the NIC counters jumped by $((r1 - r0)) frames with the device gone"
+			bad=$((bad + 1))
+		fi
 		echo 1 >"/sys/bus/pci/devices/$bdf/remove"
 		;;
 	esac
@@ -105,7 +116,7 @@ while [ $k -le "$rounds" ]; do
 	echo "ROUND $k $kind: hpcapdd exit $rc$unloaded"
 	k=$((k + 1))
 done
-[ $bad = 0 ] || { echo "REBIND-FAILED: $bad rmmod check(s)"; exit 1; }
+[ $bad = 0 ] || { echo "REBIND-FAILED: $bad check(s)"; exit 1; }
 pci_release "$bdf"
 rmmod hpcap
 echo "REBIND-OK $rounds"
