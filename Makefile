@@ -56,7 +56,7 @@ test:
 # sanitize kernel (tools/kernel/build --variant sanitize: clang, KASAN,
 # kmemleak, lockdep); each fails on any report. Not part of `make test`: the
 # second kernel costs 25+ minutes cold on 2 cores (docs/testing.md).
-SANITIZE_TESTS ?= sanitizers|module_load|capture_(pcapng|raw|longer|vf_pcapng)|abi_errors|listeners_dd|slow_blocking|unbind_while|unprivileged|probe_failure
+SANITIZE_TESTS ?= sanitizers|module_load|capture_(pcapng|raw|longer|vf_pcapng)|abi_errors|listeners_dd|slow_blocking|unbind_while|unprivileged|probe_failure|kfault
 sanitize: deps userspace
 	HPCAP_KERNEL_VARIANT=sanitize tools/kernel/build
 	HPCAP_KERNEL_VARIANT=sanitize tools/kernel/module
