@@ -25,7 +25,7 @@ igbvf)
 	wait_link "$pfdev"
 	echo 0 >"/sys/bus/pci/devices/$pf/sriov_drivers_autoprobe"
 	echo 1 >"/sys/bus/pci/devices/$pf/sriov_numvfs"
-	ip link set "$pfdev" vf 0 mac "$VF_MAC"
+	"$IP" link set "$pfdev" vf 0 mac "$VF_MAC"
 	bdf=$(basename "$(readlink "/sys/bus/pci/devices/$pf/virtfn0")")
 	;;
 *) bdf=$(pci_first igb) ;;
