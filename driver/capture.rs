@@ -46,6 +46,7 @@ use crate::hpcap_core::{
     stats::{
         CaptureStats,
         NicCounters,
+        COUNTER_NAMES,
         NCOUNTERS, //
     }, //
 };
@@ -153,6 +154,8 @@ struct NicState {
     link_mbps: AtomicU32,
     /// NIC resets under the capture (gaps in the stream).
     resets: AtomicU32,
+    /// What the NIC receives (`abi::PROMISC_*`), as the backend achieved it.
+    promisc: AtomicU32,
 }
 
 /// A BPF program verified when it was installed.
@@ -195,6 +198,12 @@ pub(crate) struct Shared {
     /// The device was unbound: no more data will come.
     pub(crate) gone: AtomicBool,
     counters: [ThreadCounters; MAX_CONSUMERS],
+    /// Counted once when capture stopped: the frames left in the ring
+    /// (written after the consumers stopped; single writer).
+    at_stop: ThreadCounters,
+    /// Stream bytes reserved but never published when capture stopped
+    /// (0 unless a consumer left a batch half done).
+    unpublished_at_stop: AtomicU64,
     nic: NicState,
     /// Static description for `HPCAP_IOC_INFO`.
     pub(crate) info: abi::Info,
@@ -230,6 +239,8 @@ impl Shared {
                 filter <- new_spinlock!(None),
                 gone: AtomicBool::new(false),
                 counters <- pin_init::init_zeroed(),
+                at_stop <- pin_init::init_zeroed(),
+                unpublished_at_stop: AtomicU64::new(0),
                 nic: NicState {
                     received: AtomicU64::new(0),
                     missed: AtomicU64::new(0),
@@ -237,6 +248,7 @@ impl Shared {
                     link_up: AtomicBool::new(false),
                     link_mbps: AtomicU32::new(0),
                     resets: AtomicU32::new(0),
+                    promisc: AtomicU32::new(abi::PROMISC_UNKNOWN),
                 },
                 info,
                 started_ns: kthread::now_ns(),
@@ -298,6 +310,8 @@ impl Shared {
         for c in &self.counters {
             total.merge(&c.get());
         }
+        total.merge(&self.at_stop.get());
+        total.bytes_expired = self.listeners.expired_bytes();
         let n = &self.nic;
         total.set_nic(&NicCounters {
             received: n.received.load(Ordering::Relaxed),
@@ -305,6 +319,29 @@ impl Shared {
             valid: 0,
         });
         (total, n.valid.load(Ordering::Relaxed))
+    }
+
+    /// What the NIC receives (`abi::PROMISC_*`).
+    pub(crate) fn promisc(&self) -> u32 {
+        self.nic.promisc.load(Ordering::Relaxed)
+    }
+
+    /// Prints every counter once capture has stopped (unbind, rmmod), so
+    /// the final figures outlive the device: the frames left in the ring
+    /// are counted by then (`dropped_stop`), and the NIC's counters were
+    /// read after its queue was disabled.
+    pub(crate) fn report_final(&self, dev: &kernel::device::Device) {
+        let (c, valid) = self.counters();
+        dev_info!(
+            dev,
+            "{}: final counters: {} nic_valid={} nic_resets={} unpublished_bytes={} commit={}\n",
+            core::str::from_utf8(abi::get_cstr(&self.info.name)).unwrap_or("hpcap"),
+            Report(&c),
+            valid,
+            self.nic_resets(),
+            self.unpublished_at_stop.load(Ordering::Relaxed),
+            self.publish.committed()
+        );
     }
 
     /// Times the NIC was reset under the capture.
@@ -334,6 +371,21 @@ impl Shared {
     }
 }
 
+/// Every counter as `name=value`, in layout order.
+struct Report<'a>(&'a CaptureStats);
+
+impl kernel::fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, v)) in COUNTER_NAMES.iter().zip(self.0.to_array()).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{}={}", name, v)?;
+        }
+        Ok(())
+    }
+}
+
 /// A running capture, type-erased for the PCI driver's data.
 pub(crate) trait Running: Send + Sync {
     /// Stops it in order: the service thread, the consumers, then the
@@ -355,6 +407,27 @@ struct Rx<N: Nic> {
     flush_ns: u64,
 }
 
+impl<N: Nic> Rx<N> {
+    /// Once the consumers and the service thread have stopped: disables
+    /// the NIC's queue (no more DMA), counts the frames it had completed
+    /// that no consumer took (`dropped_stop`), notes what was reserved but
+    /// never published, and reads the NIC's counters a last time, so the
+    /// device's final counters account for every frame the NIC wrote.
+    fn finish(&self) {
+        let (sh, q) = (&*self.shared, &self.queue);
+        q.stop();
+        let left = engine::left_in_ring(q, q.count(), self.engine.consumed(), sh.publish.tail());
+        sh.at_stop.add(&left);
+        let unpublished = sh.publish.reserved().saturating_sub(sh.publish.committed());
+        sh.unpublished_at_stop.store(unpublished, Ordering::Relaxed);
+        let s = q.nic().service();
+        let n = &sh.nic;
+        n.received.store(s.counters.received, Ordering::Relaxed);
+        n.missed.store(s.counters.missed, Ordering::Relaxed);
+        n.valid.store(s.counters.valid & q.caps().counters, Ordering::Relaxed);
+    }
+}
+
 /// A running capture on a backend `N`.
 struct Capture<N: Nic> {
     service: Option<KThread<Service<N>>>,
@@ -367,8 +440,11 @@ impl<N: Nic> Running for Capture<N> {
         // Each KThread drop waits for its thread to leave its loop.
         self.service = None;
         self.consumers.clear();
-        // The last reference: `RxQueue::drop` stops the NIC, then the ring
-        // and the backend go.
+        if let Some(rx) = &self.rx {
+            rx.finish();
+        }
+        // The last reference: the ring and the backend go (the NIC's queue
+        // is already off; `RxQueue::drop` would stop it otherwise).
         self.rx = None;
     }
 }
@@ -679,7 +755,8 @@ impl<N: Nic> Service<N> {
         // Lingering listeners past their deadline stop holding the
         // producer back (an attach by name also frees one it finds
         // expired); the consumers re-read the limit every batch.
-        self.rx.shared.listeners.expire(kthread::mono_ns());
+        let sh = &*self.rx.shared;
+        sh.listeners.expire(kthread::mono_ns(), sh.publish.committed());
         let mut s = self.rx.queue.nic().service();
         if s.reset && self.recover() {
             s = self.rx.queue.nic().service();
@@ -687,6 +764,7 @@ impl<N: Nic> Service<N> {
         let n = &self.rx.shared.nic;
         n.link_up.store(s.link.up, Ordering::Relaxed);
         n.link_mbps.store(s.link.mbps, Ordering::Relaxed);
+        n.promisc.store(s.promisc, Ordering::Relaxed);
         n.received.store(s.counters.received, Ordering::Relaxed);
         n.missed.store(s.counters.missed, Ordering::Relaxed);
         n.valid

@@ -516,6 +516,7 @@ impl OpenFile {
         let (up, mbps) = sh.link();
         info.link_up = u32::from(up);
         info.link_mbps = mbps;
+        info.promisc = sh.promisc();
         session::fill_info(&mut info, &sh.listeners, &sh.publish);
         info
     }

@@ -29,6 +29,7 @@ use kernel::{
 };
 
 pub(crate) mod e82576_queue;
+pub(crate) mod i40e;
 pub(crate) mod iavf;
 pub(crate) mod igb;
 pub(crate) mod igbvf;
@@ -85,6 +86,8 @@ pub(crate) struct Status {
     /// capture calls [`Nic::await_reset`], brings the ring back in step
     /// and calls [`Nic::start_rx`] again.
     pub(crate) reset: bool,
+    /// What the NIC receives (`abi::PROMISC_*`), as the backend achieved it.
+    pub(crate) promisc: u32,
 }
 
 /// A NIC port or VF driven for capture.
@@ -141,6 +144,38 @@ pub(crate) struct Backend {
     pub(crate) abi_kind: u32,
     /// Takes the device over and starts capturing into `shared`.
     pub(crate) start: crate::capture::StartFn,
+}
+
+/// An errno as its name (`EINVAL`), for logs: the test kernel has no
+/// `CONFIG_SYMBOLIC_ERRNAME`, so `{:?}` of an [`Error`] prints a bare
+/// number there.
+pub(crate) struct Errno(pub(crate) Error);
+
+impl kernel::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const NAMES: [(Error, &str); 16] = [
+            (EPERM, "EPERM"),
+            (ENOENT, "ENOENT"),
+            (EIO, "EIO"),
+            (ENOMEM, "ENOMEM"),
+            (EFAULT, "EFAULT"),
+            (EBUSY, "EBUSY"),
+            (EEXIST, "EEXIST"),
+            (ENODEV, "ENODEV"),
+            (EINVAL, "EINVAL"),
+            (ENOSPC, "ENOSPC"),
+            (ERANGE, "ERANGE"),
+            (EPROTO, "EPROTO"),
+            (EOPNOTSUPP, "EOPNOTSUPP"),
+            (ETIMEDOUT, "ETIMEDOUT"),
+            (EAGAIN, "EAGAIN"),
+            (EMSGSIZE, "EMSGSIZE"),
+        ];
+        match NAMES.iter().find(|(e, _)| *e == self.0) {
+            Some((_, name)) => f.write_str(name),
+            None => write!(f, "errno {}", -self.0.to_errno()),
+        }
+    }
 }
 
 /// Reads through `io` until `done` holds, sleeping `step` between reads and

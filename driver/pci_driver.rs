@@ -16,6 +16,7 @@ use crate::capture::{
 use crate::chardev::CharDev;
 use crate::hpcap_core::abi;
 use crate::nic::{
+    i40e,
     iavf,
     igb,
     igbvf,
@@ -57,6 +58,8 @@ devices! {
     0x10c9 => igb::BACKEND,
     0x10ca => igbvf::BACKEND,
     0x154c => iavf::BACKEND,
+    0x1572 => i40e::BACKEND,
+    0x1583 => i40e::BACKEND,
 }
 
 /// Device indices (N of /dev/hpcapN) in use, one bit each.
@@ -187,7 +190,7 @@ fn register_nodes(pdev: &pci::Device<Core<'_>>, name: CString, bus: &CStr, share
     let by_pci = CString::try_from_fmt(fmt!("hpcap/by-pci/{}", bus.to_str().map_err(|_| EINVAL)?))?;
     match KBox::pin_init(CharDev::register(by_pci, shared.clone()), GFP_KERNEL) {
         Ok(n) => nodes.push(n, GFP_KERNEL)?,
-        Err(e) => dev_warn!(pdev, "no /dev/hpcap/by-pci node: {:?}\n", e),
+        Err(e) => dev_warn!(pdev, "no /dev/hpcap/by-pci node: {}\n", crate::nic::Errno(e)),
     }
     Ok(nodes)
 }
@@ -277,20 +280,24 @@ impl pci::Driver for HpcapDriver {
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // The end of the stream is announced once capture has stopped
+        // (`Drop` below), so listeners woken by it find everything that
+        // will ever be published.
         dev_info!(this.pdev, "unbinding {} (hpcap{})\n", this.backend.model, this.index.0);
-        // Sleepers and pollers see the end of the stream (HUP / EOF).
-        this.shared.gone.store(true, Ordering::Release);
-        this.shared.wake_all();
     }
 }
 
 impl Drop for HpcapDevice<'_> {
     fn drop(&mut self) {
-        self.shared.gone.store(true, Ordering::Release);
-        self.shared.wake_all();
         // No new opens, then the capture in order (threads, then the NIC,
         // then the ring); the index goes last (field drop).
         self.nodes.clear();
         self.capture.stop();
+        self.shared.report_final(self.pdev.as_ref());
+        // Sleepers and pollers see the end of the stream (HUP / EOF) only
+        // now: publication is over, nothing is published after they
+        // consumed "the rest".
+        self.shared.gone.store(true, Ordering::Release);
+        self.shared.wake_all();
     }
 }

@@ -21,7 +21,13 @@ use crate::nic::{
     Nic,
     RingConfig, //
 };
-use core::marker::PhantomData;
+use core::{
+    marker::PhantomData,
+    sync::atomic::{
+        AtomicBool,
+        Ordering, //
+    }, //
+};
 use kernel::{
     device::{
         Bound,
@@ -220,6 +226,8 @@ pub(crate) struct RxQueue<N: Nic> {
     nic: N,
     ring: RxRing<N::Format>,
     caps: Caps,
+    /// [`Self::stop`] ran: the NIC's queue is off for good.
+    stopped: AtomicBool,
 }
 
 impl<N: Nic> RxQueue<N> {
@@ -233,7 +241,12 @@ impl<N: Nic> RxQueue<N> {
         buf_size: u32,
     ) -> Result<Self> {
         let ring = RxRing::<N::Format>::new(dev, count, buf_size)?;
-        let q = Self { nic, ring, caps };
+        let q = Self {
+            nic,
+            ring,
+            caps,
+            stopped: AtomicBool::new(false),
+        };
         // On failure `q` drops here, which stops whatever part of the
         // queue `start_rx` enabled.
         q.nic.start_rx(&q.config())?;
@@ -262,6 +275,16 @@ impl<N: Nic> RxQueue<N> {
         self.ring.count()
     }
 
+    /// Stops the NIC's queue for good ([`Nic::stop_rx`]: DMA quiesced);
+    /// the ring stays readable, so what the NIC completed can still be
+    /// counted. Only the first call stops; [`Drop`] calls it too.
+    pub(crate) fn stop(&self) {
+        // Relaxed: teardown is serialised by its caller (the last owner).
+        if !self.stopped.swap(true, Ordering::Relaxed) {
+            self.nic.stop_rx();
+        }
+    }
+
     /// See [`RxRing::mark_not_a_frame`].
     pub(crate) fn mark_not_a_frame(&self, i: u32) -> bool {
         self.ring.mark_not_a_frame(i)
@@ -280,7 +303,7 @@ impl<N: Nic> RxQueue<N> {
 
 impl<N: Nic> Drop for RxQueue<N> {
     fn drop(&mut self) {
-        self.nic.stop_rx();
+        self.stop();
     }
 }
 

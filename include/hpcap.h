@@ -39,7 +39,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define HPCAP_ABI_VERSION 3
+#define HPCAP_ABI_VERSION 4
 #define HPCAP_IOC_MAGIC 'h'
 #define HPCAP_MAX_LISTENERS 16
 
@@ -80,6 +80,16 @@
 #define HPCAP_NIC_RECEIVED (1u << 0)
 #define HPCAP_NIC_MISSED   (1u << 1)
 
+/* hpcap_info.promisc: what the NIC receives, as the driver achieved it. */
+#define HPCAP_PROMISC_UNKNOWN   0u /* not reported (no NIC, not known yet) */
+#define HPCAP_PROMISC_ALL       1u /* every frame on the wire */
+#define HPCAP_PROMISC_MULTICAST 2u /* own unicast, all multicast, broadcast (82576 VF) */
+#define HPCAP_PROMISC_ACKED     3u /* VF: the PF acknowledged the request (granted
+                                    * only to a trusted VF; Linux's PF acknowledges
+                                    * an untrusted VF too without granting) */
+#define HPCAP_PROMISC_REFUSED   4u /* VF: the PF refused: own MAC, broadcast and
+                                    * the VF's multicast groups only */
+
 /* HPCAP_IOC_INFO: what the device is and how its stream is laid out. */
 struct hpcap_info {
 	__u32 abi_version;   /* HPCAP_ABI_VERSION */
@@ -97,7 +107,9 @@ struct hpcap_info {
 	char name[16];       /* "hpcapN", NUL-terminated */
 	char bus_addr[32];   /* PCI address "0000:00:02.0" or the source path */
 	__u64 commit;        /* stream offset of the end of published data */
-	__u64 reserved[4];
+	__u32 promisc;       /* HPCAP_PROMISC_*: what the NIC receives */
+	__u32 reserved0;
+	__u64 reserved[3];
 };
 
 /* HPCAP_IOC_ATTACH: choose the mode of this file's listener. Re-attaches
@@ -144,8 +156,8 @@ struct hpcap_wait {
 /* Capture counters of a device; every frame the driver sees lands in exactly
  * one of stored, filtered or dropped_*: frames_seen = frames_stored +
  * filtered + dropped_ring + dropped_no_space + dropped_lingering +
- * dropped_writer + dropped_no_listener. nic_* are the NIC's own counters
- * (see nic_valid). */
+ * dropped_writer + dropped_no_listener + dropped_stop. nic_* are the NIC's
+ * own counters (see nic_valid). */
 struct hpcap_counters {
 	__u64 frames_seen;
 	__u64 bytes_seen;
@@ -163,6 +175,8 @@ struct hpcap_counters {
 	__u64 nic_received;          /* NIC's good-packets counter */
 	__u64 dropped_no_listener;   /* received while no listener was attached */
 	__u64 dropped_lingering;     /* buffer full: only lingering listeners behind */
+	__u64 dropped_stop;          /* left completed in the ring when capture stopped */
+	__u64 bytes_expired;         /* stream bytes lingering listeners held unread at expiry */
 };
 
 /* One listener as HPCAP_IOC_STATS reports it. */

@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// ABI version reported in [`Info::abi_version`].
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// ioctl "type" byte of every hpcap command.
 pub const IOC_MAGIC: u32 = b'h' as u32;
 /// Listener slots per device (the C header's `HPCAP_MAX_LISTENERS`).
@@ -38,6 +38,24 @@ pub const NIC_IAVF: u32 = 3;
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_SOFT: u32 = 15;
+
+/// [`Info::promisc`]: not reported (no NIC, or not known yet).
+pub const PROMISC_UNKNOWN: u32 = 0;
+/// [`Info::promisc`]: the NIC is promiscuous: it receives every frame on
+/// the wire (unicast to any address, multicast, broadcast).
+pub const PROMISC_ALL: u32 = 1;
+/// [`Info::promisc`]: multicast promiscuous only: unicast frames to this
+/// function's MAC, every multicast and broadcast frame (an 82576 VF, which
+/// cannot be unicast promiscuous).
+pub const PROMISC_MULTICAST: u32 = 2;
+/// [`Info::promisc`]: a VF whose PF acknowledged the request for unicast
+/// and multicast promiscuous mode. A PF grants it only to a VF the host
+/// trusts; Linux's i40e acknowledges an untrusted VF's request too without
+/// granting it, so the VF cannot tell.
+pub const PROMISC_ACKED: u32 = 3;
+/// [`Info::promisc`]: the PF refused promiscuous mode: only frames to this
+/// VF's MAC, broadcast and the VF's multicast groups are received.
+pub const PROMISC_REFUSED: u32 = 4;
 
 /// Listener mode: holds the producer back, never loses data.
 pub const MODE_BLOCKING: u32 = 0;
@@ -114,8 +132,12 @@ pub struct Info {
     pub bus_addr: [u8; 32],
     /// Stream offset of the end of published data.
     pub commit: u64,
+    /// What the NIC receives: `PROMISC_*` (refreshed every 100 ms).
+    pub promisc: u32,
     /// Zero.
-    pub reserved: [u64; 4],
+    pub reserved0: u32,
+    /// Zero.
+    pub reserved: [u64; 3],
 }
 
 /// `HPCAP_IOC_ATTACH`: choose this file's listener mode.
@@ -324,7 +346,9 @@ impl Info {
         name: [0; 16],
         bus_addr: [0; 32],
         commit: 0,
-        reserved: [0; 4],
+        promisc: PROMISC_UNKNOWN,
+        reserved0: 0,
+        reserved: [0; 3],
     };
 }
 
@@ -401,13 +425,14 @@ const _: () = {
     assert!(size_of::<AttachNamed>() == 64);
     assert!(offset_of!(AttachNamed, mode) == 32);
     assert!(offset_of!(AttachNamed, start_offset) == 48);
-    assert!(size_of::<Counters>() == 128);
+    assert!(size_of::<Counters>() == 144);
+    assert!(offset_of!(Info, promisc) == 112);
     assert!(size_of::<Listener>() == 88);
     assert!(offset_of!(Listener, name) == 48);
     assert!(offset_of!(Listener, linger_left_ms) == 84);
-    assert!(size_of::<Stats>() == 128 + 40 + 16 * 88);
-    assert!(offset_of!(Stats, nic_valid) == 160);
-    assert!(offset_of!(Stats, listener) == 168);
+    assert!(size_of::<Stats>() == 144 + 40 + 16 * 88);
+    assert!(offset_of!(Stats, nic_valid) == 176);
+    assert!(offset_of!(Stats, listener) == 184);
     assert!(size_of::<Config>() == 24);
     assert!(size_of::<Filter>() == 16);
     assert!(size_of::<Stats>() < (1 << 14));
@@ -425,7 +450,7 @@ mod tests {
         assert_eq!(IOC_WAIT, 0xC040_6804);
         assert_eq!(IOC_KILL_LISTENER, 0x4004_6808);
         assert_eq!(IOC_ATTACH_NAMED, 0xC040_6809);
-        assert_eq!(IOC_STATS, 0x8628_6805);
+        assert_eq!(IOC_STATS, 0x8638_6805);
     }
 
     #[test]

@@ -203,6 +203,34 @@ impl Shared {
     }
 }
 
+/// The frames a stopped capture left in the ring: from ring position
+/// `from` (the writers' [`Shared::consumed`]) up to at most `tail` (the
+/// publication state's tail: the NIC writes nothing at or past it), every
+/// descriptor the NIC completed, in order, until the first it did not.
+/// Each frame (at its last descriptor; programming-status descriptors are
+/// not frames) is counted as seen and as [`DropStage::Stop`].
+///
+/// Call it once, after the writers stopped and the NIC's queue was
+/// disabled (no DMA): the count is then final, and every frame the NIC
+/// wrote into the ring is either counted by a writer or here.
+pub fn left_in_ring<P: Port + ?Sized>(port: &P, count: u32, from: u64, tail: u64) -> CaptureStats {
+    let mut stats = CaptureStats::ZERO;
+    let n = u64::from(count);
+    let mut k = from;
+    while k < tail {
+        // CAST: a remainder below the ring size (a u32).
+        let Some(done) = k.checked_rem(n).and_then(|i| port.poll(i as u32)) else {
+            break;
+        };
+        if !done.skip && done.eop {
+            stats.seen(done.len);
+            stats.dropped(DropStage::Stop, done.len);
+        }
+        k += 1;
+    }
+    stats
+}
+
 /// Everything one poll works on. Built by the caller for each poll (a few
 /// references), so the engine holds no pointers of its own.
 pub struct Ctx<'a, P: ?Sized, M: ?Sized> {
@@ -1584,9 +1612,64 @@ pub(crate) mod tests {
         let p = rig.poll_all(u64::MAX, OnFull::Stall, 0, None);
         assert!(p.stalled && p.stats.dropped_total() == 0, "{p:?}");
         // Expired: the producer goes on (nothing attached: no-listener).
-        assert_eq!(rig.listeners.expire(1_000), 1);
+        assert_eq!(rig.listeners.expire(1_000, rig.publish.committed()), 1);
         let p = rig.poll_all(u64::MAX, OnFull::Stall, 0, None);
         assert!(!p.stalled && p.stats.dropped_no_listener > 0, "{p:?}");
+    }
+
+    /// Issue 10: frames the NIC completed that no writer took before
+    /// capture stopped are found by walking the ring from the writers'
+    /// position and counted as `dropped_stop`, so that every frame the NIC
+    /// wrote is counted exactly once: by a writer, or here. A spanning
+    /// frame counts once; descriptors the NIC did not complete end the walk.
+    #[test]
+    fn frames_left_in_the_ring_at_stop_are_counted_once() {
+        let s = Stream::new(StreamFormat::Pcapng, 4 << 16, 1 << 16).unwrap();
+        for consumers in [1, 2] {
+            let mut rig = Rig::new(s, 256, 2048, consumers, 0);
+            rig.listeners
+                .attach(Mode::Blocking, &rig.publish, &s.geo)
+                .unwrap();
+            let offer = |rig: &Rig, i: usize, n: usize| {
+                assert!(rig.nic.receive(Incoming {
+                    bytes: &frame(i, n).bytes,
+                    ts_ns: None,
+                    orig_len: None,
+                }))
+            };
+            for i in 0..40 {
+                offer(&rig, i, 100);
+            }
+            let mut taken = CaptureStats::ZERO;
+            for _ in 0..8 {
+                taken.merge(&rig.poll_all(u64::MAX, OnFull::Drop, 0, None).stats);
+            }
+            assert_eq!(taken.frames_seen, 40);
+            // Arrive after the writers' last poll: 9 frames, one of them
+            // spanning two descriptors (3000 bytes, 2048-byte buffers).
+            for i in 40..48 {
+                offer(&rig, i, 60);
+            }
+            offer(&rig, 48, 3000);
+            let left = left_in_ring(&rig.nic, 256, rig.shared.consumed(), rig.publish.tail());
+            assert_eq!((left.frames_seen, left.dropped_stop), (9, 9), "{left:?}");
+            assert_eq!(left.bytes_seen, 8 * 60 + (3000 - 2048));
+            taken.merge(&left);
+            assert_eq!(
+                taken.frames_seen,
+                rig.nic.received(),
+                "every frame the NIC wrote, once"
+            );
+            assert!(taken.fates_add_up());
+            // Nothing completed past the writers' position: nothing counted.
+            let mut rig = Rig::new(s, 256, 2048, consumers, 0);
+            let none = left_in_ring(&rig.nic, 256, rig.shared.consumed(), rig.publish.tail());
+            assert_eq!(none, CaptureStats::ZERO);
+            offer(&rig, 0, 60);
+            rig.poll_all(u64::MAX, OnFull::Drop, 0, None);
+            let none = left_in_ring(&rig.nic, 256, rig.shared.consumed(), rig.publish.tail());
+            assert_eq!(none, CaptureStats::ZERO);
+        }
     }
 
     /// Issue 13: a blocking listener that attaches alone while a block is

@@ -425,6 +425,9 @@ struct Slot {
 #[repr(C)]
 pub struct ListenerTable {
     slots: [Slot; MAX_LISTENERS],
+    /// Stream bytes lingering listeners had not read when they expired
+    /// unclaimed ([`Self::expired_bytes`]).
+    expired_bytes: AtomicU64,
 }
 
 impl Slot {
@@ -522,6 +525,7 @@ impl ListenerTable {
     pub const fn new() -> Self {
         Self {
             slots: [const { Slot::new() }; MAX_LISTENERS],
+            expired_bytes: AtomicU64::new(0),
         }
     }
 
@@ -530,6 +534,7 @@ impl ListenerTable {
     pub fn new() -> Self {
         Self {
             slots: core::array::from_fn(|_| Slot::new()),
+            expired_bytes: AtomicU64::new(0),
         }
     }
 
@@ -755,13 +760,7 @@ impl ListenerTable {
                 // SeqCst load saw.
                 if slot.deadline.load(Ordering::Relaxed) <= now {
                     // Expired: free it (or someone else changed it).
-                    // Release: as in `detach`.
-                    let _ = slot.state.compare_exchange(
-                        s,
-                        s & GEN_MASK,
-                        Ordering::Release,
-                        Ordering::Relaxed,
-                    );
+                    self.free_expired(slot, s, publ.committed());
                     continue 'retry;
                 }
                 // Take over: still BLOCKING throughout, so the producer
@@ -878,10 +877,44 @@ impl ListenerTable {
         }
     }
 
+    /// Frees lingering slot `slot` (state word `s`) whose deadline has
+    /// passed; counts the bytes it held unread (`[cursor, commit)`) in
+    /// [`Self::expired_bytes`]. False if a take-over, kill or another
+    /// expiry changed the slot first (it then counts nothing).
+    fn free_expired(&self, slot: &Slot, s: u32, commit: u64) -> bool {
+        // Acquire: pairs with the last owner's Release store in `ack`; a
+        // lingering slot has no owner, so the cursor no longer moves.
+        let cursor = slot.cursor.load(Ordering::Acquire);
+        // Release: as in `detach`. A take-over or kill that won the race
+        // leaves the slot as it made it.
+        if slot
+            .state
+            .compare_exchange(s, s & GEN_MASK, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // Relaxed: a statistic.
+        self.expired_bytes
+            .fetch_add(commit.saturating_sub(cursor), Ordering::Relaxed);
+        true
+    }
+
+    /// Stream bytes that lingering listeners had not read when their
+    /// linger time ran out unclaimed, in all (counter `bytes_expired`):
+    /// released to the producer without ever being delivered under their
+    /// name. `commit` at the moment of expiry minus the listener's cursor.
+    pub fn expired_bytes(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.expired_bytes.load(Ordering::Relaxed)
+    }
+
     /// Frees every lingering listener whose deadline is at or before
-    /// `now`; returns how many. For the OS's periodic slow path (not the
-    /// capture path).
-    pub fn expire(&self, now: u64) -> usize {
+    /// `now`, counting the bytes each held unread up to `commit` (the
+    /// publication state's [`PublishState::committed`]) in
+    /// [`Self::expired_bytes`]; returns how many. For the OS's periodic
+    /// slow path (not the capture path).
+    pub fn expire(&self, now: u64, commit: u64) -> usize {
         let mut n = 0;
         for slot in &self.slots {
             // Acquire: pairs with the Release CAS in `abandon`, so the
@@ -894,13 +927,7 @@ impl ListenerTable {
             if slot.deadline.load(Ordering::Relaxed) > now {
                 continue;
             }
-            // Release: as in `detach`. A take-over or kill that won the
-            // race leaves the slot as it made it.
-            if slot
-                .state
-                .compare_exchange(s, s & GEN_MASK, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-            {
+            if self.free_expired(slot, s, commit) {
                 n += 1;
             }
         }
@@ -1334,7 +1361,7 @@ mod tests {
         while produce(&p, &l, &g, 100) {}
         assert!(p.reserved() <= 256 + 1024);
         // Not expired before its deadline.
-        assert_eq!(l.expire(35 * SEC - 1), 0);
+        assert_eq!(l.expire(35 * SEC - 1, p.committed()), 0);
         // Taken over before the deadline: same cursor, new id.
         let b = l
             .attach_named(&name("dd"), 10 * SEC, 20 * SEC, false, &p, &g)
@@ -1346,7 +1373,11 @@ mod tests {
         let info = l.list().next().unwrap();
         assert_eq!((info.lingering, info.linger_ns), (None, 10 * SEC));
         assert_eq!(l.ack(b.id, p.committed() - 256, &p), Ok(p.committed()));
-        assert_eq!(l.expire(u64::MAX), 0, "live listeners never expire");
+        assert_eq!(
+            l.expire(u64::MAX, p.committed()),
+            0,
+            "live listeners never expire"
+        );
         // An explicit detach frees it at once, name and all.
         assert_eq!(l.detach(b.id), Ok(false));
         assert_eq!(l.list().count(), 0);
@@ -1363,8 +1394,16 @@ mod tests {
             l.abandon(a.id, 0),
             Ok(Abandoned::Lingering { deadline: SEC })
         );
-        assert_eq!(l.expire(SEC - 1), 0);
-        assert_eq!(l.expire(SEC), 1);
+        assert_eq!(l.expire(SEC - 1, p.committed()), 0);
+        assert_eq!(l.expired_bytes(), 0, "nothing expired yet");
+        // Issue 13: what it held unread (all it was offered: it never
+        // acknowledged anything) is counted when it expires unclaimed.
+        let held = p.committed() - a.start;
+        assert!(held > 0);
+        assert_eq!(l.expire(SEC, p.committed()), 1);
+        assert_eq!(l.expired_bytes(), held);
+        assert_eq!(l.expire(2 * SEC, p.committed()), 0);
+        assert_eq!(l.expired_bytes(), held, "counted once");
         assert_eq!(l.list().count(), 0);
         assert_eq!(l.reserve_limit(p.committed(), &g), p.committed() + 1024);
         // A new one starts fresh, on the next block boundary.
@@ -1376,11 +1415,17 @@ mod tests {
             l.abandon(b.id, 2 * SEC),
             Ok(Abandoned::Lingering { .. })
         ));
+        while p.committed() <= b.start {
+            assert!(produce(&p, &l, &g, 100));
+        }
+        let held2 = p.committed() - b.start;
         let c = l
             .attach_named(&name("x"), SEC, 3 * SEC, true, &p, &g)
             .unwrap();
         assert!(!c.resumed);
         assert_eq!(l.list().count(), 1);
+        // The attach freed the expired one: its unread bytes count too.
+        assert_eq!(l.expired_bytes(), held + held2);
     }
 
     #[test]
@@ -1523,7 +1568,7 @@ mod tests {
                         }
                     }
                     6 => {
-                        l.expire(now);
+                        l.expire(now, 0);
                         for m in &mut model {
                             if matches!(*m, Model::Lingering { deadline, .. } if deadline <= now) {
                                 *m = Model::Gone;
@@ -1728,7 +1773,7 @@ mod loom_tests {
                 })
             });
             let l3 = l.clone();
-            let exp = thread::spawn(move || l3.expire(10));
+            let exp = thread::spawn(move || l3.expire(10, 0));
             // Before the deadline by the successor's clock: a take-over if
             // the expiry has not freed the slot yet.
             let a = l.attach_named(&name, 10, 5, true, &p, &g).unwrap();

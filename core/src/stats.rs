@@ -12,7 +12,9 @@
 //! Every frame that reaches the driver lands in exactly one fate: stored,
 //! filtered, or dropped at one stage, so
 //! `frames_seen == frames_stored + filtered + dropped_ring + dropped_no_space
-//! + dropped_lingering + dropped_writer + dropped_no_listener`. The NIC's own counters (`nic_*`) are read from the
+//! + dropped_lingering + dropped_writer + dropped_no_listener + dropped_stop`
+//! (`dropped_stop`: frames left completed in the ring when capture stopped,
+//! counted once at teardown). The NIC's own counters (`nic_*`) are read from the
 //! hardware and come on top; a NIC that has no such counter reports it as
 //! unavailable ([`NicCounters::valid`]), never as 0.
 //!
@@ -93,6 +95,11 @@ macro_rules! counters {
             },
         )+];
 
+        /// Field names of [`CaptureStats`], in layout order (also in the
+        /// kernel, which has no [`Counter`] table: its final report at
+        /// unbind names every counter).
+        pub const COUNTER_NAMES: [&str; NCOUNTERS] = [$( stringify!($name), )+];
+
         impl CaptureStats {
             /// All zero.
             pub const ZERO: Self = Self { $( $name: 0, )+ };
@@ -151,6 +158,10 @@ counters! {
         "Frames received while no listener was attached (nothing to store them for).";
     dropped_lingering: Frames, "hpcap_frames_dropped_total", Some("lingering"), Source::Driver,
         "Frames dropped for lack of buffer space that only lingering listeners (named listeners whose owner went away, kept for a restart) held.";
+    dropped_stop: Frames, "hpcap_frames_dropped_total", Some("stop"), Source::Driver,
+        "Frames the NIC had written into the ring that capture never took because it stopped (unbind, rmmod): found by walking the ring once the NIC's queue was off.";
+    bytes_expired: Bytes, "hpcap_bytes_expired_total", None, Source::Driver,
+        "Stream bytes lingering named listeners had not read when their linger time ran out unclaimed (released to the producer, never delivered under that name).";
 }
 
 /// `# HELP` of the metric families whose counters are told apart by their
@@ -160,7 +171,7 @@ counters! {
 pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "hpcap_frames_dropped_total",
-        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, lingering, no_listener, writer).",
+        "Frames lost, by the stage that lost them (label stage: nic, ring, no_space, lingering, no_listener, writer, stop).",
     ),
     (
         "hpcap_bytes_dropped_total",
@@ -181,7 +192,7 @@ pub fn family_help(metric: &str) -> Option<&'static str> {
 }
 
 /// Number of counters in [`CaptureStats`].
-pub const NCOUNTERS: usize = 16;
+pub const NCOUNTERS: usize = 18;
 
 /// Size of [`CaptureStats`] in bytes.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
@@ -229,6 +240,10 @@ pub enum DropStage {
     /// No record can hold the frame (larger than a block or than the
     /// format's length field).
     Writer,
+    /// Capture stopped (unbind, rmmod) with the frame completed in the
+    /// ring but not yet taken: counted once the NIC's queue is off
+    /// (`engine::left_in_ring`).
+    Stop,
 }
 
 impl CaptureStats {
@@ -267,6 +282,7 @@ impl CaptureStats {
             DropStage::NoListener => {
                 self.dropped_no_listener = self.dropped_no_listener.wrapping_add(1)
             }
+            DropStage::Stop => self.dropped_stop = self.dropped_stop.wrapping_add(1),
         }
     }
 
@@ -277,6 +293,7 @@ impl CaptureStats {
             .wrapping_add(self.dropped_writer)
             .wrapping_add(self.dropped_no_listener)
             .wrapping_add(self.dropped_lingering)
+            .wrapping_add(self.dropped_stop)
     }
 
     /// Every frame the driver saw has exactly one fate.
@@ -365,7 +382,7 @@ mod tests {
         assert_eq!(caplen(1514, 96), 96);
         assert_eq!(caplen(60, 96), 60);
         let mut s = CaptureStats::ZERO;
-        for (i, len) in [60u32, 1514, 9018, 128, 64, 200].iter().enumerate() {
+        for (i, len) in [60u32, 1514, 9018, 128, 64, 200, 300].iter().enumerate() {
             s.seen(*len);
             match i {
                 0 => s.filter_rejected(*len),
@@ -373,17 +390,21 @@ mod tests {
                 2 => s.dropped(DropStage::NoSpace, *len),
                 3 => s.stored(*len, caplen(*len, 256)),
                 4 => s.dropped(DropStage::Ring, *len),
-                _ => s.dropped(DropStage::Lingering, *len),
+                5 => s.dropped(DropStage::Lingering, *len),
+                _ => s.dropped(DropStage::Stop, *len),
             }
         }
         assert!(s.fates_add_up());
-        assert_eq!((s.dropped_lingering, s.dropped_no_space), (1, 1));
-        assert_eq!(s.dropped_total(), 3);
+        assert_eq!(
+            (s.dropped_lingering, s.dropped_no_space, s.dropped_stop),
+            (1, 1, 1)
+        );
+        assert_eq!(s.dropped_total(), 4);
         assert_eq!((s.truncated_by_snaplen, s.bytes_truncated), (1, 1514 - 256));
         assert_eq!(s.bytes_stored, 256 + 128);
         let mut t = s;
         t.merge(&s);
-        assert_eq!(t.frames_seen, 12);
+        assert_eq!(t.frames_seen, 14);
         assert_eq!(CaptureStats::from_array(s.to_array()), s);
     }
 
@@ -399,7 +420,10 @@ mod tests {
             assert!(!c.help.is_empty());
         }
         assert_eq!(COUNTERS[0].name, "frames_seen");
-        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "dropped_lingering");
+        assert_eq!(COUNTERS[NCOUNTERS - 1].name, "bytes_expired");
+        for (c, n) in COUNTERS.iter().zip(COUNTER_NAMES) {
+            assert_eq!(c.name, n);
+        }
         // Loss counters of one family are told apart by their stage label.
         let drops = [
             "nic_missed",
@@ -408,6 +432,7 @@ mod tests {
             "dropped_writer",
             "dropped_no_listener",
             "dropped_lingering",
+            "dropped_stop",
         ];
         for name in drops {
             let c = COUNTERS.iter().find(|c| c.name == name).unwrap();

@@ -80,6 +80,44 @@ pub mod status {
     pub const ERR_NOT_SUPPORTED: i32 = -64;
 }
 
+/// The name of virtchnl status `s` (`VIRTCHNL_STATUS_*`), for logs.
+pub fn status_name(s: i32) -> &'static str {
+    match s {
+        status::SUCCESS => "VIRTCHNL_STATUS_SUCCESS",
+        status::ERR_PARAM => "VIRTCHNL_STATUS_ERR_PARAM",
+        status::ERR_NO_MEMORY => "VIRTCHNL_STATUS_ERR_NO_MEMORY",
+        status::ERR_OPCODE_MISMATCH => "VIRTCHNL_STATUS_ERR_OPCODE_MISMATCH",
+        status::ERR_CQP_COMPL_ERROR => "VIRTCHNL_STATUS_ERR_CQP_COMPL_ERROR",
+        status::ERR_INVALID_VF_ID => "VIRTCHNL_STATUS_ERR_INVALID_VF_ID",
+        status::ERR_ADMIN_QUEUE_ERROR => "VIRTCHNL_STATUS_ERR_ADMIN_QUEUE_ERROR",
+        status::ERR_NOT_SUPPORTED => "VIRTCHNL_STATUS_ERR_NOT_SUPPORTED",
+        _ => "an unknown VIRTCHNL_STATUS",
+    }
+}
+
+/// The name of virtchnl opcode `o` (`VIRTCHNL_OP_*`), for logs.
+pub fn op_name(o: u32) -> &'static str {
+    match o {
+        op::VERSION => "VERSION",
+        op::RESET_VF => "RESET_VF",
+        op::GET_VF_RESOURCES => "GET_VF_RESOURCES",
+        op::CONFIG_TX_QUEUE => "CONFIG_TX_QUEUE",
+        op::CONFIG_RX_QUEUE => "CONFIG_RX_QUEUE",
+        op::CONFIG_VSI_QUEUES => "CONFIG_VSI_QUEUES",
+        op::CONFIG_IRQ_MAP => "CONFIG_IRQ_MAP",
+        op::ENABLE_QUEUES => "ENABLE_QUEUES",
+        op::DISABLE_QUEUES => "DISABLE_QUEUES",
+        op::ADD_ETH_ADDR => "ADD_ETH_ADDR",
+        op::DEL_ETH_ADDR => "DEL_ETH_ADDR",
+        op::ADD_VLAN => "ADD_VLAN",
+        op::DEL_VLAN => "DEL_VLAN",
+        op::CONFIG_PROMISCUOUS_MODE => "CONFIG_PROMISCUOUS_MODE",
+        op::GET_STATS => "GET_STATS",
+        op::EVENT => "EVENT",
+        _ => "an unknown opcode",
+    }
+}
+
 /// `VIRTCHNL_VF_OFFLOAD_*` capability bits (GET_VF_RESOURCES).
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub mod cap {
@@ -1012,6 +1050,38 @@ pub fn valid_request(opcode: u32, msg: &[u8]) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn statuses_and_opcodes_have_names() {
+        assert_eq!(status_name(status::ERR_PARAM), "VIRTCHNL_STATUS_ERR_PARAM");
+        assert_eq!(
+            status_name(status::ERR_NOT_SUPPORTED),
+            "VIRTCHNL_STATUS_ERR_NOT_SUPPORTED"
+        );
+        assert_eq!(status_name(-1234), "an unknown VIRTCHNL_STATUS");
+        assert_eq!(
+            op_name(op::CONFIG_PROMISCUOUS_MODE),
+            "CONFIG_PROMISCUOUS_MODE"
+        );
+        assert_eq!(op_name(0xdead), "an unknown opcode");
+        // Every status constant has its own name.
+        let all = [
+            status::SUCCESS,
+            status::ERR_PARAM,
+            status::ERR_NO_MEMORY,
+            status::ERR_OPCODE_MISMATCH,
+            status::ERR_CQP_COMPL_ERROR,
+            status::ERR_INVALID_VF_ID,
+            status::ERR_ADMIN_QUEUE_ERROR,
+            status::ERR_NOT_SUPPORTED,
+        ];
+        for (k, a) in all.iter().enumerate() {
+            assert!(status_name(*a).starts_with("VIRTCHNL_STATUS_"));
+            for b in &all[k + 1..] {
+                assert_ne!(status_name(*a), status_name(*b));
+            }
+        }
+    }
+
     extern crate std;
 
     use super::*;

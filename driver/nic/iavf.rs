@@ -14,6 +14,7 @@
 
 use super::{
     poll_until,
+    Errno,
     with_bar,
     xl710_adminq::{
         AdminQueue,
@@ -56,6 +57,7 @@ use crate::hpcap_core::{
     }, //
 };
 use core::sync::atomic::{
+    AtomicU32,
     AtomicU8,
     Ordering, //
 };
@@ -182,6 +184,8 @@ pub(crate) struct Iavf {
     /// the PF under the capture (RESET_IMPENDING or the mailbox found
     /// disabled) and the recovery from it.
     state: AtomicU8,
+    /// What the PF answered to the promiscuous request (`abi::PROMISC_*`).
+    promisc: AtomicU32,
 }
 
 /// A virtchnl status as an errno.
@@ -306,16 +310,36 @@ impl Iavf {
         let sent = m
             .aq
             .send(&self.bar, Desc::send_to_pf(opcode, req.len() as u16), req, true)
-            .inspect_err(|e| dev_warn!(self.pdev, "mailbox: virtchnl op {} not taken by the PF: {:?}\n", opcode, e))?;
+            .inspect_err(|e| {
+                dev_warn!(self.pdev, "mailbox: virtchnl {} not taken by the PF: {}\n", virtchnl::op_name(opcode), Errno(*e))
+            })?;
         if sent.failed() {
-            dev_warn!(self.pdev, "mailbox: virtchnl op {} refused by the mailbox (retval {})\n", opcode, sent.retval);
+            dev_warn!(
+                self.pdev,
+                "mailbox: virtchnl {} refused by the mailbox (retval {})\n",
+                virtchnl::op_name(opcode),
+                sent.retval
+            );
             return Err(EIO);
         }
         match self.wait_reply(m, Some(opcode), REPLY_TIMEOUT)? {
             Some((status::SUCCESS, len)) => Ok(len),
-            Some((s, _)) => Err(status_error(s)),
+            Some((s, _)) => {
+                dev_warn!(
+                    self.pdev,
+                    "mailbox: the PF answered virtchnl {} with {} ({})\n",
+                    virtchnl::op_name(opcode),
+                    virtchnl::status_name(s),
+                    s
+                );
+                Err(status_error(s))
+            }
             None => {
-                dev_warn!(self.pdev, "mailbox: no answer to virtchnl op {} from the PF within 5 s\n", opcode);
+                dev_warn!(
+                    self.pdev,
+                    "mailbox: no answer to virtchnl {} from the PF within 5 s\n",
+                    virtchnl::op_name(opcode)
+                );
                 Err(ETIMEDOUT)
             }
         }
@@ -427,6 +451,7 @@ impl Nic for Iavf {
             mbx,
             vsi_id: 0,
             state: AtomicU8::new(RUNNING),
+            promisc: AtomicU32::new(abi::PROMISC_UNKNOWN),
         };
         vf.wait_reset_done()?;
         vf.mask_interrupts();
@@ -464,28 +489,34 @@ impl Nic for Iavf {
         };
         let vsi = self.vsi_id;
         self.call_with(&mut m, op::CONFIG_VSI_QUEUES, |b| VsiQueueConfig::encode(vsi, &[pair], b))
-            .inspect_err(|e| dev_err!(self.pdev, "the PF refused the receive queue's configuration: {:?}\n", e))?;
+            .inspect_err(|e| dev_err!(self.pdev, "the PF refused the receive queue's configuration: {}\n", Errno(*e)))?;
         let q = self.rx_queue();
         self.call_with(&mut m, op::ENABLE_QUEUES, |b| q.encode(b))
-            .inspect_err(|e| dev_err!(self.pdev, "the PF did not enable the receive queue: {:?}\n", e))?;
+            .inspect_err(|e| dev_err!(self.pdev, "the PF did not enable the receive queue: {}\n", Errno(*e)))?;
         let promisc = PromiscInfo {
             vsi_id: vsi,
             flags: virtchnl::FLAG_UNICAST_PROMISC | virtchnl::FLAG_MULTICAST_PROMISC,
         };
         match self.call_with(&mut m, op::CONFIG_PROMISCUOUS_MODE, |b| promisc.encode(b)) {
             // Linux's PF answers an untrusted VF's request with success too.
-            Ok(_) => dev_info!(
-                self.pdev,
-                "promiscuous mode requested (a PF grants it only to a VF the host trusts: \
-                 `ip link set <PF> vf <N> trust on`)\n"
-            ),
-            Err(e) => dev_err!(
-                self.pdev,
-                "the PF refused promiscuous mode ({:?}): capturing only frames for this VF's MAC, broadcast \
-                 and its multicast groups; to capture everything, trust the VF on the host \
-                 (`ip link set <PF> vf <N> trust on`) and rebind it\n",
-                e
-            ),
+            Ok(_) => {
+                self.promisc.store(abi::PROMISC_ACKED, Ordering::Relaxed);
+                dev_info!(
+                    self.pdev,
+                    "promiscuous mode requested (a PF grants it only to a VF the host trusts: \
+                     `ip link set <PF> vf <N> trust on`)\n"
+                )
+            }
+            Err(e) => {
+                self.promisc.store(abi::PROMISC_REFUSED, Ordering::Relaxed);
+                dev_err!(
+                    self.pdev,
+                    "the PF refused promiscuous mode ({}): capturing only frames for this VF's MAC, broadcast \
+                     and its multicast groups; to capture everything, trust the VF on the host \
+                     (`ip link set <PF> vf <N> trust on`) and rebind it\n",
+                    Errno(e)
+                )
+            }
         }
         m.base = self.get_stats(&mut m)?;
         m.last = m.base;
@@ -547,6 +578,7 @@ impl Nic for Iavf {
                 valid: NIC_RECEIVED | NIC_MISSED,
             },
             reset: state == RESETTING || state == RESET_DONE,
+            promisc: self.promisc.load(Ordering::Relaxed),
         }
     }
 
@@ -593,7 +625,7 @@ impl Nic for Iavf {
             }
             Err(e) => {
                 self.state.store(BROKEN, Ordering::Relaxed);
-                dev_err!(self.pdev, "the VF did not come back after the PF's reset ({:?}): capture stopped; rebind the device\n", e);
+                dev_err!(self.pdev, "the VF did not come back after the PF's reset ({}): capture stopped; rebind the device\n", Errno(e));
                 Err(e)
             }
         }

@@ -225,7 +225,7 @@ impl Igb {
         })?;
         if let Err(e) = self.phy_write(PHY_CTRL, PHY_CTRL_AUTONEG) {
             // Not fatal: some setups (e.g. fixed links) never answer.
-            dev_warn!(pdev, "PHY auto-negotiation restart failed: {:?}\n", e);
+            dev_warn!(pdev, "PHY auto-negotiation restart failed: {}\n", super::Errno(e));
         }
         Ok(())
     }
@@ -331,6 +331,8 @@ impl Nic for Igb {
                 valid: CAPS.counters,
             },
             reset: false,
+            // RCTL.UPE and MPE (start_rx).
+            promisc: abi::PROMISC_ALL,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! the request below) all multicast.
 
 use super::{
+    Errno,
     e82576_queue as queue,
     poll_until,
     with_bar,
@@ -151,6 +152,8 @@ pub(crate) struct IgbVf {
     /// VFGPRC at `start_rx`, and the running total since.
     rx_last: AtomicU32,
     received: AtomicU64,
+    /// What the PF granted (`abi::PROMISC_MULTICAST` or `PROMISC_REFUSED`).
+    promisc: u32,
 }
 
 impl IgbVf {
@@ -265,7 +268,7 @@ impl IgbVf {
         self.mbx.lock().seen = 0;
         let reply = self
             .mbx_call(&[VF_RESET])
-            .inspect_err(|e| dev_err!(self.pdev, "VF reset message to the PF failed: {:?}\n", e))?;
+            .inspect_err(|e| dev_err!(self.pdev, "VF reset message to the PF failed: {}\n", Errno(*e)))?;
         let mac = [reply[1].to_le_bytes(), reply[2].to_le_bytes()];
         self.mac = [mac[0][0], mac[0][1], mac[0][2], mac[0][3], mac[1][0], mac[1][1]];
         dev_info!(
@@ -298,15 +301,17 @@ impl Nic for IgbVf {
             mac: [0; 6],
             rx_last: AtomicU32::new(0),
             received: AtomicU64::new(0),
+            promisc: abi::PROMISC_MULTICAST,
         };
         vf.reset()?;
         if let Err(e) = vf.mbx_call(&[VF_SET_PROMISC | VF_SET_PROMISC_MULTICAST]) {
-            dev_warn!(pdev, "the PF refused multicast promiscuous mode: {:?}\n", e);
+            dev_warn!(pdev, "the PF refused multicast promiscuous mode: {}\n", Errno(e));
+            vf.promisc = abi::PROMISC_REFUSED;
         }
         let mut caps = CAPS;
         // Frame length as the PF counts it: plus FCS and one VLAN tag.
         if let Err(e) = vf.mbx_call(&[VF_SET_LPE, MAX_FRAME + 8]) {
-            dev_warn!(pdev, "the PF refused frames of {} bytes ({:?}); capturing up to {}\n", MAX_FRAME, e, STD_FRAME);
+            dev_warn!(pdev, "the PF refused frames of {} bytes ({}); capturing up to {}\n", MAX_FRAME, Errno(e), STD_FRAME);
             caps.max_frame = STD_FRAME;
         }
         Ok((vf, caps))
@@ -345,6 +350,7 @@ impl Nic for IgbVf {
                 valid: CAPS.counters,
             },
             reset: false,
+            promisc: self.promisc,
         }
     }
 }

@@ -180,6 +180,7 @@ wait $ddpid || rc=$?
 echo "hpcapdd exit status $rc"
 cat "$HPCAP_OUT/hpcapdd.err"
 hpcapctl stats --json "$dev" >"$HPCAP_OUT/hpcap-stats.json"
+hpcapctl status --json "$dev" >"$HPCAP_OUT/hpcap-status.json"
 echo "$bdf" >/sys/bus/pci/drivers/hpcap/unbind
 rmmod hpcap
 cp -r /mnt/disk/capture/. "$HPCAP_OUT/out/"

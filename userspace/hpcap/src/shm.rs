@@ -66,8 +66,9 @@ use crate::{Error, Result};
 /// Magic at offset 0 of a software source file.
 pub const SHM_MAGIC: [u8; 8] = *b"HPCAPSIM";
 /// Layout version of [`Control`] (3: listener slots carry names and
-/// linger deadlines; 16 counters).
-pub const SHM_VERSION: u32 = 3;
+/// linger deadlines; 16 counters. 4: 18 counters; the listener table
+/// counts the bytes of expired lingering listeners).
+pub const SHM_VERSION: u32 = 4;
 /// Size of the control area; the data buffer starts at this file offset.
 pub const CONTROL_LEN: usize = 64 * 1024;
 /// [`Control::state`]: the producer has started.
@@ -143,12 +144,15 @@ impl Control {
         geometry_of(&self.info)
     }
 
-    /// Counters as the ABI struct.
+    /// Counters as the ABI struct (`bytes_expired` is the listener
+    /// table's own count, as in the driver).
     pub fn counters(&self) -> CaptureStats {
-        CaptureStats::from_array(std::array::from_fn(|i| {
+        let mut c = CaptureStats::from_array(std::array::from_fn(|i| {
             // Relaxed: statistics.
             self.counters[i].load(Ordering::Relaxed)
-        }))
+        }));
+        c.bytes_expired = self.listeners.expired_bytes();
+        c
     }
 
     /// Publishes the producer's counters.
@@ -215,7 +219,7 @@ impl Control {
                 }
             }
         }
-        changed |= self.listeners.expire(now) > 0;
+        changed |= self.listeners.expire(now, self.publish.committed()) > 0;
         changed
     }
 

@@ -44,6 +44,8 @@ fn struct_layouts_match_the_header() {
             name,
             bus_addr,
             commit,
+            promisc,
+            reserved0,
             reserved
         ]
     );
@@ -87,7 +89,9 @@ fn struct_layouts_match_the_header() {
             dropped_writer,
             nic_received,
             dropped_no_listener,
-            dropped_lingering
+            dropped_lingering,
+            dropped_stop,
+            bytes_expired
         ]
     );
     same_layout!(

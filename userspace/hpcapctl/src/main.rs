@@ -219,6 +219,40 @@ fn open(p: &Path) -> Result<Source> {
     Source::open(p).with_context(|| format!("opening {}", p.display()))
 }
 
+/// `hpcap_info.promisc` as a word for JSON (`null`: not reported) and a
+/// phrase for people.
+fn promisc_name(v: u32) -> Value {
+    match v {
+        abi::PROMISC_ALL => json!("all"),
+        abi::PROMISC_MULTICAST => json!("multicast"),
+        abi::PROMISC_ACKED => json!("acknowledged"),
+        abi::PROMISC_REFUSED => json!("refused"),
+        abi::PROMISC_UNKNOWN => Value::Null,
+        _ => json!(format!("unknown ({v})")),
+    }
+}
+
+/// What `hpcapctl status` prints for a `promisc` value of [`promisc_name`].
+fn promisc_text(v: &Value) -> &'static str {
+    match v.as_str() {
+        Some("all") => "promiscuous: every frame on the wire",
+        Some("multicast") => {
+            "multicast promiscuous: frames to this function's MAC, all multicast, broadcast"
+        }
+        Some("acknowledged") => {
+            "promiscuous requested and acknowledged by the PF (granted only if the host \
+             trusts the VF: `ip link set <PF> vf <N> trust on`)"
+        }
+        Some("refused") => {
+            "NOT promiscuous: the PF refused; only frames to this VF's MAC, broadcast and its \
+             multicast groups (trust the VF on the host: `ip link set <PF> vf <N> trust on`, \
+             then rebind)"
+        }
+        Some(_) => "unknown",
+        None => "not reported",
+    }
+}
+
 fn info_json(p: &Path, s: &Source) -> Result<Value> {
     let i = s.info()?;
     Ok(json!({
@@ -235,6 +269,7 @@ fn info_json(p: &Path, s: &Source) -> Result<Value> {
         "consumers": i.consumers,
         "link_up": i.link_up != 0,
         "link_mbps": i.link_mbps,
+        "promisc": promisc_name(i.promisc),
         "listeners": i.listeners,
         "commit": i.commit,
     }))
@@ -384,6 +419,7 @@ fn cmd_status(json_out: bool, p: &Path) -> Result<()> {
             Some(m) => format!(" {m} Mb/s"),
         }
     );
+    println!("  receives    {}", promisc_text(&v["promisc"]));
     println!(
         "  stream      {}  buffer {}  block {}  snaplen {}",
         v["format"].as_str().unwrap_or_default(),
@@ -542,7 +578,7 @@ fn cmd_stats(
                     "n/a".to_string()
                 };
                 println!(
-                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} lingering {} no-listener {} writer {}) | filtered {} | occupancy {:.1}%",
+                    "{}: {:.3} Mpps {:.3} Gbit/s stored | drops {:.0}/s (nic {} ring {} no-space {} lingering {} no-listener {} writer {} stop {}) | filtered {} | occupancy {:.1}%",
                     s.name(),
                     pps / 1e6,
                     bps / 1e9,
@@ -553,6 +589,7 @@ fn cmd_stats(
                     c.dropped_lingering,
                     c.dropped_no_listener,
                     c.dropped_writer,
+                    c.dropped_stop,
                     c.filtered,
                     occ
                 );

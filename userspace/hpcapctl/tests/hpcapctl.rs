@@ -76,6 +76,12 @@ fn stats_agree_with_source_and_hpcapdd() {
     let st = ctl(&["status", shm.0.to_str().unwrap()]);
     assert_eq!(st["block_size"], 65536);
     assert_eq!(st["end_of_stream"], true);
+    // A software source has no NIC: what it receives is not reported
+    // (null), never a made-up "promiscuous".
+    assert_eq!(st["promisc"], serde_json::Value::Null);
+    let text = run(Command::new(bin("hpcapctl")).args(["status", shm.0.to_str().unwrap()]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("receives    not reported"), "{text}");
 }
 
 /// A parser of the Prometheus text exposition format (0.0.4), strict

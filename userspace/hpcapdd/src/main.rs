@@ -253,7 +253,7 @@ impl Stats {
         });
         eprintln!(
             "hpcapdd: {}{gbps:.2} Gbit/s {mpps:.3} Mpps | buffer {occ:.1}% | {} pkts {} blocks {} files | \
-             drops: ring {} no-space {} lingering {} no-listener {} writer {} nic {} | filtered {} | \
+             drops: ring {} no-space {} lingering {} no-listener {} writer {} stop {} nic {} | filtered {} | \
              overrun {} blocks{ix}{}",
             if final_ { "total " } else { "" },
             t.packets,
@@ -264,6 +264,7 @@ impl Stats {
             c.dropped_lingering,
             c.dropped_no_listener,
             c.dropped_writer,
+            c.dropped_stop,
             if st.nic_valid & hpcap::core::stats::NIC_MISSED != 0 {
                 c.nic_missed.to_string()
             } else {
