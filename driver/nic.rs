@@ -32,6 +32,8 @@ pub(crate) mod e82576_queue;
 pub(crate) mod iavf;
 pub(crate) mod igb;
 pub(crate) mod igbvf;
+pub(crate) mod ixgbevf;
+pub(crate) mod vf_mailbox;
 pub(crate) mod xl710_adminq;
 
 /// Link state as the NIC reports it.

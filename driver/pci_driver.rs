@@ -19,6 +19,7 @@ use crate::nic::{
     iavf,
     igb,
     igbvf,
+    ixgbevf,
     Backend, //
 };
 use crate::probe_fault::{
@@ -57,6 +58,7 @@ devices! {
     0x10c9 => igb::BACKEND,
     0x10ca => igbvf::BACKEND,
     0x154c => iavf::BACKEND,
+    0x10ed => ixgbevf::BACKEND,
 }
 
 /// Device indices (N of /dev/hpcapN) in use, one bit each.

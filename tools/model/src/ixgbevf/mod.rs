@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::pci::{ConfigSpace, Identity, MsixLayout};
 use crate::transport::{PciFunction, Platform};
-use hpcap_core::desc::{IgbAdv, RxDone, RxFormat};
+use hpcap_core::desc::{IxgbeAdv, RxDone, RxFormat};
 use hpcap_core::vfmbx::{self, ixgbe, msg, MSGTYPE_ACK, MSGTYPE_NACK};
 
 /// Register offsets in BAR0 (Linux `ixgbevf/regs.h`, `mbx.h`).
@@ -704,7 +704,7 @@ impl Vf {
                 self.stats.dma_errors += 1;
                 return false;
             }
-            let wb = IgbAdv::write_back(&RxDone {
+            let wb = IxgbeAdv::write_back(&RxDone {
                 len: chunk.len() as u32,
                 eop: k + 1 == chunks,
                 error: false,

@@ -117,7 +117,7 @@ impl Driver {
             u64::from_le_bytes(d[0..8].try_into().unwrap()),
             u64::from_le_bytes(d[8..16].try_into().unwrap()),
         ];
-        let done = IgbAdv::decode(&w).expect("descriptor not done");
+        let done = IxgbeAdv::decode(&w).expect("descriptor not done");
         let mut data = vec![0u8; done.len as usize];
         self.p
             .mem
