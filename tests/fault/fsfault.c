@@ -163,36 +163,32 @@ static int rofs_now(void)
 	return mode == ROFS && written >= after;
 }
 
-int fsync(int fd)
+/* Makes the intercepted call fail with err: said once on stderr. */
+static int fail(const char *call, int err)
 {
-	REAL(fsync);
-	if (mode == EIO_FSYNC && written >= after && ours_fd(fd)) {
-		announce("fsync", EIO);
-		errno = EIO;
-		return -1;
-	}
-	return real_fsync(fd);
+	announce(call, err);
+	errno = err;
+	return -1;
 }
 
-int fdatasync(int fd)
-{
-	REAL(fdatasync);
-	if (mode == EIO_FSYNC && written >= after && ours_fd(fd)) {
-		announce("fdatasync", EIO);
-		errno = EIO;
-		return -1;
+/* An fsync()-like call fails with EIO in fsync mode: the error a disk
+ * reports at writeback. */
+#define SYNC_WRAPPER(name) \
+	int name(int fd) \
+	{ \
+		REAL(name); \
+		if (mode == EIO_FSYNC && written >= after && ours_fd(fd)) \
+			return fail(#name, EIO); \
+		return real_##name(fd); \
 	}
-	return real_fdatasync(fd);
-}
+SYNC_WRAPPER(fsync)
+SYNC_WRAPPER(fdatasync)
 
 int ftruncate(int fd, off_t len)
 {
 	REAL(ftruncate);
-	if (rofs_now() && ours_fd(fd)) {
-		announce("ftruncate", EROFS);
-		errno = EROFS;
-		return -1;
-	}
+	if (rofs_now() && ours_fd(fd))
+		return fail("ftruncate", EROFS);
 	return real_ftruncate(fd, len);
 }
 
@@ -201,82 +197,36 @@ int ftruncate64(int fd, off_t len)
 	return ftruncate(fd, len);
 }
 
-static int open_fault(const char *path, int flags)
-{
-	if ((flags & (O_WRONLY | O_RDWR | O_CREAT)) && rofs_now() && ours_path(path)) {
-		announce("open", EROFS);
-		return EROFS;
+/* open() for writing fails with EROFS once the file system "went"
+ * read-only; the mode argument exists only with O_CREAT. */
+#define OPEN_WRAPPER(name) \
+	int name(const char *path, int flags, ...) \
+	{ \
+		REAL(name); \
+		mode_t m = 0; \
+		if (flags & O_CREAT) { \
+			va_list ap; \
+			va_start(ap, flags); \
+			m = va_arg(ap, mode_t); \
+			va_end(ap); \
+		} \
+		if ((flags & (O_WRONLY | O_RDWR | O_CREAT)) && rofs_now() && ours_path(path)) \
+			return fail("open", EROFS); \
+		return real_##name(path, flags, m); \
 	}
-	return 0;
-}
+OPEN_WRAPPER(open)
+OPEN_WRAPPER(open64)
 
-int open(const char *path, int flags, ...)
-{
-	REAL(open);
-	mode_t m = 0;
-	int e = open_fault(path, flags);
-
-	if (flags & O_CREAT) {
-		va_list ap;
-		va_start(ap, flags);
-		m = va_arg(ap, mode_t);
-		va_end(ap);
+/* Calls that change a directory fail with EROFS on a read-only file
+ * system. */
+#define ROFS_WRAPPER(name, params, args, p1, p2) \
+	int name params \
+	{ \
+		REAL(name); \
+		if (rofs_now() && (ours_path(p1) || ours_path(p2))) \
+			return fail(#name, EROFS); \
+		return real_##name args; \
 	}
-	if (e) {
-		errno = e;
-		return -1;
-	}
-	return real_open(path, flags, m);
-}
-
-int open64(const char *path, int flags, ...)
-{
-	REAL(open64);
-	mode_t m = 0;
-	int e = open_fault(path, flags);
-
-	if (flags & O_CREAT) {
-		va_list ap;
-		va_start(ap, flags);
-		m = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (e) {
-		errno = e;
-		return -1;
-	}
-	return real_open64(path, flags, m);
-}
-
-int rename(const char *a, const char *b)
-{
-	REAL(rename);
-	if (rofs_now() && (ours_path(a) || ours_path(b))) {
-		announce("rename", EROFS);
-		errno = EROFS;
-		return -1;
-	}
-	return real_rename(a, b);
-}
-
-int unlink(const char *p)
-{
-	REAL(unlink);
-	if (rofs_now() && ours_path(p)) {
-		announce("unlink", EROFS);
-		errno = EROFS;
-		return -1;
-	}
-	return real_unlink(p);
-}
-
-int mkdir(const char *p, mode_t m)
-{
-	REAL(mkdir);
-	if (rofs_now() && ours_path(p)) {
-		announce("mkdir", EROFS);
-		errno = EROFS;
-		return -1;
-	}
-	return real_mkdir(p, m);
-}
+ROFS_WRAPPER(rename, (const char *a, const char *b), (a, b), a, b)
+ROFS_WRAPPER(unlink, (const char *p), (p), p, NULL)
+ROFS_WRAPPER(mkdir, (const char *p, mode_t m), (p, m), p, NULL)

@@ -54,6 +54,14 @@ impl Failure {
             _ => None,
         }
     }
+
+    /// How the failure is named in messages (the exit summary's words).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk full",
+            Self::Storage => "storage failed",
+        }
+    }
 }
 
 /// The capture directory cannot take more data. The current file (if any)
@@ -64,6 +72,17 @@ impl Failure {
 pub(crate) struct StorageFailed {
     pub(crate) kind: Failure,
     msg: String,
+}
+
+impl StorageFailed {
+    /// A failure of `kind` while doing `what` (the message reads
+    /// "disk full writing X: ...").
+    fn new(kind: Failure, what: std::fmt::Arguments<'_>) -> Self {
+        Self {
+            kind,
+            msg: format!("{} {what}", kind.label()),
+        }
+    }
 }
 
 impl std::fmt::Display for StorageFailed {
@@ -357,18 +376,13 @@ impl DirSink {
     /// file is open, every earlier file is complete) or another error.
     fn failed_to_open(&self, path: &Path, e: std::io::Error) -> anyhow::Error {
         match Failure::of(&e) {
-            Some(kind) => anyhow!(StorageFailed {
+            Some(kind) => anyhow!(StorageFailed::new(
                 kind,
-                msg: format!(
-                    "{} creating {}: {e}; every earlier file is complete",
-                    if kind == Failure::DiskFull {
-                        "disk full"
-                    } else {
-                        "storage failed"
-                    },
+                format_args!(
+                    "creating {}: {e}; every earlier file is complete",
                     path.display()
                 ),
-            }),
+            )),
             None => anyhow::Error::new(e).context(format!("creating {}", path.display())),
         }
     }
@@ -413,18 +427,10 @@ impl DirSink {
                 // write may have left part of the block); it stays open
                 // until the caller has counted what it could not store.
                 let _ = f.file.set_len(f.size);
-                Err(anyhow!(StorageFailed {
+                Err(anyhow!(StorageFailed::new(
                     kind,
-                    msg: format!(
-                        "{} writing {}: {e}",
-                        if kind == Failure::DiskFull {
-                            "disk full"
-                        } else {
-                            "storage failed"
-                        },
-                        f.hidden.display()
-                    ),
-                }))
+                    format_args!("writing {}: {e}", f.hidden.display()),
+                )))
             }
             Err(e) => {
                 let p = self.cur.as_ref().map(|f| f.hidden.display().to_string());
@@ -789,17 +795,7 @@ impl DirSink {
 /// caller counted what it could not store); other errors are plain errors.
 fn failed_closing(e: std::io::Error, what: &str) -> anyhow::Error {
     match Failure::of(&e) {
-        Some(kind) => anyhow!(StorageFailed {
-            kind,
-            msg: format!(
-                "{} {what}: {e}",
-                if kind == Failure::DiskFull {
-                    "disk full"
-                } else {
-                    "storage failed"
-                }
-            ),
-        }),
+        Some(kind) => anyhow!(StorageFailed::new(kind, format_args!("{what}: {e}"))),
         None => anyhow::Error::new(e).context(what.to_string()),
     }
 }

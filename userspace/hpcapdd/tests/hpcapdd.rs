@@ -375,30 +375,11 @@ fn sigint_at_random_moments_leaves_valid_files() {
 
 #[test]
 fn disk_full_closes_the_file_validly() {
-    if !is_root() {
-        eprintln!("SKIP: disk-full test needs root to mount a small tmpfs");
-        return;
-    }
     let dir = TempDir::new("full");
     let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP: cannot mount a tmpfs (no privilege in this container?)");
+    let Some(_fs) = Tmpfs::mount(&mnt, "2m", "the disk-full test") else {
         return;
-    }
-    struct Umount(PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Umount(mnt.clone());
+    };
     let shm = ShmPath::new("full");
     let mut sim = start_sim(
         &shm.0,
@@ -447,31 +428,12 @@ fn disk_full_closes_the_file_validly() {
 /// once and in order.
 #[test]
 fn named_listener_lingers_on_a_full_disk_and_a_successor_elsewhere_resumes() {
-    if !is_root() {
-        eprintln!("SKIP: disk-full test needs root to mount a small tmpfs");
-        return;
-    }
     let dir = TempDir::new("fullnamed");
     let mnt = dir.path().join("mnt");
     let other = dir.path().join("other");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP: cannot mount a tmpfs (no privilege in this container?)");
+    let Some(_fs) = Tmpfs::mount(&mnt, "2m", "the disk-full test") else {
         return;
-    }
-    struct Umount(PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Umount(mnt.clone());
+    };
     let shm = ShmPath::new("fullnamed");
     let total = 200_000u64;
     let mut sim = start_sim(
@@ -704,30 +666,11 @@ fn blocking_listener_is_never_overwritten_and_drops_are_counted() {
 
 #[test]
 fn retention_keeps_min_free_space() {
-    if !is_root() {
-        eprintln!("SKIP: min-free test needs root to mount a small tmpfs");
-        return;
-    }
     let dir = TempDir::new("minfree");
     let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP: cannot mount a tmpfs (no privilege in this container?)");
+    let Some(_fs) = Tmpfs::mount(&mnt, "4m", "the min-free test") else {
         return;
-    }
-    struct Umount(PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Umount(mnt.clone());
+    };
     let shm = ShmPath::new("minfree");
     // About 12 MiB of data into a 4 MiB file system: only retention makes
     // it fit.

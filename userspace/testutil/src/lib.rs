@@ -220,3 +220,37 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A small tmpfs mounted for one test (disk-full and retention tests),
+/// unmounted when dropped.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (mount's syntax, e.g. "2m") at `at`
+    /// (created). `None`, after printing why the test skips, when we are
+    /// not root or the mount is refused (an unprivileged container).
+    pub fn mount(at: &Path, size: &str, test: &str) -> Option<Self> {
+        if !is_root() {
+            eprintln!("SKIP: {test} needs root to mount a small tmpfs");
+            return None;
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("SKIP: {test}: cannot mount a tmpfs (no privilege in this container?)");
+            return None;
+        }
+        Some(Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
