@@ -29,6 +29,7 @@ use kernel::{
 };
 
 pub(crate) mod e82576_queue;
+pub(crate) mod i40e;
 pub(crate) mod iavf;
 pub(crate) mod igb;
 pub(crate) mod igbvf;

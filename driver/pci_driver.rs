@@ -16,6 +16,7 @@ use crate::capture::{
 use crate::chardev::CharDev;
 use crate::hpcap_core::abi;
 use crate::nic::{
+    i40e,
     iavf,
     igb,
     igbvf,
@@ -58,6 +59,8 @@ devices! {
     0x10c9 => igb::BACKEND,
     0x10ca => igbvf::BACKEND,
     0x154c => iavf::BACKEND,
+    0x1572 => i40e::BACKEND,
+    0x1583 => i40e::BACKEND,
     0x10ed => ixgbevf::BACKEND,
 }
 

@@ -237,6 +237,51 @@ impl Desc {
         }
     }
 
+    /// A command for a PF's firmware (Linux's
+    /// `i40e_fill_default_direct_cmd_desc`): silent, no buffer yet.
+    pub fn command(opcode: u16) -> Self {
+        Self {
+            flags: flag::SI,
+            opcode,
+            ..Self::default()
+        }
+    }
+
+    /// The same command with a `len`-byte buffer that the firmware reads
+    /// (`to_firmware`, e.g. a VSI's new properties) or fills (e.g. the
+    /// switch configuration); the transport adds the buffer's address.
+    pub fn with_buffer_len(mut self, len: u16, to_firmware: bool) -> Self {
+        self.flags |= flag::BUF;
+        if len > LARGE_BUF {
+            self.flags |= flag::LB;
+        }
+        if to_firmware {
+            self.flags |= flag::RD;
+        }
+        self.datalen = len;
+        self
+    }
+
+    /// The 16 parameter bytes (descriptor bytes 16..32, where a direct
+    /// command's structure lies).
+    pub fn params(&self) -> [u8; 16] {
+        let b = self.to_bytes();
+        let mut p = [0u8; 16];
+        if let Some(src) = b.get(16..32) {
+            p.copy_from_slice(src);
+        }
+        p
+    }
+
+    /// The same descriptor with parameter bytes `p`.
+    pub fn with_params(self, p: &[u8; 16]) -> Self {
+        let mut b = self.to_bytes();
+        if let Some(dst) = b.get_mut(16..32) {
+            dst.copy_from_slice(p);
+        }
+        Self::from_bytes(&b)
+    }
+
     /// A receive-queue descriptor offering a `size`-byte buffer at `addr`
     /// (Linux's `iavf_alloc_arq_bufs`).
     pub fn receive_buffer(addr: u64, size: u16) -> Self {
@@ -362,6 +407,21 @@ mod tests {
         let r = Desc::receive_buffer(0x1000, 4096);
         assert_eq!(r.flags, flag::BUF | flag::LB);
         assert_eq!((r.datalen, r.buffer()), (4096, 0x1000));
+    }
+
+    #[test]
+    fn firmware_commands() {
+        let d = Desc::command(0x0200).with_buffer_len(4096, false);
+        assert_eq!(d.flags, flag::SI | flag::BUF | flag::LB);
+        assert_eq!((d.opcode, d.datalen), (0x0200, 4096));
+        let d = Desc::command(0x0211).with_buffer_len(128, true);
+        assert_eq!(d.flags, flag::SI | flag::BUF | flag::RD);
+        let mut p = [0u8; 16];
+        p[0] = 0x12;
+        p[15] = 0x34;
+        let d = Desc::command(0x0254).with_params(&p);
+        assert_eq!(d.params(), p);
+        assert_eq!((d.param0 & 0xFF, d.addr_low >> 24), (0x12, 0x34));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod format;
 pub mod frame;
 pub mod gate;
+pub mod hmc;
 pub mod listener;
 pub mod pcapng;
 pub mod publish;

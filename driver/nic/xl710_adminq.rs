@@ -5,8 +5,10 @@
 //! Queue"). A PF talks to its firmware through one; a VF talks to its PF
 //! through the same kind of queue pair (its "mailbox"), at other register
 //! offsets. This file is the transport for both: ring memory, enabling and
-//! disabling, one command at a time on the ATQ and messages off the ARQ.
-//! What the descriptors mean (virtchnl on a VF) is the caller's business;
+//! disabling, one command at a time on the ATQ (with its buffer both ways,
+//! for a PF's firmware commands) and messages off the ARQ. What the
+//! descriptors mean (firmware commands on a PF, virtchnl on a VF) is the
+//! caller's business;
 //! the descriptor layout itself is the core's ([`adminq::Desc`]).
 //!
 //! Everything here sleeps (polling with `fsleep`): slow path only, never a
@@ -74,6 +76,21 @@ pub(crate) const VF_REGS: Regs = Regs {
     arqlen: 0x8000,
     arqh: 0x7400,
     arqt: 0x7000,
+};
+
+/// A PF's admin queue registers (datasheet 10.2.x `PF_ATQBAL` and
+/// following; Linux `i40e_register.h`).
+pub(crate) const PF_REGS: Regs = Regs {
+    atqbal: 0x0008_0000,
+    atqbah: 0x0008_0100,
+    atqlen: 0x0008_0200,
+    atqh: 0x0008_0300,
+    atqt: 0x0008_0400,
+    arqbal: 0x0008_0080,
+    arqbah: 0x0008_0180,
+    arqlen: 0x0008_0280,
+    arqh: 0x0008_0380,
+    arqt: 0x0008_0480,
 };
 
 /// ATQLEN/ARQLEN: number of descriptors (`ATQLEN`/`ARQLEN` field).
@@ -258,7 +275,7 @@ impl AdminQueue {
         if data.len() > BUF_SIZE {
             return Err(EMSGSIZE);
         }
-        let desc = if data.is_empty() {
+        let desc = if data.is_empty() && desc.flags & adminq::flag::BUF == 0 {
             desc
         } else {
             // SAFETY: `data.len() <= BUF_SIZE`, the size of `send_buf`; no
@@ -288,6 +305,32 @@ impl AdminQueue {
         )?;
         dma_mb(Read);
         Ok(Self::read_desc(&self.atq, i))
+    }
+
+    /// A firmware command that may carry a buffer both ways: `data` is
+    /// copied into the send buffer (if the descriptor names one), and once
+    /// the command completed, up to `out.len()` bytes of what the other side
+    /// wrote back into it are copied to `out`. Returns the completed
+    /// descriptor and the bytes copied.
+    pub(crate) fn command<const SIZE: usize>(
+        &mut self,
+        bar: &pci::DevresBar<SIZE>,
+        desc: Desc,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> Result<(Desc, usize)> {
+        if usize::from(desc.datalen) > BUF_SIZE {
+            return Err(EMSGSIZE);
+        }
+        let done = self.send(bar, desc, data, true)?;
+        let n = usize::from(done.datalen).min(BUF_SIZE).min(out.len());
+        if done.flags & adminq::flag::BUF != 0 && n > 0 {
+            // SAFETY: `n <= BUF_SIZE` bytes of `send_buf`; the command that
+            // pointed at it has completed, so the device no longer writes it.
+            unsafe { core::ptr::copy_nonoverlapping(self.send_buf.as_ptr().cast::<u8>(), out.as_mut_ptr(), n) };
+            return Ok((done, n));
+        }
+        Ok((done, 0))
     }
 
     /// The next message the other side placed on the ARQ, if any: its

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=dash
 # Unbind mid-traffic while hpcapdd has the buffer mapped and is reading.
-# NIC (default igb): the port to capture from, igb (the 82576 PF), iavf
-# (the XL710 VF of hpcap-model) or ixgbevf (its 82599 VF). With a device model, its counters are
+# NIC (default igb): the port to capture from, igb (the 82576 PF), iavf or
+# i40e (the XL710 VF or PF of hpcap-model) or ixgbevf (its 82599 VF). With a device model, its counters are
 # copied before the traffic (model-before.json), a second after the unbind
 # (model-unbound.json) and after the traffic (model-after.json).
 set -e
@@ -12,7 +12,7 @@ model() {
 }
 insmod "$HPCAP_KO" buffer_mb=8 block_kb=256
 case "${NIC:-igb}" in
-iavf | ixgbevf) bdf=$(pci_for_module "$NIC" | head -n 1) ;;
+iavf | i40e | ixgbevf) bdf=$(pci_for_module "$NIC" | head -n 1) ;;
 *) bdf=$(pci_first igb) ;;
 esac
 [ -n "$bdf" ] || { echo "unbind: no port for NIC=${NIC:-igb}"; exit 1; }

@@ -249,6 +249,32 @@ mod tests {
     }
 
     #[test]
+    fn reads_what_hpcaps_encoder_writes() {
+        // hpcap's i40e backend writes its context with the core's encoder;
+        // the model's own reader must see the same fields.
+        let ctx = hpcap_core::hmc::RxQueueContext {
+            base: 0x7654_3200,
+            qlen: 4064,
+            dbuff: 9728,
+            dsize32: false,
+            crcstrip: true,
+            l2tsel: true,
+            showiv: false,
+            rxmax: 9732,
+            prefena: true,
+            lrxqthresh: 1,
+        };
+        let r = RxContext::decode(&ctx.encode().unwrap());
+        assert_eq!(
+            (r.head, r.base, r.qlen, r.dbuff),
+            (0, 0x7654_3200, 4064, 9728)
+        );
+        assert_eq!((r.dtype, r.dsize32, r.crcstrip), (0, false, true));
+        assert_eq!((r.l2tsel, r.showiv, r.rxmax), (true, false, 9732));
+        assert_eq!(r.desc_len(), 16);
+    }
+
+    #[test]
     fn tx_context_fields() {
         let mut c = [0u8; TX_CONTEXT_LEN];
         put(&mut c, 32, 57, 0x8000_0000 / 128);
