@@ -24,6 +24,7 @@ use super::{
     with_bar,
     Backend,
     Caps,
+    Errno,
     Link,
     Nic,
     RingConfig,
@@ -214,6 +215,8 @@ pub(crate) struct IxgbeVf {
     /// VFGPRC at `start_rx`, and the running total since.
     rx_last: AtomicU32,
     received: AtomicU64,
+    /// The receive mode the PF granted (`abi::PROMISC_*`).
+    promisc: u32,
 }
 
 impl IxgbeVf {
@@ -244,7 +247,7 @@ impl IxgbeVf {
                 Ok([0; 6])
             }
             Err(e) => {
-                dev_err!(self.pdev, "VF reset message to the PF failed: {:?}\n", e);
+                dev_err!(self.pdev, "VF reset message to the PF failed: {}\n", Errno(e));
                 Err(e)
             }
         }
@@ -270,12 +273,13 @@ impl Nic for IxgbeVf {
     /// what was granted.
     fn new(pdev: &pci::Device<Core<'_>>) -> Result<(Self, Caps)> {
         let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
-        let vf = Self {
+        let mut vf = Self {
             pdev: pdev.into(),
             bar,
             mbx: Mailbox::new(MAILBOX)?,
             rx_last: AtomicU32::new(0),
             received: AtomicU64::new(0),
+            promisc: abi::PROMISC_UNKNOWN,
         };
         let mac = vf.reset()?;
         dev_info!(
@@ -306,6 +310,11 @@ impl Nic for IxgbeVf {
         } else {
             None
         };
+        vf.promisc = match mode {
+            Some(xcast::PROMISC) => abi::PROMISC_ALL,
+            Some(xcast::ALLMULTI) => abi::PROMISC_MULTICAST,
+            _ => abi::PROMISC_REFUSED,
+        };
         match mode {
             Some(xcast::PROMISC) => dev_info!(pdev, "promiscuous mode granted\n"),
             Some(xcast::ALLMULTI) => dev_warn!(
@@ -324,9 +333,9 @@ impl Nic for IxgbeVf {
         if let Err(e) = vf.mbx_call(&[SET_LPE, MAX_FRAME_FCS]) {
             dev_warn!(
                 pdev,
-                "the PF refused frames of {} bytes ({:?}); capturing up to {}\n",
+                "the PF refused frames of {} bytes ({}); capturing up to {}\n",
                 MAX_FRAME_FCS,
-                e,
+                Errno(e),
                 STD_FRAME_FCS - FCS
             );
             caps.max_frame = STD_FRAME_FCS - FCS + 4;
@@ -421,6 +430,7 @@ impl Nic for IxgbeVf {
                 valid: CAPS.counters,
             },
             reset: false,
+            promisc: self.promisc,
         }
     }
 }
