@@ -717,7 +717,9 @@ impl OpenFile {
             abi::IOC_KILL_LISTENER => {
                 require_admin()?;
                 let id: u32 = user(4).reader().read()?;
-                sh.listeners.kill(ListenerId::from_raw(id)).map_err(listener_err)?;
+                sh.listeners
+                    .kill(ListenerId::from_raw(id), sh.publish.committed())
+                    .map_err(listener_err)?;
                 sh.wake_all();
             }
             _ => return Err(ENOTTY),

@@ -33,6 +33,8 @@ pub(crate) mod i40e;
 pub(crate) mod iavf;
 pub(crate) mod igb;
 pub(crate) mod igbvf;
+pub(crate) mod ixgbevf;
+pub(crate) mod vf_mailbox;
 pub(crate) mod xl710_adminq;
 
 /// Link state as the NIC reports it.

@@ -20,6 +20,7 @@ use crate::nic::{
     iavf,
     igb,
     igbvf,
+    ixgbevf,
     Backend, //
 };
 use crate::probe_fault::{
@@ -60,6 +61,7 @@ devices! {
     0x154c => iavf::BACKEND,
     0x1572 => i40e::BACKEND,
     0x1583 => i40e::BACKEND,
+    0x10ed => ixgbevf::BACKEND,
 }
 
 /// Device indices (N of /dev/hpcapN) in use, one bit each.

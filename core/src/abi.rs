@@ -34,6 +34,12 @@ pub const NIC_I40E: u32 = 2;
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IAVF: u32 = 3;
+/// NIC backend: Intel 82599 PF (reserved for the planned backend).
+// Not every backend is in every build.
+#[cfg_attr(hpcap_kernel, allow(dead_code))]
+pub const NIC_IXGBE: u32 = 4;
+/// NIC backend: Intel 82599 VF.
+pub const NIC_IXGBEVF: u32 = 5;
 /// Software source (`hpcap-sim`), no NIC.
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]

@@ -65,6 +65,46 @@ pub mod igb {
     pub const ERR_FRAME: u32 = (1 << 24) | (1 << 25) | (1 << 26) | (1 << 28) | (1 << 31);
 }
 
+/// The advanced one-buffer write-back the 82576 and the 82599 share
+/// (82576 datasheet 7.1.5.2, 82599 datasheet 7.1.6.2): `status_error` in
+/// word 1's low dword, the length in bits 47:32 and the VLAN tag in 63:48.
+/// Only which error bits mean "the frame is bad" differs.
+mod adv {
+    use super::{igb, RxDone};
+
+    pub(super) fn decode(words: &[u64], frame_errors: u32) -> Option<RxDone> {
+        let w1 = *words.get(1)?;
+        let status = w1 as u32;
+        if status & igb::STAT_DD == 0 {
+            return None;
+        }
+        Some(RxDone {
+            len: ((w1 >> 32) & 0xFFFF) as u32,
+            eop: status & igb::STAT_EOP != 0,
+            error: status & frame_errors != 0,
+            skip: false,
+            vlan: (status & igb::STAT_VP != 0).then_some((w1 >> 48) as u16),
+        })
+    }
+
+    #[cfg(not(hpcap_kernel))]
+    pub(super) fn write_back(done: &RxDone) -> [u64; 4] {
+        let mut status = igb::STAT_DD;
+        if done.eop {
+            status |= igb::STAT_EOP;
+        }
+        if done.error {
+            // CE: CRC error, a frame error bit in both families.
+            status |= 1 << 24;
+        }
+        let mut w1 = u64::from(status) | (u64::from(done.len & 0xFFFF) << 32);
+        if let Some(tci) = done.vlan {
+            w1 |= u64::from(igb::STAT_VP) | (u64::from(tci) << 48);
+        }
+        [0, w1, 0, 0]
+    }
+}
+
 impl RxFormat for IgbAdv {
     const WORDS: usize = 2;
     // SRRCTL.BSIZEPKT is 7 bits of 1 KiB units.
@@ -79,35 +119,44 @@ impl RxFormat for IgbAdv {
     }
 
     fn decode(words: &[u64]) -> Option<RxDone> {
-        let w1 = *words.get(1)?;
-        let status = w1 as u32;
-        if status & igb::STAT_DD == 0 {
-            return None;
-        }
-        Some(RxDone {
-            len: ((w1 >> 32) & 0xFFFF) as u32,
-            eop: status & igb::STAT_EOP != 0,
-            error: status & igb::ERR_FRAME != 0,
-            skip: false,
-            vlan: (status & igb::STAT_VP != 0).then_some((w1 >> 48) as u16),
-        })
+        adv::decode(words, igb::ERR_FRAME)
     }
 
     #[cfg(not(hpcap_kernel))]
     fn write_back(done: &RxDone) -> [u64; 4] {
-        let mut status = igb::STAT_DD;
-        if done.eop {
-            status |= igb::STAT_EOP;
-        }
-        if done.error {
-            // CE: CRC error, one of the frame error bits.
-            status |= 1 << 24;
-        }
-        let mut w1 = u64::from(status) | (u64::from(done.len & 0xFFFF) << 32);
-        if let Some(tci) = done.vlan {
-            w1 |= u64::from(igb::STAT_VP) | (u64::from(tci) << 48);
-        }
-        [0, w1, 0, 0]
+        adv::write_back(done)
+    }
+}
+
+/// Intel 82599 (ixgbe) and its VF (ixgbevf): the same 16-byte advanced
+/// one-buffer descriptors as [`IgbAdv`], but bits 31:30 of `status_error`
+/// are IP and L4 checksum errors there (`IXGBE_RXDADV_ERR_IPE`/`TCPE`): a
+/// frame with a bad IP checksum is a frame to capture, not a receive error.
+pub struct IxgbeAdv;
+
+/// ixgbe write-back error bits.
+pub mod ixgbe {
+    /// Frame errors: CE, LE, PE, OSE, USE (`IXGBE_RXDADV_ERR_FRAME_ERR_MASK`).
+    pub const ERR_FRAME: u32 = (1 << 24) | (1 << 25) | (1 << 27) | (1 << 28) | (1 << 29);
+}
+
+impl RxFormat for IxgbeAdv {
+    const WORDS: usize = 2;
+    // SRRCTL.BSIZEPACKET: 1 KiB units, 1 to 16 KiB (82599 8.2.3.8.7).
+    const MAX_BUFFER: u32 = 16 * 1024;
+    const NOT_A_FRAME: Option<[u64; 4]> = None;
+
+    fn arm(dma: u64) -> [u64; 4] {
+        IgbAdv::arm(dma)
+    }
+
+    fn decode(words: &[u64]) -> Option<RxDone> {
+        adv::decode(words, ixgbe::ERR_FRAME)
+    }
+
+    #[cfg(not(hpcap_kernel))]
+    fn write_back(done: &RxDone) -> [u64; 4] {
+        adv::write_back(done)
     }
 }
 
@@ -243,6 +292,7 @@ mod tests {
         ) {
             let done = RxDone { len, eop, error, skip: false, vlan };
             prop_assert_eq!(round_trip::<IgbAdv>(done), Some(done));
+            prop_assert_eq!(round_trip::<IxgbeAdv>(done), Some(done));
             let done = RxDone { skip, ..done };
             prop_assert_eq!(round_trip::<I40e16>(done), Some(done));
             prop_assert_eq!(round_trip::<Iavf32>(done), Some(done));
@@ -277,6 +327,27 @@ mod tests {
         let d = IgbAdv::decode(&[0, wb[1] | u64::from(igb::STAT_VP)]).unwrap();
         assert_eq!((d.len, d.vlan), (64, Some(0xABCD)));
         assert_eq!(IgbAdv::decode(&[0]), None, "short slice is not done");
+    }
+
+    #[test]
+    fn ixgbe_checksum_errors_are_not_frame_errors() {
+        // IPE (bit 31) is a frame error for no 82599 driver; for the 82576
+        // bit 31 is RXE.
+        let wb = [0u64, (60u64 << 32) | 0x3 | 1 << 31];
+        assert!(!IxgbeAdv::decode(&wb).unwrap().error);
+        assert!(IgbAdv::decode(&wb).unwrap().error);
+        for bit in [24, 25, 27, 28, 29] {
+            let wb = [0u64, (60u64 << 32) | 0x3 | 1 << bit];
+            assert!(IxgbeAdv::decode(&wb).unwrap().error, "bit {bit}");
+        }
+        let done = IxgbeAdv::decode(&[
+            0,
+            (64u64 << 32) | 0x3 | u64::from(igb::STAT_VP) | 0x6064u64 << 48,
+        ]);
+        assert_eq!(
+            done.map(|d| (d.len, d.eop, d.vlan)),
+            Some((64, true, Some(0x6064)))
+        );
     }
 
     #[test]

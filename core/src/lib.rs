@@ -33,6 +33,7 @@ pub mod selftest;
 pub mod session;
 pub mod stats;
 mod sync;
+pub mod vfmbx;
 pub mod virtchnl;
 
 // Userspace only.

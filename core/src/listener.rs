@@ -900,10 +900,11 @@ impl ListenerTable {
         true
     }
 
-    /// Stream bytes that lingering listeners had not read when their
-    /// linger time ran out unclaimed, in all (counter `bytes_expired`):
-    /// released to the producer without ever being delivered under their
-    /// name. `commit` at the moment of expiry minus the listener's cursor.
+    /// Stream bytes that lingering listeners had not read when they were
+    /// freed unclaimed (their linger time ran out, or an administrator
+    /// killed them), in all (counter `bytes_expired`): released to the
+    /// producer without ever being delivered under their name. `commit` at
+    /// that moment minus the listener's cursor.
     pub fn expired_bytes(&self) -> u64 {
         // Relaxed: a statistic.
         self.expired_bytes.load(Ordering::Relaxed)
@@ -971,8 +972,11 @@ impl ListenerTable {
     /// Administrative kill: listener `id` stops holding the producer back at
     /// once and gets [`ListenerError::Killed`] from every later call. The
     /// caller should wake the device's sleepers. A lingering listener has
-    /// no owner to tell: it is freed at once.
-    pub fn kill(&self, id: ListenerId) -> Result<(), ListenerError> {
+    /// no owner to tell: it is freed at once, and the bytes it held unread
+    /// up to `commit` (the publication state's
+    /// [`PublishState::committed`]) are counted in [`Self::expired_bytes`]
+    /// as if its linger time had run out.
+    pub fn kill(&self, id: ListenerId, commit: u64) -> Result<(), ListenerError> {
         let slot = self.slot(id)?;
         // Relaxed: the CAS below decides.
         let mut s = slot.state.load(Ordering::Relaxed);
@@ -980,11 +984,11 @@ impl ListenerTable {
             if !id.matches(s) || !matches!(s & MODE_MASK, BLOCKING | LOSSY) {
                 return Err(ListenerError::NotAttached);
             }
-            let next = if s & LINGERING != 0 {
-                s & GEN_MASK
-            } else {
-                s | KILLED
-            };
+            let lingering = s & LINGERING != 0;
+            let next = if lingering { s & GEN_MASK } else { s | KILLED };
+            // Acquire: as in `free_expired` (a lingering slot's cursor no
+            // longer moves; the CAS below proves it was still lingering).
+            let cursor = slot.cursor.load(Ordering::Acquire);
             // AcqRel: atomic with respect to a concurrent detach, take-over
             // or expiry; Release so the owner's Acquire state load sees it
             // in order.
@@ -992,7 +996,14 @@ impl ListenerTable {
                 .state
                 .compare_exchange(s, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if lingering {
+                        // Relaxed: a statistic.
+                        self.expired_bytes
+                            .fetch_add(commit.saturating_sub(cursor), Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
                 Err(now) => s = now,
             }
         }
@@ -1175,12 +1186,12 @@ mod tests {
         assert!(produce(&p, &l, &g, 128));
         assert!(!produce(&p, &l, &g, 128));
         // Kill: the listener no longer holds the producer back.
-        l.kill(a.id).unwrap();
+        l.kill(a.id, 0).unwrap();
         assert_eq!(l.ack(a.id, 1, &p), Err(ListenerError::Killed));
         assert!(produce(&p, &l, &g, 128));
         l.detach(a.id).unwrap();
         assert_eq!(l.detach(a.id), Err(ListenerError::NotAttached));
-        assert_eq!(l.kill(a.id), Err(ListenerError::NotAttached));
+        assert_eq!(l.kill(a.id, 0), Err(ListenerError::NotAttached));
     }
 
     #[test]
@@ -1279,13 +1290,13 @@ mod tests {
         assert!(p.committed() > new.start, "the new owner has data to read");
         assert_eq!(l.ack(old, 1, &p), Err(ListenerError::NotAttached));
         assert_eq!(l.cursor(old), Err(ListenerError::NotAttached));
-        assert_eq!(l.kill(old), Err(ListenerError::NotAttached));
+        assert_eq!(l.kill(old, 0), Err(ListenerError::NotAttached));
         assert_eq!(l.detach(old), Err(ListenerError::NotAttached));
         assert_eq!(l.cursor(new.id), Ok((new.start, Mode::Blocking)));
         // The raw ABI form round-trips; a kill through it reaches only the
         // current owner, and a killed listener's detach reports the kill.
         assert_eq!(ListenerId::from_raw(new.id.raw()), new.id);
-        l.kill(ListenerId::from_raw(new.id.raw())).unwrap();
+        l.kill(ListenerId::from_raw(new.id.raw()), 0).unwrap();
         assert!(l.list().next().unwrap().killed);
         assert_eq!(l.detach(new.id), Ok(true));
         assert_eq!(l.list().count(), 0);
@@ -1442,7 +1453,7 @@ mod tests {
             Ok(Abandoned::Freed { killed: false })
         );
         let k = l.attach_named(&name("k"), SEC, 0, true, &p, &g).unwrap();
-        l.kill(k.id).unwrap();
+        l.kill(k.id, 0).unwrap();
         assert_eq!(l.abandon(k.id, 0), Ok(Abandoned::Freed { killed: true }));
         assert_eq!(l.list().count(), 0);
     }
@@ -1454,7 +1465,7 @@ mod tests {
         assert_eq!(l.find(&name("a")), Some(a.id));
         assert_eq!(l.find(&name("b")), None);
         // A killed listener's name is free for a new listener.
-        l.kill(a.id).unwrap();
+        l.kill(a.id, 0).unwrap();
         assert_eq!(l.find(&name("a")), None);
         let b = l.attach_named(&name("a"), SEC, 0, true, &p, &g).unwrap();
         assert!(!b.resumed);
@@ -1464,9 +1475,13 @@ mod tests {
         l.abandon(b.id, 0).unwrap();
         let lingering = l.find(&name("a")).unwrap();
         assert_eq!(lingering, b.id);
-        l.kill(lingering).unwrap();
+        // ... and counts what it held unread as expired, once.
+        assert_eq!(l.expired_bytes(), 0);
+        l.kill(lingering, 4096).unwrap();
         assert_eq!(l.list().count(), 0);
-        assert_eq!(l.kill(lingering), Err(ListenerError::NotAttached));
+        assert_eq!(l.expired_bytes(), 4096);
+        assert_eq!(l.kill(lingering, 8192), Err(ListenerError::NotAttached));
+        assert_eq!(l.expired_bytes(), 4096);
     }
 
     #[test]
@@ -1560,7 +1575,7 @@ mod tests {
                     }
                     5 => {
                         if let Some(id) = l.find(&names[k]) {
-                            l.kill(id).unwrap();
+                            l.kill(id, 0).unwrap();
                             if let Model::Live(_) = model[k] {
                                 prop_assert_eq!(l.detach(id), Ok(true));
                             }

@@ -325,7 +325,7 @@ mod tests {
             wait(&l, &p, &g, a.id, &req, &os).unwrap().flags,
             abi::WAIT_HUP
         );
-        let kill = || l.kill(a.id).unwrap();
+        let kill = || l.kill(a.id, 0).unwrap();
         let out = wait(&l, &p, &g, a.id, &req, &fake(&kill)).unwrap();
         assert_eq!((out.flags, out.available), (abi::WAIT_HUP, 0));
     }
@@ -356,7 +356,7 @@ mod tests {
         let a = l.attach(Mode::Blocking, &p, &g).unwrap();
         let b = l.attach(Mode::Lossy, &p, &g).unwrap();
         produce(&p, &l, &g, 100);
-        l.kill(b.id).unwrap();
+        l.kill(b.id, 0).unwrap();
         let mut st = abi::Stats::ZERO;
         fill_stats(&mut st, &l, &p, &g, 0, |slot| 100 + slot as u32);
         assert_eq!(st.nlisteners, 2);

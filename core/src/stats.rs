@@ -161,7 +161,7 @@ counters! {
     dropped_stop: Frames, "hpcap_frames_dropped_total", Some("stop"), Source::Driver,
         "Frames the NIC had written into the ring that capture never took because it stopped (unbind, rmmod): found by walking the ring once the NIC's queue was off.";
     bytes_expired: Bytes, "hpcap_bytes_expired_total", None, Source::Driver,
-        "Stream bytes lingering named listeners had not read when their linger time ran out unclaimed (released to the producer, never delivered under that name).";
+        "Stream bytes lingering named listeners had not read when they were freed unclaimed: their linger time ran out or an administrator killed them (released to the producer, never delivered under that name).";
 }
 
 /// `# HELP` of the metric families whose counters are told apart by their

@@ -12,7 +12,10 @@
 use super::{
     Errno,
     e82576_queue as queue,
-    poll_until,
+    vf_mailbox::{
+        Layout,
+        Mailbox, //
+    },
     with_bar,
     Backend,
     Caps,
@@ -26,6 +29,15 @@ use crate::hpcap_core::{
     stats::{
         NicCounters,
         NIC_RECEIVED, //
+    },
+    vfmbx::{
+        msg::{
+            RESET as VF_RESET,
+            SET_LPE as VF_SET_LPE, //
+        },
+        mac_from_words,
+        MSGINFO_SHIFT,
+        WORDS, //
     }, //
 };
 use core::sync::atomic::{
@@ -41,10 +53,6 @@ use kernel::{
     },
     pci,
     prelude::*,
-    sync::{
-        new_mutex,
-        Mutex, //
-    },
     sync::aref::ARef,
     time::{
         delay::fsleep,
@@ -72,26 +80,6 @@ register! {
         26:26 rst;
     }
 
-    /// VF-to-PF mailbox control (V2PMAILBOX0).
-    pub(crate) V2PMAILBOX(u32) @ 0x0C40 {
-        /// Request: a message for the PF is in the buffer.
-        0:0 req;
-        /// Acknowledge a PF message.
-        1:1 ack;
-        /// VF owns the buffer.
-        2:2 vfu;
-        /// PF owns the buffer.
-        3:3 pfu;
-        /// PF wrote a message (read to clear).
-        4:4 pfsts;
-        /// PF acknowledged our message (read to clear).
-        5:5 pfack;
-        /// PF reset in progress.
-        6:6 rsti;
-        /// PF reset done (read to clear).
-        7:7 rstd;
-    }
-
     /// VF Good Packets Received Count (8.28): counts up and wraps, not
     /// cleared on read.
     pub(crate) VFGPRC(u32) @ 0x0F10 {
@@ -106,19 +94,16 @@ register! {
     }
 }
 
-/// Mailbox message buffer VMBMEM, 16 dwords.
-const VMBMEM: usize = 0x0800;
-const MBX_WORDS: usize = 16;
+/// The mailbox: V2PMAILBOX0 and its buffer VMBMEM (82576 datasheet 8.28).
+const MAILBOX: Layout = Layout {
+    ctl: 0x0C40,
+    mem: 0x0800,
+};
 
-/// Message types understood by the igb PF (igb `e1000_mbx.h`).
-const VF_RESET: u32 = 0x01;
-const VF_SET_LPE: u32 = 0x05;
+/// igb's own message (igb `e1000_mbx.h`): promiscuous modes.
 const VF_SET_PROMISC: u32 = 0x06;
-const VF_SET_PROMISC_MULTICAST: u32 = 0x02 << 16;
-const MSGTYPE_ACK: u32 = 0x8000_0000;
-const MSGTYPE_NACK: u32 = 0x4000_0000;
-/// The low 16 bits of word 0 carry the message type.
-const MSG_TYPE_MASK: u32 = 0xFFFF;
+/// VF_SET_PROMISC's information field: multicast promiscuous.
+const VF_SET_PROMISC_MULTICAST: u32 = 0x02 << MSGINFO_SHIFT;
 /// Longest frame the igb PF lets a VF receive (plus FCS and one tag).
 const MAX_FRAME: u32 = 9216;
 /// Without a long-packet grant: a standard tagged Ethernet frame.
@@ -137,17 +122,11 @@ const CAPS: Caps = Caps {
     counters: NIC_RECEIVED,
 };
 
-/// The PF/VF mailbox. Read-to-clear status bits seen while waiting for one
-/// bit are remembered in `seen`, so none is lost.
-struct Mailbox {
-    seen: u32,
-}
-
 /// An 82576 VF driven for capture.
 pub(crate) struct IgbVf {
     pdev: ARef<pci::Device>,
     bar: Bar0,
-    mbx: Pin<KBox<Mutex<Mailbox>>>,
+    mbx: Mailbox,
     mac: [u8; 6],
     /// VFGPRC at `start_rx`, and the running total since.
     rx_last: AtomicU32,
@@ -162,87 +141,9 @@ impl IgbVf {
         with_bar(&self.bar, f)
     }
 
-    /// Reads V2PMAILBOX, remembering read-to-clear bits; true if any of
-    /// `bits` has been seen (and consumes them).
-    fn mbx_check(&self, m: &mut Mailbox, bits: u32) -> Result<bool> {
-        let v = self.io(|b| b.read(V2PMAILBOX).into_raw())?;
-        m.seen |= v;
-        if m.seen & bits != 0 {
-            m.seen &= !bits;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    fn mbx_wait(&self, m: &mut Mailbox, bits: V2PMAILBOX, what: &str) -> Result {
-        let bits = bits.into_raw();
-        for _ in 0..2000 {
-            if self.mbx_check(m, bits)? {
-                return Ok(());
-            }
-            fsleep(Delta::from_micros(500));
-        }
-        dev_warn!(self.pdev, "mailbox: no {} from the PF within 1 s\n", what);
-        Err(ETIMEDOUT)
-    }
-
-    /// Sends `msg` and returns the PF's reply (datasheet 7.8.2.9.2).
-    fn mbx_call(&self, msg: &[u32]) -> Result<[u32; MBX_WORDS]> {
-        let mut m = self.mbx.lock();
-        // Take the buffer: set VFU and read it back (the PF may hold the
-        // buffer for a moment; retry for up to 100 ms). The read also
-        // returns read-to-clear bits, which must not be lost.
-        let mut owned = false;
-        for _ in 0..100 {
-            let v = self.io(|b| {
-                b.write_reg(V2PMAILBOX::zeroed().with_vfu(true));
-                b.read(V2PMAILBOX)
-            })?;
-            m.seen |= v.into_raw();
-            if v.vfu().into_bool() {
-                owned = true;
-                break;
-            }
-            fsleep(Delta::from_millis(1));
-        }
-        if !owned {
-            let (st, mb) = self.io(|b| (b.read(queue::STATUS).into_raw(), b.read(V2PMAILBOX).into_raw()))?;
-            dev_warn!(
-                self.pdev,
-                "mailbox: buffer busy (V2PMAILBOX {:#x}, now {:#x}, STATUS {:#x})\n",
-                m.seen,
-                mb,
-                st
-            );
-            return Err(EBUSY);
-        }
-        self.io(|b| -> Result {
-            for i in 0..MBX_WORDS {
-                let w = msg.get(i).copied().unwrap_or(0);
-                b.try_write32(w, VMBMEM + 4 * i)?;
-            }
-            b.write_reg(V2PMAILBOX::zeroed().with_req(true));
-            Ok(())
-        })??;
-        self.mbx_wait(&mut m, V2PMAILBOX::zeroed().with_pfack(true), "acknowledgement")?;
-        self.mbx_wait(&mut m, V2PMAILBOX::zeroed().with_pfsts(true), "reply")?;
-        self.io(|b| b.write_reg(V2PMAILBOX::zeroed().with_vfu(true)))?;
-        let reply = self.io(|b| -> Result<[u32; MBX_WORDS]> {
-            let mut r = [0u32; MBX_WORDS];
-            for (i, w) in r.iter_mut().enumerate() {
-                *w = b.try_read32(VMBMEM + 4 * i)?;
-            }
-            // Acknowledge the PF's message and release the buffer.
-            b.write_reg(V2PMAILBOX::zeroed().with_ack(true));
-            Ok(r)
-        })??;
-        if reply[0] & MSG_TYPE_MASK != msg.first().copied().unwrap_or(0) & MSG_TYPE_MASK {
-            return Err(EPROTO);
-        }
-        if reply[0] & MSGTYPE_NACK != 0 || reply[0] & MSGTYPE_ACK == 0 {
-            return Err(EIO);
-        }
-        Ok(reply)
+    /// Sends `msg` to the PF and returns its reply.
+    fn mbx_call(&self, msg: &[u32]) -> Result<[u32; WORDS]> {
+        self.mbx.call(&self.pdev, &self.bar, msg)
     }
 
     /// VF reset, wait for the PF's reset-done, then the reset handshake that
@@ -256,21 +157,15 @@ impl IgbVf {
         // The mailbox is unusable while the PF's reset indications (RSTI,
         // and the read-to-clear RSTD) are asserted: wait until a read shows
         // neither, then greet the PF.
-        poll_until(
-            || self.io(|b| b.read(V2PMAILBOX)),
-            |v| !v.rsti().into_bool() && !v.rstd().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(1000),
-        )
-        .inspect_err(|_| {
-            dev_err!(self.pdev, "the PF did not complete the VF reset; is the PF interface up?\n")
-        })?;
-        self.mbx.lock().seen = 0;
+        self.mbx
+            .await_reset_done(&self.bar, Delta::from_millis(1000))
+            .inspect_err(|_| {
+                dev_err!(self.pdev, "the PF did not complete the VF reset; is the PF interface up?\n")
+            })?;
         let reply = self
             .mbx_call(&[VF_RESET])
             .inspect_err(|e| dev_err!(self.pdev, "VF reset message to the PF failed: {}\n", Errno(*e)))?;
-        let mac = [reply[1].to_le_bytes(), reply[2].to_le_bytes()];
-        self.mac = [mac[0][0], mac[0][1], mac[0][2], mac[0][3], mac[1][0], mac[1][1]];
+        self.mac = mac_from_words(reply[1], reply[2]);
         dev_info!(
             self.pdev,
             "VF MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\n",
@@ -293,7 +188,7 @@ impl Nic for IgbVf {
     /// granted.
     fn new(pdev: &pci::Device<Core<'_>>) -> Result<(Self, Caps)> {
         let bar = pdev.iomap_region_sized::<BAR0_LEN>(0, c"hpcap")?.into_devres()?;
-        let mbx = KBox::pin_init(new_mutex!(Mailbox { seen: 0 }), GFP_KERNEL)?;
+        let mbx = Mailbox::new(MAILBOX)?;
         let mut vf = Self {
             pdev: pdev.into(),
             bar,

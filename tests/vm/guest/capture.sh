@@ -4,14 +4,14 @@
 # `tools/hpcap-vm capture`: store the injected frames and leave in
 # $HPCAP_OUT the stored files (out/), the counters and the guest-side
 # duration (times.json). Parameters come from the environment (set by
-# hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e), VF_MAC,
+# hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e|ixgbevf), VF_MAC,
 # VF_VLAN, BUFFER_MB, BLOCK_KB, CONSUMERS, SNAPLEN, FORMAT (0 pcapng, 1 raw),
 # RING, RX_BUF, HPCAPDD_ARGS, DURING (a case script run next to hpcapdd while
 # the frames arrive: its output in during.txt, its status in during.rc; the
 # capture fails if it fails).
 #   hpcap:   hpcap.ko bound to the port, hpcapdd on the virtio disk;
 #            counters in hpcap-stats.json.
-#   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e) and
+#   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e, ixgbevf) and
 #            `tcpdump -w`; the interface's counters before and after in
 #            nic-stats.json, tcpdump's report in tcpdump.err.
 set -e
@@ -44,14 +44,15 @@ setup_port() {
 		pci_rebind "$vf" "$drv"
 		echo "$vf"
 		;;
-	iavf)
-		# The XL710 VF of hpcap-model (vfio-user), found by the aliases of
-		# Linux's iavf module; no driver is bound at boot (iavf is a module).
-		vf=$(pci_for_module iavf | head -n 1)
-		[ -n "$vf" ] || { echo "capture: no PCI function matches iavf's aliases (the XL710 VF model)" >&2; return 1; }
-		if [ "$drv" = iavf ]; then
-			modprobe iavf
-			[ "$(pci_driver "$vf")" = iavf ] || pci_rebind "$vf" iavf
+	iavf | ixgbevf)
+		# The XL710 VF or the 82599 VF of hpcap-model (vfio-user), found by
+		# the aliases of Linux's iavf or ixgbevf module; no driver is bound
+		# at boot (both are modules).
+		vf=$(pci_for_module "$NIC" | head -n 1)
+		[ -n "$vf" ] || { echo "capture: no PCI function matches $NIC's aliases (hpcap-model's VF)" >&2; return 1; }
+		if [ "$drv" = "$NIC" ]; then
+			modprobe "$NIC"
+			[ "$(pci_driver "$vf")" = "$NIC" ] || pci_rebind "$vf" "$NIC"
 		else
 			pci_rebind "$vf" "$drv"
 		fi

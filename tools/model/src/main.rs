@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use hpcap_model::ixgbevf;
 use hpcap_model::testdev;
 use hpcap_model::transport::PciFunction;
 use hpcap_model::transport::{self, lock, Handle, Platform, Shared};
@@ -89,6 +90,36 @@ enum Model {
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
     },
+    /// Intel 82599 virtual function (8086:10ed) with an embedded PF that
+    /// answers the PF/VF mailbox like Linux's ixgbe PF.
+    #[command(name = "82599-vf")]
+    Ixgbevf {
+        /// The vfio-user socket to listen on.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// hpcap-inject's listening socket to take frames from.
+        #[arg(long, value_name = "PATH")]
+        inject: Option<PathBuf>,
+        /// The VF's MAC, as the host assigns it (ip link set PF vf 0 mac M).
+        #[arg(long, default_value = "02:00:00:00:00:10", value_parser = hpcap_core::frame::parse_mac)]
+        mac: [u8; 6],
+        /// The host trusts the VF (ip link set PF vf 0 trust on): it may
+        /// change its MAC and receive all multicast. (An 82599 VF never gets
+        /// unicast promiscuous mode.)
+        #[arg(long)]
+        trust: bool,
+        /// Port VLAN (ip link set PF vf 0 vlan VID): only that VLAN reaches
+        /// the VF; a VF that strips tags (RXDCTL.VME) gets it stripped.
+        #[arg(long, default_value_t = 0, value_name = "VID")]
+        port_vlan: u16,
+        /// Report a stripped port VLAN tag in the descriptor. By default it
+        /// is hidden, as Linux's ixgbe PF sets PFQDE.HIDE_VLAN.
+        #[arg(long)]
+        show_port_vlan: bool,
+        /// Write the model's and the VF's counters here (every 200 ms and at exit).
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
+    },
     /// Intel XL710 physical function (8086:1583 XL710 QSFP+, or 1572 X710
     /// SFP+ with --device-id) with the firmware's admin queue, NVM and HMC,
     /// as Linux's i40e driver uses them.
@@ -156,6 +187,21 @@ impl FrameDevice for Pf {
     }
     fn counters(&self) -> serde_json::Value {
         serde_json::json!({"model": self.stats, "port": self.port, "promiscuous": self.vsi.unicast_promisc || self.vsi.default_port})
+    }
+}
+
+impl FrameDevice for ixgbevf::Vf {
+    fn receive_frame(&mut self, frame: &[u8], _now: Instant, p: &mut Platform) {
+        self.receive(frame, p);
+    }
+    fn tick_timers(&mut self, now: Instant, p: &mut Platform) {
+        self.tick(now, p);
+    }
+    fn sent_frames(&mut self) -> Vec<Vec<u8>> {
+        self.take_tx()
+    }
+    fn counters(&self) -> serde_json::Value {
+        self.counters_json()
     }
 }
 
@@ -301,6 +347,27 @@ fn main() -> Result<()> {
                 ..Config::default()
             });
             serve_nic(vf, "XL710 VF", &socket, inject, stats_json)?;
+        }
+        Model::Ixgbevf {
+            socket,
+            inject,
+            mac,
+            trust,
+            port_vlan,
+            show_port_vlan,
+            stats_json,
+        } => {
+            if port_vlan > 4094 {
+                bail!("--port-vlan must be a VLAN id 1..4094 (0 = none)");
+            }
+            let vf = ixgbevf::Vf::new(ixgbevf::Config {
+                mac,
+                trust,
+                port_vlan,
+                hide_port_vlan: !show_port_vlan,
+                ..ixgbevf::Config::default()
+            });
+            serve_nic(vf, "82599 VF", &socket, inject, stats_json)?;
         }
         Model::Xl710Pf {
             socket,

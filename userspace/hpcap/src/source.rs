@@ -728,7 +728,7 @@ impl Source {
             Backend::Shm(s) => {
                 let c = s.control();
                 c.listeners
-                    .kill(ListenerId::from_raw(id))
+                    .kill(ListenerId::from_raw(id), c.publish.committed())
                     .map_err(|e| Error::Invalid(format!("listener {id}: {e:?}")))?;
                 c.wake_all();
                 Ok(())

@@ -155,6 +155,8 @@ fn constants_match_the_header() {
     assert_eq!(sys::HPCAP_NIC_IGBVF, abi::NIC_IGBVF);
     assert_eq!(sys::HPCAP_NIC_I40E, abi::NIC_I40E);
     assert_eq!(sys::HPCAP_NIC_IAVF, abi::NIC_IAVF);
+    assert_eq!(sys::HPCAP_NIC_IXGBE, abi::NIC_IXGBE);
+    assert_eq!(sys::HPCAP_NIC_IXGBEVF, abi::NIC_IXGBEVF);
     assert_eq!(sys::HPCAP_NIC_SOFT, abi::NIC_SOFT);
     assert_eq!(sys::HPCAP_MODE_BLOCKING, abi::MODE_BLOCKING);
     assert_eq!(sys::HPCAP_MODE_LOSSY, abi::MODE_LOSSY);

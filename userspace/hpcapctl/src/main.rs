@@ -148,6 +148,8 @@ fn nic_name(n: u32) -> &'static str {
         abi::NIC_IGBVF => "igbvf (82576 VF)",
         abi::NIC_I40E => "i40e (XL710 PF)",
         abi::NIC_IAVF => "iavf (XL710/E810 VF)",
+        abi::NIC_IXGBE => "ixgbe (82599 PF)",
+        abi::NIC_IXGBEVF => "ixgbevf (82599 VF)",
         abi::NIC_SOFT => "software (hpcap-sim)",
         _ => "unknown",
     }
