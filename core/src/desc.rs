@@ -72,6 +72,11 @@ pub mod igb {
 mod adv {
     use super::{igb, RxDone};
 
+    // The engine's gather loop runs decode once per descriptor: every
+    // format's decode is forced inline (out of line, IgbAdv's cost 44
+    // instructions per 64-byte packet: engine 122 -> 166 under
+    // tests/bench/callgrind-64b).
+    #[inline(always)]
     pub(super) fn decode(words: &[u64], frame_errors: u32) -> Option<RxDone> {
         let w1 = *words.get(1)?;
         let status = w1 as u32;
@@ -88,6 +93,7 @@ mod adv {
     }
 
     #[cfg(not(hpcap_kernel))]
+    #[inline(always)]
     pub(super) fn write_back(done: &RxDone) -> [u64; 4] {
         let mut status = igb::STAT_DD;
         if done.eop {
@@ -118,6 +124,7 @@ impl RxFormat for IgbAdv {
         [dma, 0, 0, 0]
     }
 
+    #[inline(always)]
     fn decode(words: &[u64]) -> Option<RxDone> {
         adv::decode(words, igb::ERR_FRAME)
     }
@@ -150,6 +157,7 @@ impl RxFormat for IxgbeAdv {
         IgbAdv::arm(dma)
     }
 
+    #[inline(always)]
     fn decode(words: &[u64]) -> Option<RxDone> {
         adv::decode(words, ixgbe::ERR_FRAME)
     }
@@ -214,6 +222,7 @@ fn write_back_i40e(done: &RxDone) -> [u64; 4] {
 }
 
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
+#[inline(always)]
 fn decode_i40e(words: &[u64]) -> Option<RxDone> {
     let w0 = *words.first()?;
     let w1 = *words.get(1)?;
@@ -239,6 +248,7 @@ impl RxFormat for I40e16 {
         [dma, 0, 0, 0]
     }
 
+    #[inline(always)]
     fn decode(words: &[u64]) -> Option<RxDone> {
         decode_i40e(words)
     }
@@ -259,6 +269,7 @@ impl RxFormat for Iavf32 {
         [dma, 0, 0, 0]
     }
 
+    #[inline(always)]
     fn decode(words: &[u64]) -> Option<RxDone> {
         decode_i40e(words)
     }
