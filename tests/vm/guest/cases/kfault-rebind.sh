@@ -19,10 +19,32 @@
 # must still read its mapping. In the surprise kind, the NIC counters of the
 # device (STATS) must not jump while its registers are dead. Per round one line "ROUND k kind: ..." and at
 # the end "REBIND-OK n"; the host checks dmesg for any kernel report.
+#
+# NIC (default igb) picks the port: igb (the 82576 PF, QEMU's), or iavf,
+# i40e or ixgbevf (the XL710 VF or PF or the 82599 VF of hpcap-model over
+# vfio-user). KINDS (default "unbind remove surprise") is the cycle of
+# kinds. Each round k leaves in $HPCAP_OUT/rk/: hpcapdd's files and its
+# --stats-json lines, hpcap's counters before the traffic
+# (stats-before.json), the "final counters" line the driver printed at the
+# removal (final.txt) and, with a device model, the model's counters before
+# the traffic, a second after the removal and after the round
+# (model-{before,unbound,after}.json): the host checks that every frame
+# the model delivered is stored or counted where it was lost.
 set -e
 rounds=${ROUNDS:-15}
+nic=${NIC:-igb}
+kinds=${KINDS:-unbind remove surprise}
+nkinds=$(echo "$kinds" | wc -w)
+model() {
+	[ ! -f /host/model.json ] || cp /host/model.json "$1"
+	return 0
+}
 insmod "$HPCAP_KO" buffer_mb=4 block_kb=256
-bdf=$(pci_first igb)
+case $nic in
+igb) bdf=$(pci_first igb) ;;
+*) bdf=$(pci_for_module "$nic" | head -n 1) ;;
+esac
+[ -n "$bdf" ] || { echo "kfault-rebind: no port for NIC=$nic"; exit 1; }
 dev=/dev/hpcap/by-pci/$bdf
 # The function's config space, for the surprise kind.
 cfg=/sys/bus/pci/devices/$bdf/config
@@ -49,21 +71,24 @@ rmmod_refused() {
 k=1
 bad=0
 while [ $k -le "$rounds" ]; do
-	case $((k % 3)) in
-	1) kind=unbind ;;
-	2) kind=remove ;;
-	*) kind=surprise ;;
-	esac
+	# shellcheck disable=SC2086 # the list of kinds, split on purpose
+	kind=$(echo $kinds | cut -d' ' -f$(((k - 1) % nkinds + 1)))
+	r=$HPCAP_OUT/r$k
+	mkdir -p "$r"
 	[ -e "/sys/bus/pci/devices/$bdf" ] || { echo "ROUND $k: $bdf did not come back"; exit 1; }
 	pci_rebind "$bdf" hpcap
 	wait_for "$dev" 20
 	rm -rf /mnt/disk/kf
 	mkdir -p /mnt/disk/kf
-	hpcapdd "$dev" /mnt/disk/kf 2>/tmp/case.kf.dd.err &
+	hpcapdd --stats-json "$r/dd.jsonl" "$dev" /mnt/disk/kf 2>"$r/dd.err" &
 	dd=$!
 	hpcap-abi-probe --hold "$dev" map >/tmp/case.kf.hold 2>&1 &
 	hold=$!
 	wait_listeners "$dev" 2 30
+	# The model writes its counters every 200 ms.
+	[ ! -f /host/model.json ] || sleep 0.5
+	model "$r/model-before.json"
+	hpcapctl stats --json "$dev" >"$r/stats-before.json"
 	inject_start
 	sleep 0.3
 	rmmod_refused "captured and mapped" || bad=$((bad + 1))
@@ -96,11 +121,15 @@ while [ $k -le "$rounds" ]; do
 	done
 	rc=0
 	wait $dd || rc=$?
+	dmesg | grep 'final counters' | tail -n 1 >"$r/final.txt"
 	kill -0 $hold 2>/dev/null || { echo "ROUND $k $kind: the mapping holder died:"; cat /tmp/case.kf.hold; exit 1; }
 	rmmod_refused "a removed device's file is mapped" || bad=$((bad + 1))
 	kill $hold
 	wait $hold 2>/dev/null || true
+	[ ! -f /host/model.json ] || { sleep 1 && model "$r/model-unbound.json"; }
 	inject_wait 120
+	[ ! -f /host/model.json ] || { sleep 0.5 && model "$r/model-after.json"; }
+	cp -r /mnt/disk/kf/. "$r/"
 	if [ "$kind" != unbind ]; then
 		echo 1 >/sys/bus/pci/rescan
 		wait_for "/sys/bus/pci/devices/$bdf" 20
