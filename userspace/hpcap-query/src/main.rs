@@ -534,9 +534,18 @@ impl Planner {
         allowed: Option<&[(u32, u32)]>,
         stats: &mut Stats,
     ) -> Result<Option<(Plan, u64)>> {
-        let ix = Index::open(ipath)?;
-        let f = File::open(path).with_context(|| path.display().to_string())?;
-        let len = f.metadata()?.len();
+        // With a time window, the header alone (one page) may rule the
+        // file out: the rest of the index's head (512 KiB) is only asked
+        // for once it has not.
+        let timed = self.lo > 0 || self.hi < u64::MAX;
+        let mut ix = if timed {
+            Index::open_header(ipath)?
+        } else {
+            Index::open(ipath)?
+        };
+        let len = std::fs::metadata(path)
+            .with_context(|| path.display().to_string())?
+            .len();
         if len < ix.header.data_len {
             bail!(
                 "{}: the data file is shorter than its index says",
@@ -544,6 +553,15 @@ impl Planner {
             );
         }
         let complete = len == ix.header.data_len;
+        let h = &ix.header;
+        if complete && (h.packets == 0 || h.max_ts < self.lo || h.min_ts >= self.hi) {
+            stats.pruned_time += 1;
+            return Ok(None);
+        }
+        if timed {
+            ix.load()?;
+        }
+        let f = File::open(path).with_context(|| path.display().to_string())?;
         // The page `check_data` reads, fetched while the index is consulted.
         let tail = ix.header.data_len.saturating_sub(4096);
         advise(
@@ -553,10 +571,6 @@ impl Planner {
             libc::POSIX_FADV_WILLNEED,
         );
         let h = &ix.header;
-        if complete && (h.packets == 0 || h.max_ts < self.lo || h.min_ts >= self.hi) {
-            stats.pruned_time += 1;
-            return Ok(None);
-        }
         let mut pages = self.expr.pages(&ix)?;
         if let Some(r) = allowed {
             let mut a = RoaringBitmap::new();
