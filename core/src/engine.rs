@@ -43,8 +43,16 @@ use super::stats::{self, CaptureStats, DropStage};
 use super::sync::{AtomicU64, Ordering};
 
 /// Descriptors one writer takes per reservation batch (the batch storage
-/// the driver gives each [`Writer`]).
-pub const MAX_BATCH: usize = 64;
+/// the driver gives each [`Writer`]). Every batch costs a token hand-off
+/// and a few cache lines written by turns by the writers (publication
+/// state, completion record, tail): 128 halves that cost per packet
+/// against 64 (docs/architecture.md, "Two writers at 64 B") while the
+/// batch's records (128 x 72 bytes) still sit in L1 between gather and
+/// copy.
+pub const MAX_BATCH: usize = 128;
+
+// A writer hands the token on after each full batch of its segment.
+const _: () = assert!(super::segment::SEGMENT_TARGET as usize == MAX_BATCH);
 /// Released descriptors that justify a tail register write.
 pub const TAIL_BATCH: u32 = 32;
 
@@ -186,9 +194,11 @@ pub enum OnFull {
 }
 
 /// Device-wide engine state shared by all writers of one ring: all-zero is
-/// the initial state.
+/// the initial state. On cache lines of its own: the token holder writes
+/// `consumed` every batch, and neighbours that the copies read (settings,
+/// buffer pointers) must not share its line.
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Shared {
     /// Descriptors consumed in ring order (token holder only).
     consumed: AtomicU64,
@@ -1778,6 +1788,14 @@ pub(crate) mod tests {
                  alone mid-block"
             );
         }
+    }
+
+    /// A batch's records stay small enough to sit in L1 between gather
+    /// and copy (see [`MAX_BATCH`]).
+    #[test]
+    fn a_batch_of_records_fits_in_l1() {
+        assert_eq!(core::mem::size_of::<Rec>(), 72);
+        assert!(MAX_BATCH * core::mem::size_of::<Rec>() <= 16 << 10);
     }
 
     /// Two writers on two threads share the ring and the stream; the stream
