@@ -296,6 +296,13 @@ struct CommitLine {
     /// Descriptors whose batches are published: their buffers may go back
     /// to the NIC.
     released: AtomicU64,
+}
+
+/// The sleepers' registration, on its own cache line: readers write it
+/// each time they are about to sleep, and that must not take away from the
+/// publishers the line of their RMWs ([`CommitLine`]).
+#[repr(C, align(64))]
+struct WakeLine {
     /// `!target` of the smallest commit offset some reader sleeps for, or 0
     /// if nobody sleeps. Stored inverted so that all-zero memory means "no
     /// waiter" and `fetch_max` keeps the smallest target.
@@ -319,6 +326,7 @@ pub struct PublishState<const SLOTS: usize = COMPLETION_SLOTS> {
     token: TokenLine,
     holder: HolderLine,
     commit: CommitLine,
+    wake: WakeLine,
     slots: [Completion; SLOTS],
 }
 
@@ -621,6 +629,8 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
                 commit_seq: AtomicU64::new(0),
                 commit: AtomicU64::new(0),
                 released: AtomicU64::new(0),
+            },
+            wake: WakeLine {
                 wake: AtomicU64::new(0),
             },
             slots: [const { zero_slot() }; SLOTS],
@@ -651,6 +661,8 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
                 commit_seq: AtomicU64::new(0),
                 commit: AtomicU64::new(0),
                 released: AtomicU64::new(0),
+            },
+            wake: WakeLine {
                 wake: AtomicU64::new(0),
             },
             slots: core::array::from_fn(|_| zero_slot()),
@@ -867,14 +879,14 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         // to its re-check (no lost wake-up).
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence.
-        let w = self.commit.wake.load(Ordering::Relaxed);
+        let w = self.wake.wake.load(Ordering::Relaxed);
         if w == 0 || !w > commit {
             return false;
         }
         // Acquire/Release not needed beyond the fences; AcqRel keeps it
         // simple to reason about. Clearing wakes every sleeper (the OS wakes
         // the whole queue); those not satisfied register again.
-        self.commit.wake.swap(0, Ordering::AcqRel) != 0
+        self.wake.wake.swap(0, Ordering::AcqRel) != 0
     }
 
     /// Registers a reader about to sleep until `committed() >= target`.
@@ -885,7 +897,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
     pub fn prepare_wait(&self, target: u64) -> bool {
         // AcqRel RMW: registration; fetch_max of the inverted target keeps
         // the smallest target.
-        self.commit.wake.fetch_max(!target, Ordering::AcqRel);
+        self.wake.wake.fetch_max(!target, Ordering::AcqRel);
         // SeqCst fence: pairs with the one in `wake_due`.
         fence(Ordering::SeqCst);
         self.committed() >= target
@@ -1280,7 +1292,7 @@ mod tests {
 
     #[test]
     fn layout_is_position_independent() {
-        assert_eq!(core::mem::size_of::<PublishState<64>>(), 3 * 64 + 64 * 64);
+        assert_eq!(core::mem::size_of::<PublishState<64>>(), 4 * 64 + 64 * 64);
         assert_eq!(core::mem::align_of::<PublishState<64>>(), 64);
     }
 }
