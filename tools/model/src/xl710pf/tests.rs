@@ -364,6 +364,28 @@ fn rx_16_byte_descriptors_filters_and_discards() {
 }
 
 #[test]
+fn rx_jumbo_frame_in_one_large_buffer_and_oversize_dropped() {
+    // hpcap's i40e backend: one 9728-byte buffer per descriptor (dbuff 76
+    // units of 128), rxmax 9728: a 9000-byte frame takes one descriptor.
+    let mut d = Drv::new();
+    d.init_adminq();
+    d.hmc_and_rx_queue(32, 9728, false);
+    d.wr(QRX_TAIL, 8);
+    let f = frame(MAC, 9000);
+    assert!(d.pf.receive(&f, &mut d.p));
+    let done = I40e16::decode(&d.wb(0, 16)).unwrap();
+    assert_eq!((done.len, done.eop), (9000, true));
+    assert_eq!(d.wb(1, 16)[1], 0, "the next descriptor is untouched");
+    let mut got = vec![0u8; 9000];
+    d.p.mem.read(PKT, &mut got).unwrap();
+    assert_eq!(got, f);
+    // Longer than rxmax: the MAC drops it, nothing is written.
+    assert!(!d.pf.receive(&frame(MAC, 9729), &mut d.p));
+    assert_eq!(d.wb(1, 16)[1], 0);
+    assert_eq!((d.pf.stats.delivered, d.pf.stats.filtered), (1, 1));
+}
+
+#[test]
 fn rx_32_byte_descriptors_and_vlan_stripping() {
     let mut d = Drv::new();
     d.init_adminq();
