@@ -110,7 +110,7 @@ struct hpcap_info {
 	char bus_addr[32];   /* PCI address "0000:00:02.0" or the source path */
 	__u64 commit;        /* stream offset of the end of published data */
 	__u32 promisc;       /* HPCAP_PROMISC_*: what the NIC receives */
-	__u32 reserved0;
+	__u32 rx_desc_bytes; /* bytes of one RX descriptor (16 or 32), 0 = not reported */
 	__u64 reserved[3];
 };
 

@@ -6,7 +6,7 @@
 # duration (times.json). Parameters come from the environment (set by
 # hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e|ixgbevf), VF_MAC,
 # VF_VLAN, BUFFER_MB, BLOCK_KB, CONSUMERS, SNAPLEN, FORMAT (0 pcapng, 1 raw),
-# RING, RX_BUF, HPCAPDD_ARGS, DURING (a case script run next to hpcapdd while
+# RING, RX_BUF, RX_DESC, HPCAPDD_ARGS, DURING (a case script run next to hpcapdd while
 # the frames arrive: its output in during.txt, its status in during.rc; the
 # capture fails if it fails).
 #   hpcap:   hpcap.ko bound to the port, hpcapdd on the virtio disk;
@@ -141,7 +141,7 @@ if [ "$CAPTURE_WITH" = tcpdump ]; then
 fi
 
 insmod "$HPCAP_KO" buffer_mb="$BUFFER_MB" block_kb="$BLOCK_KB" consumers="$CONSUMERS" \
-	snaplen="$SNAPLEN" format="$FORMAT" ring_size="$RING" rx_buf="$RX_BUF"
+	snaplen="$SNAPLEN" format="$FORMAT" ring_size="$RING" rx_buf="$RX_BUF" rx_desc="${RX_DESC:-0}"
 bdf=$(setup_port hpcap)
 # The stable name: /dev/hpcapN counts every port hpcap could drive.
 dev=/dev/hpcap/by-pci/$bdf
