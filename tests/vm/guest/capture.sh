@@ -13,7 +13,8 @@
 #            counters in hpcap-stats.json.
 #   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e, ixgbevf) and
 #            `tcpdump -w`; the interface's counters before and after in
-#            nic-stats.json, tcpdump's report in tcpdump.err.
+#            nic-stats.json, tcpdump's report in tcpdump.err, the driver's
+#            lines of /proc/interrupts in interrupts.txt.
 set -e
 uname -r >"$HPCAP_OUT/kernel-release"
 
@@ -135,6 +136,8 @@ if [ "$CAPTURE_WITH" = tcpdump ]; then
 	cat "$HPCAP_OUT/tcpdump.err"
 	nic_counters "$dev" >"$HPCAP_OUT/nic-after.json"
 	[ ! -f /host/model.json ] || cp /host/model.json "$HPCAP_OUT/model-after.json"
+	# Which interrupts the driver took (MSI-X, MSI or INTx) and how many.
+	grep -E "$drv|$dev" /proc/interrupts >"$HPCAP_OUT/interrupts.txt" || true
 	ip link set "$dev" down
 	cp /mnt/disk/capture/trace.pcap "$HPCAP_OUT/out/"
 	exit $rc

@@ -136,6 +136,12 @@ enum Model {
         /// PCI device id: 1583 (XL710 QSFP+) or 1572 (X710 SFP+).
         #[arg(long, default_value = "1583", value_parser = parse_pf_device)]
         device_id: u16,
+        /// MSI-X vectors of the PF (1..=129; the real PF's NVM sets up to
+        /// 129). Fewer than 2 is less than Linux's i40e needs: it falls
+        /// back to MSI (which the function offers, with INTx, as the real
+        /// one does).
+        #[arg(long, default_value_t = 17, value_parser = clap::value_parser!(u16).range(1..=129))]
+        msix_vectors: u16,
         /// Write the model's and the port's counters here (every 200 ms and at exit).
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
@@ -374,11 +380,13 @@ fn main() -> Result<()> {
             inject,
             mac,
             device_id,
+            msix_vectors,
             stats_json,
         } => {
             let pf = Pf::new(xl710pf::Config {
                 mac,
                 device: device_id,
+                vectors: msix_vectors,
                 ..xl710pf::Config::default()
             });
             serve_nic(pf, "XL710 PF", &socket, inject, stats_json)?;

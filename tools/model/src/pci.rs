@@ -15,6 +15,10 @@ const BAR0: usize = 0x10;
 const CAP_PTR: usize = 0x34;
 const STATUS_CAP_LIST: u16 = 1 << 4;
 const CAP_ID_MSIX: u8 = 0x11;
+const CAP_ID_MSI: u8 = 0x05;
+/// Where [`ConfigSpace::with_msi_and_intx`] puts the MSI capability.
+const MSI_CAP: usize = 0x50;
+const INTERRUPT_PIN: usize = 0x3d;
 
 /// Identity and layout of a function.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +102,27 @@ impl ConfigSpace {
         c.put32(0x74, msix.table | u32::from(msix.bar));
         c.put32(0x78, msix.pba | u32::from(msix.bar));
         c
+    }
+
+    /// Adds INTx (pin A) and an MSI capability (one message, 64-bit
+    /// addresses; at 0x50, before MSI-X, as on the XL710) for a function
+    /// that falls back to them when MSI-X cannot be had. QEMU emulates the
+    /// MSI capability's registers itself, as it does MSI-X's table.
+    pub fn with_msi_and_intx(mut self) -> Self {
+        self.bytes[INTERRUPT_PIN] = 1;
+        let next = self.bytes[CAP_PTR];
+        self.bytes[CAP_PTR] = MSI_CAP as u8;
+        self.bytes[MSI_CAP] = CAP_ID_MSI;
+        self.bytes[MSI_CAP + 1] = next;
+        // Message control: 64-bit capable, one message (MMC 0).
+        self.put16(MSI_CAP + 2, 1 << 7);
+        // Enable and MME; address and data.
+        self.wmask[MSI_CAP + 2] = 0x71;
+        for at in MSI_CAP + 4..MSI_CAP + 14 {
+            self.wmask[at] = 0xff;
+        }
+        self.wmask[MSI_CAP + 4] = 0xfc;
+        self
     }
 
     fn put16(&mut self, at: usize, v: u16) {
@@ -191,6 +216,22 @@ mod tests {
         assert_eq!(r32(&c, 0x1c), 0xfebf_0000);
         c.write(0, &[0; 4]);
         assert_eq!(r32(&c, 0), 0x154c_8086, "IDs are read-only");
+    }
+
+    #[test]
+    fn msi_capability_and_interrupt_pin_before_msix() {
+        let c = space().with_msi_and_intx();
+        assert_eq!(c.bytes[INTERRUPT_PIN], 1, "INTA");
+        let mut ids = Vec::new();
+        let mut at = c.bytes[CAP_PTR] as usize;
+        while at != 0 {
+            ids.push((at, c.bytes[at]));
+            at = c.bytes[at + 1] as usize;
+        }
+        assert_eq!(ids, vec![(0x50, CAP_ID_MSI), (0x70, CAP_ID_MSIX)]);
+        let ctl = u16::from_le_bytes([c.bytes[0x52], c.bytes[0x53]]);
+        assert_eq!(ctl & 0x0e, 0, "one message");
+        assert_ne!(ctl & 0x80, 0, "64-bit");
     }
 
     #[test]

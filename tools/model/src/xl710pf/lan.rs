@@ -289,9 +289,7 @@ impl Pf {
             self.port.rx_unicast += 1;
         }
         self.stats.delivered += 1;
-        if let Some(v) = self.queue_vector(QINT_RQCTL, q) {
-            self.cause(v, p);
-        }
+        self.queue_cause(QINT_RQCTL, q, p);
         true
     }
 
@@ -341,8 +339,6 @@ impl Pf {
             head = (head + 1) % qlen;
         }
         self.txq[q].head = head;
-        if let Some(v) = self.queue_vector(QINT_TQCTL, q) {
-            self.cause(v, p);
-        }
+        self.queue_cause(QINT_TQCTL, q, p);
     }
 }

@@ -157,7 +157,9 @@ impl Pf {
                 table: 0,
                 pba: 0x1000,
             },
-        );
+        )
+        // As the real PF: MSI and INTx when MSI-X cannot be had.
+        .with_msi_and_intx();
         let n = usize::from(config.queues);
         let v = usize::from(config.vectors);
         let mut pf = Pf {
@@ -315,6 +317,21 @@ impl Pf {
     pub(crate) fn queue_vector(&self, ctl_base: u64, q: usize) -> Option<usize> {
         let v = self.regs.get(ctl_base + 4 * q as u64);
         (v & QINT_CAUSE_ENA != 0).then_some((v & 0xff) as usize)
+    }
+
+    /// A queue's interrupt cause (`QINT_RQCTL`/`TQCTL` of queue `q`), if
+    /// enabled: on vector 0 (the only one with MSI or INTx) it also shows
+    /// in `PFINT_ICR0` as `QUEUE_n`, n being the register's `MSIX0_INDX`,
+    /// which is how Linux's i40e finds queue work in MSI and legacy mode.
+    pub(crate) fn queue_cause(&mut self, ctl_base: u64, q: usize, p: &mut Platform) {
+        let Some(v) = self.queue_vector(ctl_base, q) else {
+            return;
+        };
+        if v == 0 {
+            let ctl = self.regs.get(ctl_base + 4 * q as u64);
+            self.icr0 |= ICR0_INTEVENT | ICR0_QUEUE_0 << ((ctl >> QINT_MSIX0_INDX_SHIFT) & 0x7);
+        }
+        self.cause(v, p);
     }
 
     /// Processes the ATQ from head to tail.

@@ -386,6 +386,45 @@ fn rx_jumbo_frame_in_one_large_buffer_and_oversize_dropped() {
 }
 
 #[test]
+fn msi_fallback_queue_cause_in_icr0() {
+    // The function offers MSI and INTx besides MSI-X (what QEMU's
+    // vfio-user-pci asks GET_IRQ_INFO for).
+    let mut d = Drv::new();
+    assert_eq!(crate::transport::legacy_interrupts(&mut d.pf), (true, true));
+    // Linux's i40e without MSI-X (i40e_configure_msi_and_legacy): queue
+    // 0's cause on vector 0, MSIX0_INDX 0; ICR0 enabled.
+    d.init_adminq();
+    d.hmc_and_rx_queue(32, 2048, false);
+    let msi = std::fs::File::options()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    d.p.irq.set_msi(Some(msi));
+    d.wr(QINT_RQCTL, QINT_CAUSE_ENA);
+    d.wr(PFINT_DYN_CTL0, DYN_INTENA);
+    d.wr(QRX_TAIL, 8);
+    let _ = d.rd(PFINT_ICR0);
+    let before = d.p.irq.msi_raised;
+    assert!(d.pf.receive(&frame(MAC, 60), &mut d.p));
+    assert_eq!(
+        d.p.irq.msi_raised,
+        before + 1,
+        "vector 0 is the MSI message"
+    );
+    let icr0 = d.rd(PFINT_ICR0);
+    assert_eq!(
+        icr0 & (ICR0_INTEVENT | ICR0_QUEUE_0),
+        ICR0_INTEVENT | ICR0_QUEUE_0
+    );
+    assert_eq!(d.rd(PFINT_ICR0), 0, "read clears");
+    // The vector masked itself (INTENA cleared) until i40e enables it.
+    assert!(d.pf.receive(&frame(MAC, 60), &mut d.p));
+    assert_eq!(d.p.irq.msi_raised, before + 1);
+    d.wr(PFINT_DYN_CTL0, DYN_INTENA);
+    assert_eq!(d.p.irq.msi_raised, before + 2, "the held cause fires");
+}
+
+#[test]
 fn rx_32_byte_descriptors_and_vlan_stripping() {
     let mut d = Drv::new();
     d.init_adminq();
