@@ -289,6 +289,7 @@ impl Pf {
             self.port.rx_unicast += 1;
         }
         self.stats.delivered += 1;
+        self.stats.last_delivery_unix_ns = crate::unix_ns();
         self.queue_cause(QINT_RQCTL, q, p);
         true
     }
