@@ -62,20 +62,8 @@ pub struct ConfigSpace {
 
 impl ConfigSpace {
     /// A header with 32-bit non-prefetchable memory BARs of the given sizes
-    /// (0 = absent) and an MSI-X capability at 0x70.
+    /// (0 = absent) and an MSI-X capability.
     pub fn new(id: Identity, bar_sizes: [u64; 6], msix: MsixLayout) -> Self {
-        Self::with_msix_at(id, bar_sizes, msix, 0x70)
-    }
-
-    /// The same with the MSI-X capability at `cap` (a driver may look for
-    /// it at its device's fixed offset, as ixgbe reads the 82599's table
-    /// size at 0xB2).
-    pub fn with_msix_at(id: Identity, bar_sizes: [u64; 6], msix: MsixLayout, cap: u8) -> Self {
-        assert!(
-            (0x40..=0xf4).contains(&cap) && cap.is_multiple_of(4),
-            "MSI-X capability at {cap:#x}"
-        );
-        let cap = usize::from(cap);
         let mut c = ConfigSpace {
             bytes: [0; 256],
             wmask: [0; 256],
@@ -105,16 +93,16 @@ impl ConfigSpace {
         }
         c.bytes[0x3c] = 0; // interrupt line (writable, unused)
         c.wmask[0x3c] = 0xff;
-        // Capabilities: MSI-X only. (A PCI Express capability would need
-        // the 4 KiB extended space, which QEMU's vfio-pci then parses;
-        // conventional PCI on q35's root bus is enough here.)
-        c.bytes[CAP_PTR] = cap as u8;
-        c.bytes[cap] = CAP_ID_MSIX;
-        c.bytes[cap + 1] = 0;
-        c.put16(cap + 2, msix.vectors - 1);
-        c.wmask[cap + 3] = 0xc0; // enable, function mask
-        c.put32(cap + 4, msix.table | u32::from(msix.bar));
-        c.put32(cap + 8, msix.pba | u32::from(msix.bar));
+        // Capabilities: MSI-X only, at 0x70. (A PCI Express capability
+        // would need the 4 KiB extended space, which QEMU's vfio-pci then
+        // parses; conventional PCI on q35's root bus is enough here.)
+        c.bytes[CAP_PTR] = 0x70;
+        c.bytes[0x70] = CAP_ID_MSIX;
+        c.bytes[0x71] = 0;
+        c.put16(0x72, msix.vectors - 1);
+        c.wmask[0x73] = 0xc0; // enable, function mask
+        c.put32(0x74, msix.table | u32::from(msix.bar));
+        c.put32(0x78, msix.pba | u32::from(msix.bar));
         c
     }
 

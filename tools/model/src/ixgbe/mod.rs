@@ -250,6 +250,8 @@ pub mod reg {
     pub const EERD_START: u32 = 1;
     /// EERD.DONE.
     pub const EERD_DONE: u32 = 1 << 1;
+    /// RDRXCTL.DMAIDONE.
+    pub const RDRXCTL_DMAIDONE: u32 = 1 << 3;
     /// FDIRCTRL.INIT_DONE.
     pub const FDIRCTRL_INIT_DONE: u32 = 1 << 3;
 }
@@ -466,7 +468,7 @@ pub fn checksum(e: &[u16]) -> u16 {
 impl Pf {
     /// A port just out of power-on reset.
     pub fn new(config: Config) -> Self {
-        let cfg_space = ConfigSpace::with_msix_at(
+        let cfg_space = ConfigSpace::new(
             Identity {
                 vendor: 0x8086,
                 device: DEVICE_SFP,
@@ -482,7 +484,6 @@ impl Pf {
                 table: 0,
                 pba: 0x2000,
             },
-            0xB0,
         );
         let mut pf = Pf {
             cfg_space,
@@ -970,6 +971,8 @@ impl Pf {
             MSCA => self.reg(MSCA) & !MSCA_MDI_COMMAND,
             MSRWD => 0xFFFF_0000, // no PHY answers: the bus reads all ones
             SECRXSTAT => 1,
+            // DMA initialization is done as soon as a reset is.
+            RDRXCTL => self.reg(RDRXCTL) | RDRXCTL_DMAIDONE,
             FDIRCTRL => self.reg(FDIRCTRL) | FDIRCTRL_INIT_DONE,
             FDIRCMD => self.reg(FDIRCMD) & !0x3,
             EEC => EEC_VALUE,

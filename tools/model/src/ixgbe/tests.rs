@@ -310,7 +310,7 @@ fn the_sfp_module_answers_over_i2cctl() {
 fn msix_capability_sits_where_ixgbe_reads_the_table_size() {
     let mut d = Driver::new();
     let mut b = [0u8; 2];
-    d.pf.config_read(0xB2, &mut b);
+    d.pf.config_read(0x72, &mut b);
     assert_eq!(u16::from_le_bytes(b) & 0x7FF, VECTORS - 1);
     let mut id = [0u8; 4];
     d.pf.config_read(0, &mut id);
