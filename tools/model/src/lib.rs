@@ -12,3 +12,12 @@ pub mod testdev;
 pub mod transport;
 pub mod xl710;
 pub mod xl710pf;
+
+/// Now as nanoseconds since the Unix epoch: when a model last delivered a
+/// frame (`ModelStats::last_delivery_unix_ns`), so a benchmark can tell the
+/// rate the model itself delivered at from the model's own clock.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

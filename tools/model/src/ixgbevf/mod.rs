@@ -183,6 +183,8 @@ pub struct ModelStats {
     pub frames_in: u64,
     /// Frames written into the guest's RX ring.
     pub delivered: u64,
+    /// When the last of them was written (ns since the Unix epoch; 0: none).
+    pub last_delivery_unix_ns: u64,
     /// Frames for the VF dropped for lack of a free descriptor (QPRDC).
     pub no_descriptor: u64,
     /// Frames the PF's switch did not give to this VF (MAC, VLAN, length).
@@ -722,6 +724,7 @@ impl Vf {
         }
         self.rxq[0].head = head;
         self.stats.delivered += 1;
+        self.stats.last_delivery_unix_ns = crate::unix_ns();
         self.gprc = self.gprc.wrapping_add(1);
         self.gorc += frame.len() as u64 + 4;
         if frame[0] & 1 != 0 {

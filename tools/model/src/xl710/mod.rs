@@ -211,6 +211,8 @@ pub struct ModelStats {
     pub frames_in: u64,
     /// Frames written into the guest's RX ring.
     pub delivered: u64,
+    /// When the last of them was written (ns since the Unix epoch; 0: none).
+    pub last_delivery_unix_ns: u64,
     /// Frames dropped for lack of a free descriptor (= rx_discards).
     pub no_descriptor: u64,
     /// Frames not for this VF (MAC/VLAN filters): the real switch sends them elsewhere.
@@ -853,6 +855,7 @@ impl Vf {
             self.eth.rx_unicast += 1;
         }
         self.stats.delivered += 1;
+        self.stats.last_delivery_unix_ns = crate::unix_ns();
         let v = usize::from(self.rx_vector[0]);
         if v > 0 {
             self.cause(v, p);

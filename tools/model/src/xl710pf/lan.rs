@@ -289,6 +289,7 @@ impl Pf {
             self.port.rx_unicast += 1;
         }
         self.stats.delivered += 1;
+        self.stats.last_delivery_unix_ns = crate::unix_ns();
         if let Some(v) = self.queue_vector(QINT_RQCTL, q) {
             self.cause(v, p);
         }
