@@ -293,6 +293,8 @@ pub struct ModelStats {
     pub frames_in: u64,
     /// Frames written into a guest RX ring.
     pub delivered: u64,
+    /// When the last of them was written (ns since the Unix epoch; 0: none).
+    pub last_delivery_unix_ns: u64,
     /// Dropped for lack of a descriptor on a DROP_EN queue (QPRDC).
     pub no_descriptor: u64,
     /// Missed: the receive packet buffer was full (RXMPC).
@@ -781,6 +783,7 @@ impl Pf {
         }
         self.rxq[qi].head = head;
         self.stats.delivered += 1;
+        self.stats.last_delivery_unix_ns = crate::unix_ns();
         let c = &mut self.counters;
         let wire = frame.len() as u64 + 4;
         c.gprc = c.gprc.wrapping_add(1);
