@@ -52,7 +52,7 @@
 #define HPCAP_NIC_IGBVF 1 /* Intel 82576 VF */
 #define HPCAP_NIC_I40E 2  /* Intel XL710 PF */
 #define HPCAP_NIC_IAVF 3  /* Intel XL710/E810 VF */
-#define HPCAP_NIC_IXGBE 4   /* Intel 82599 PF (reserved) */
+#define HPCAP_NIC_IXGBE 4   /* Intel 82599 PF */
 #define HPCAP_NIC_IXGBEVF 5 /* Intel 82599 VF */
 #define HPCAP_NIC_SOFT 15 /* software source (hpcap-sim), no NIC */
 

@@ -34,7 +34,7 @@ pub const NIC_I40E: u32 = 2;
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IAVF: u32 = 3;
-/// NIC backend: Intel 82599 PF (reserved for the planned backend).
+/// NIC backend: Intel 82599 PF.
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IXGBE: u32 = 4;

@@ -3,6 +3,12 @@
 //! memory BARs (sized the standard way: writable bits are the address bits
 //! above the size), the command register, and an MSI-X capability whose
 //! table and PBA live in a BAR (QEMU emulates the table itself).
+//!
+//! [`Registers`] is what a NIC model with one 32-bit register BAR (BAR0)
+//! implements; one blanket adapter turns it into a
+//! [`PciFunction`](crate::transport::PciFunction).
+
+use crate::transport::{PciFunction, Platform};
 
 /// PCI_COMMAND bit: the function may master the bus (DMA).
 pub const COMMAND_MASTER: u16 = 1 << 2;
@@ -170,6 +176,78 @@ impl ConfigSpace {
     /// BAR sizes.
     pub fn bar_sizes(&self) -> [u64; 6] {
         self.bar_sizes
+    }
+}
+
+/// A function whose registers are 32-bit words in BAR0 and whose config
+/// space is a [`ConfigSpace`]: the models of real NICs. The blanket
+/// [`PciFunction`] impl below does the vfio-user glue once: 4-byte
+/// accesses go to one register, 8-byte ones to two (low word first),
+/// anything else and other BARs (the MSI-X BAR, which QEMU emulates) read
+/// as 0 and ignore writes.
+pub trait Registers: Send {
+    /// The config space.
+    fn config_space(&self) -> &ConfigSpace;
+    /// The config space, to write.
+    fn config_space_mut(&mut self) -> &mut ConfigSpace;
+    /// Number of MSI-X vectors.
+    fn vectors(&self) -> u32;
+    /// A 32-bit register read at a dword-aligned BAR0 offset.
+    fn reg_read(&mut self, off: u64) -> u32;
+    /// A 32-bit register write at a dword-aligned BAR0 offset.
+    fn reg_write(&mut self, off: u64, v: u32, p: &mut Platform);
+    /// A function-level reset from QEMU.
+    fn function_reset(&mut self, p: &mut Platform);
+}
+
+impl<T: Registers> PciFunction for T {
+    fn bar_sizes(&self) -> [u64; 6] {
+        self.config_space().bar_sizes()
+    }
+
+    fn msix_vectors(&self) -> u32 {
+        self.vectors()
+    }
+
+    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.config_space().read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: u64, data: &[u8], _p: &mut Platform) {
+        self.config_space_mut().write(offset, data);
+    }
+
+    fn bar_read(&mut self, bar: u32, offset: u64, data: &mut [u8], _p: &mut Platform) {
+        if bar != 0 {
+            data.fill(0);
+            return;
+        }
+        match data.len() {
+            4 => data.copy_from_slice(&self.reg_read(offset & !3).to_le_bytes()),
+            8 => {
+                let lo = u64::from(self.reg_read(offset & !7));
+                let hi = u64::from(self.reg_read((offset & !7) + 4));
+                data.copy_from_slice(&(hi << 32 | lo).to_le_bytes());
+            }
+            _ => data.fill(0),
+        }
+    }
+
+    fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8], p: &mut Platform) {
+        if bar != 0 {
+            return;
+        }
+        if let Ok(b) = <[u8; 4]>::try_from(data) {
+            self.reg_write(offset & !3, u32::from_le_bytes(b), p);
+        } else if let Ok(b) = <[u8; 8]>::try_from(data) {
+            let v = u64::from_le_bytes(b);
+            self.reg_write(offset & !7, v as u32, p);
+            self.reg_write((offset & !7) + 4, (v >> 32) as u32, p);
+        }
+    }
+
+    fn reset(&mut self, p: &mut Platform) {
+        self.function_reset(p);
     }
 }
 

@@ -22,8 +22,8 @@ pub mod regs;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::pci::{ConfigSpace, Identity, MsixLayout};
-use crate::transport::{PciFunction, Platform};
+use crate::pci::{ConfigSpace, Identity, MsixLayout, Registers};
+use crate::transport::Platform;
 use crate::xl710::ModelStats;
 use hpcap_core::adminq::{self as aq, Desc};
 
@@ -498,53 +498,28 @@ impl Pf {
     }
 }
 
-impl PciFunction for Pf {
-    fn bar_sizes(&self) -> [u64; 6] {
-        self.cfg_space.bar_sizes()
+impl Registers for Pf {
+    fn config_space(&self) -> &ConfigSpace {
+        &self.cfg_space
     }
 
-    fn msix_vectors(&self) -> u32 {
+    fn config_space_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.cfg_space
+    }
+
+    fn vectors(&self) -> u32 {
         u32::from(self.config.vectors)
     }
 
-    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        self.cfg_space.read(offset, data);
+    fn reg_read(&mut self, off: u64) -> u32 {
+        self.read_reg(off)
     }
 
-    fn config_write(&mut self, offset: u64, data: &[u8], _p: &mut Platform) {
-        self.cfg_space.write(offset, data);
+    fn reg_write(&mut self, off: u64, v: u32, p: &mut Platform) {
+        self.write_reg(off, v, p)
     }
 
-    fn bar_read(&mut self, bar: u32, offset: u64, data: &mut [u8], _p: &mut Platform) {
-        if bar != 0 {
-            data.fill(0);
-            return;
-        }
-        match data.len() {
-            4 => data.copy_from_slice(&self.read_reg(offset & !3).to_le_bytes()),
-            8 => {
-                let lo = u64::from(self.read_reg(offset & !7));
-                let hi = u64::from(self.read_reg((offset & !7) + 4));
-                data.copy_from_slice(&(hi << 32 | lo).to_le_bytes());
-            }
-            _ => data.fill(0),
-        }
-    }
-
-    fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8], p: &mut Platform) {
-        if bar != 0 {
-            return;
-        }
-        if let Ok(b) = <[u8; 4]>::try_from(data) {
-            self.write_reg(offset & !3, u32::from_le_bytes(b), p);
-        } else if let Ok(b) = <[u8; 8]>::try_from(data) {
-            let v = u64::from_le_bytes(b);
-            self.write_reg(offset & !7, v as u32, p);
-            self.write_reg((offset & !7) + 4, (v >> 32) as u32, p);
-        }
-    }
-
-    fn reset(&mut self, _p: &mut Platform) {
+    fn function_reset(&mut self, _p: &mut Platform) {
         self.core_reset();
     }
 }

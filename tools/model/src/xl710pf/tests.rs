@@ -4,6 +4,7 @@
 use super::adminq::{opc, MAIN_VSI_SEID};
 use super::regs::*;
 use super::*;
+use crate::transport::PciFunction;
 use hpcap_core::desc::{I40e16, RxFormat};
 
 const BASE: u64 = 0x1000_0000;
