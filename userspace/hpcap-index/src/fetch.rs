@@ -174,8 +174,27 @@ struct Slot {
     state: State,
 }
 
+/// What a [`Fetcher`] did, for `--stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FetchStats {
+    /// Reads started.
+    pub started: u64,
+    /// Times a reader waited for the kernel.
+    pub waits: u64,
+    /// Of those, times the read waited for had not been started yet (all
+    /// buffers held by reads completed ahead of the reader, or the ring
+    /// full of other reads).
+    pub waits_unstarted: u64,
+    /// Sum over waits of the reads in flight (mean queue depth seen by a
+    /// waiting reader = this / `waits`).
+    pub in_flight_sum: u64,
+    /// Most reads in flight at once.
+    pub max_in_flight: u32,
+}
+
 struct Inner {
     ring: IoUring,
+    stats: FetchStats,
     pool: Arc<Pool>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
@@ -195,6 +214,7 @@ impl Fetcher {
         Some(Self {
             inner: Mutex::new(Inner {
                 ring,
+                stats: FetchStats::default(),
                 pool: Arc::default(),
                 slots: Vec::new(),
                 free: Vec::new(),
@@ -202,6 +222,11 @@ impl Fetcher {
                 in_flight: 0,
             }),
         })
+    }
+
+    /// What this fetcher did so far.
+    pub fn stats(&self) -> FetchStats {
+        self.lock().stats
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -219,6 +244,25 @@ impl Fetcher {
     /// Queues reads of `file` (`(offset, length)` each, as [`Self::read`]),
     /// handing them to the kernel with one system call.
     pub fn read_all(&self, file: &Arc<File>, ranges: &[(u64, u64)]) -> Vec<Ticket> {
+        let t = self.queue_all(file, ranges);
+        self.start();
+        t
+    }
+
+    /// Gives queued reads to the kernel (as many as it may have in flight).
+    pub fn start(&self) {
+        let mut g = self.lock();
+        g.reap();
+        g.pump();
+    }
+
+    /// Queues reads as [`Self::read_all`] does, without starting them:
+    /// several files' reads can be queued in the order the reader will
+    /// want them, then started with [`Self::start`]. (Reads complete in
+    /// any order, but are started in queue order, and completed reads
+    /// hold buffers until taken: a queue in the reader's order keeps the
+    /// disk busy with what the reader needs next.)
+    pub fn queue_all(&self, file: &Arc<File>, ranges: &[(u64, u64)]) -> Vec<Ticket> {
         let slots: Vec<Slot> = ranges
             .iter()
             .map(|&(off, len)| {
@@ -249,8 +293,6 @@ impl Fetcher {
             g.queued.push_back(id);
             out.push(Ticket(id));
         }
-        g.reap();
-        g.pump();
         out
     }
 
@@ -299,6 +341,9 @@ impl Fetcher {
             if g.in_flight == 0 {
                 return Err(io::Error::other("read never submitted"));
             }
+            g.stats.waits += 1;
+            g.stats.waits_unstarted += u64::from(waiting);
+            g.stats.in_flight_sum += u64::from(g.in_flight);
             // Wake up for half of what is in flight rather than for each
             // read: on a busy machine every wake-up waits for a CPU, and
             // the reads still queued are handed over as these complete.
@@ -360,6 +405,8 @@ impl Inner {
             s.state = State::InFlight;
             self.queued.pop_front();
             self.in_flight += 1;
+            self.stats.started += 1;
+            self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
             pushed = true;
         }
         if pushed {

@@ -40,6 +40,21 @@ pub fn index_path(data: &Path) -> PathBuf {
 impl Index {
     /// Maps and checks `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        let mut ix = Self::map_header(path, true)?;
+        ix.load()?;
+        Ok(ix)
+    }
+
+    /// Maps `path` and reads only its header (one page when cold), for a
+    /// caller that may decide from the header alone (its time range) that
+    /// the file is not needed; [`Self::load`] then makes it usable.
+    pub fn open_header(path: &Path) -> Result<Self> {
+        Self::map_header(path, false)
+    }
+
+    /// Maps and checks the header of `path`, asking for the whole head of
+    /// the index at once when `head` is set.
+    fn map_header(path: &Path, head: bool) -> Result<Self> {
         let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         // SAFETY: read-only mapping of an index file; index files are
         // written under a temporary name and renamed, never modified.
@@ -53,7 +68,9 @@ impl Index {
         // The header and, in an index of a file up to a few GB, every
         // section before the postings: one read instead of the header's
         // and then the sections'.
-        let _ = map.advise_range(memmap2::Advice::WillNeed, 0, map.len().min(HEAD_AHEAD));
+        if head {
+            let _ = map.advise_range(memmap2::Advice::WillNeed, 0, map.len().min(HEAD_AHEAD));
+        }
         let header = Header::decode(&map).with_context(|| path.display().to_string())?;
         for s in &header.sections {
             if s.offset
@@ -67,14 +84,24 @@ impl Index {
                 );
             }
         }
-        let mut ix = Self {
+        Ok(Self {
             path: path.to_path_buf(),
             map,
             header,
             filter: None,
             dir: OnceLock::new(),
             ctx: OnceLock::new(),
-        };
+        })
+    }
+
+    /// Asks for the sections an index lookup needs and decodes the
+    /// filter (done by [`Self::open`]; after [`Self::open_header`], before
+    /// any lookup).
+    pub fn load(&mut self) -> Result<()> {
+        let ix = self;
+        let _ = ix
+            .map
+            .advise_range(memmap2::Advice::WillNeed, 0, ix.map.len().min(HEAD_AHEAD));
         // Every section but the postings (block table, page directory,
         // read states, filter, key map: a few hundred KiB), in the
         // background and at once rather than a fault at a time.
@@ -84,7 +111,7 @@ impl Index {
             }
         }
         ix.filter = decode_filter(&ix.section(section::FILTER)?);
-        Ok(ix)
+        Ok(())
     }
 
     /// Asks the kernel to read `len` bytes of the index from `off` in the
