@@ -27,6 +27,7 @@ use crate::hpcap_core::{
         ConfigError,
         Stream, //
     },
+    desc::RxFormat,
     engine::{
         self,
         Ctx,
@@ -99,6 +100,10 @@ pub(crate) struct Params {
     pub(crate) ring_size: u32,
     /// Receive buffer bytes.
     pub(crate) rx_buf_size: u32,
+    /// RX descriptor bytes asked for (16 or 32), 0 = the backend's default.
+    /// A backend with a choice ([`crate::nic::i40e`]) picks its descriptor
+    /// format from it; [`start`] refuses a size the format does not have.
+    pub(crate) rx_desc: u32,
     /// Consumer threads.
     pub(crate) consumers: u32,
     /// CPUs to pin consumers to, in order of the set bits; 0 = not pinned.
@@ -115,7 +120,10 @@ pub(crate) struct Params {
 // CAST: 32 fits any usize.
 const MAX_CONSUMERS: usize = crate::hpcap_core::config::MAX_CONSUMERS as usize;
 
-/// Counters of one consumer, written only by it, read by anyone.
+/// Counters of one consumer, written only by it, read by anyone. On cache
+/// lines of its own: unaligned, two consumers' counters (15 x 8 bytes each)
+/// would share a line that both write after every batch.
+#[repr(align(64))]
 struct ThreadCounters([AtomicU64; NCOUNTERS]);
 
 // SAFETY: atomics of all-zero bits are zero counters.
@@ -156,6 +164,8 @@ struct NicState {
     resets: AtomicU32,
     /// What the NIC receives (`abi::PROMISC_*`), as the backend achieved it.
     promisc: AtomicU32,
+    /// Bytes of one RX descriptor of the running backend (0 before start).
+    rx_desc_bytes: AtomicU32,
 }
 
 /// A BPF program verified when it was installed.
@@ -249,6 +259,7 @@ impl Shared {
                     link_mbps: AtomicU32::new(0),
                     resets: AtomicU32::new(0),
                     promisc: AtomicU32::new(abi::PROMISC_UNKNOWN),
+                    rx_desc_bytes: AtomicU32::new(0),
                 },
                 info,
                 started_ns: kthread::now_ns(),
@@ -324,6 +335,11 @@ impl Shared {
     /// What the NIC receives (`abi::PROMISC_*`).
     pub(crate) fn promisc(&self) -> u32 {
         self.nic.promisc.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of one RX descriptor (0 until the backend started).
+    pub(crate) fn rx_desc_bytes(&self) -> u32 {
+        self.nic.rx_desc_bytes.load(Ordering::Relaxed)
     }
 
     /// Prints every counter once capture has stopped (unbind, rmmod), so
@@ -466,6 +482,12 @@ pub(crate) fn start<N: Nic>(
     shared: &Arc<Shared>,
     name: &CStr,
 ) -> Result<KBox<dyn Running>> {
+    // CAST: 2 or 4 words.
+    let desc_bytes = (N::Format::WORDS * 8) as u32;
+    if p.rx_desc != 0 && p.rx_desc != desc_bytes {
+        dev_err!(pdev, "rx_desc={}: this NIC has {}-byte receive descriptors only\n", p.rx_desc, desc_bytes);
+        return Err(EINVAL);
+    }
     let (nic, caps) = N::new(pdev)?;
     fail_at(pdev, Step::Backend)?;
     let ring = caps.ring.check(p.ring_size, p.consumers, p.rx_buf_size).inspect_err(|e| {
@@ -492,6 +514,7 @@ pub(crate) fn start<N: Nic>(
     let tail = layout.initial_tail();
     shared.publish.set_tail(tail);
     shared.nic.valid.store(caps.counters, Ordering::Relaxed);
+    shared.nic.rx_desc_bytes.store(desc_bytes, Ordering::Relaxed);
     engine::Port::write_tail(&queue, layout.tail_register(tail));
     fail_at(pdev, Step::Tail)?;
     let rx = Arc::new(

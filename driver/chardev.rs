@@ -517,6 +517,7 @@ impl OpenFile {
         info.link_up = u32::from(up);
         info.link_mbps = mbps;
         info.promisc = sh.promisc();
+        info.rx_desc_bytes = sh.rx_desc_bytes();
         session::fill_info(&mut info, &sh.listeners, &sh.publish);
         info
     }

@@ -67,6 +67,11 @@ pub(crate) fn params() -> Result<capture::Params> {
     let format = StreamFormat::try_from(format).map_err(|_| bad("format", format.into(), config::ConfigError::Format))?;
     let snaplen = module_parameters::snaplen.value();
     let snaplen = config::snaplen(snaplen).map_err(|e| bad("snaplen", snaplen.into(), e))?;
+    let rx_desc = module_parameters::rx_desc.value();
+    if !matches!(rx_desc, 0 | 16 | 32) {
+        pr_err!("rx_desc={}: an RX descriptor is 16 or 32 bytes (0 = the NIC's default)\n", rx_desc);
+        return Err(EINVAL);
+    }
     let fail_at = module_parameters::fail_probe_at.value();
     if fail_at > probe_fault::STEPS {
         pr_err!("fail_probe_at={}: there are {} probe steps (0 = never fail)\n", fail_at, probe_fault::STEPS);
@@ -77,6 +82,7 @@ pub(crate) fn params() -> Result<capture::Params> {
         block_size,
         ring_size: module_parameters::ring_size.value(),
         rx_buf_size: module_parameters::rx_buf.value(),
+        rx_desc,
         consumers: module_parameters::consumers.value(),
         core_mask: module_parameters::core_mask.value(),
         snaplen,
@@ -137,6 +143,10 @@ module! {
         rx_buf: u32 {
             default: 2048,
             description: "RX buffer bytes per descriptor (82576: a multiple of 1024 in 1024..16384; larger for jumbo frames)",
+        },
+        rx_desc: u32 {
+            default: 0,
+            description: "RX descriptor bytes: 0 = the NIC's default; XL710 PF: 16 (default, faster) or 32; other NICs have one size",
         },
         consumers: u32 {
             default: 1,

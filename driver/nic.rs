@@ -29,10 +29,12 @@ use kernel::{
 };
 
 pub(crate) mod e82576_queue;
+pub(crate) mod e82599_queue;
 pub(crate) mod i40e;
 pub(crate) mod iavf;
 pub(crate) mod igb;
 pub(crate) mod igbvf;
+pub(crate) mod ixgbe;
 pub(crate) mod ixgbevf;
 pub(crate) mod vf_mailbox;
 pub(crate) mod xl710_adminq;

@@ -20,6 +20,7 @@ use crate::nic::{
     iavf,
     igb,
     igbvf,
+    ixgbe,
     ixgbevf,
     Backend, //
 };
@@ -62,6 +63,7 @@ devices! {
     0x1572 => i40e::BACKEND,
     0x1583 => i40e::BACKEND,
     0x10ed => ixgbevf::BACKEND,
+    0x10fb => ixgbe::BACKEND,
 }
 
 /// Device indices (N of /dev/hpcapN) in use, one bit each.

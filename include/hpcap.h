@@ -52,7 +52,7 @@
 #define HPCAP_NIC_IGBVF 1 /* Intel 82576 VF */
 #define HPCAP_NIC_I40E 2  /* Intel XL710 PF */
 #define HPCAP_NIC_IAVF 3  /* Intel XL710/E810 VF */
-#define HPCAP_NIC_IXGBE 4   /* Intel 82599 PF (reserved) */
+#define HPCAP_NIC_IXGBE 4   /* Intel 82599 PF */
 #define HPCAP_NIC_IXGBEVF 5 /* Intel 82599 VF */
 #define HPCAP_NIC_SOFT 15 /* software source (hpcap-sim), no NIC */
 
@@ -110,7 +110,7 @@ struct hpcap_info {
 	char bus_addr[32];   /* PCI address "0000:00:02.0" or the source path */
 	__u64 commit;        /* stream offset of the end of published data */
 	__u32 promisc;       /* HPCAP_PROMISC_*: what the NIC receives */
-	__u32 reserved0;
+	__u32 rx_desc_bytes; /* bytes of one RX descriptor (16 or 32), 0 = not reported */
 	__u64 reserved[3];
 };
 

@@ -36,7 +36,7 @@ use hpcap_core::bpf::{SockFilter, Verified};
 use hpcap_core::config::Stream;
 use hpcap_core::desc::{I40e16, Iavf32, IgbAdv, RxDone, RxFormat};
 use hpcap_core::engine::{
-    Ctx, OnFull, Port, Rec, Settings, Shared as EngineShared, Writer, MAX_BATCH,
+    Ctx, Mark, OnFull, Port, Rec, Settings, Shared as EngineShared, Writer, MAX_BATCH,
 };
 use hpcap_core::format::StreamFormat;
 use hpcap_core::listener::{ListenerId, ListenerTable, Mode, Readiness};
@@ -59,14 +59,16 @@ const BUFFER: u64 = 64 << 20;
 
 /// An instantaneous NIC: descriptors complete as soon as the tail hands
 /// them over, written back in format `Fmt`, with frame lengths from the
-/// size pattern.
+/// size pattern. With `PROBE` it also times the phases of every writer's
+/// polls ([`Port::mark`]); the measured runs leave it off (the hook then
+/// compiles away, as in the driver).
 ///
 /// Descriptor words and buffers are addressed as the driver's ring
 /// addresses them (`driver/rx_ring.rs`: base + index x size, the index
 /// below the ring size): fixed-size arrays indexed modulo the ring, so
 /// the descriptor check measured is the format's decode, not slice bounds
 /// checks of the simulation.
-struct InstantNic<Fmt> {
+struct InstantNic<Fmt, const PROBE: bool = false> {
     /// `RING` descriptors of `Fmt::WORDS` words (at most 4 each).
     words: Box<[AtomicU64; RING as usize * 4]>,
     data: Box<[u8; RING as usize * SLOT]>,
@@ -75,11 +77,95 @@ struct InstantNic<Fmt> {
     wbs: Vec<[u64; 2]>,
     /// Tail count the NIC has seen; written only by the token holder.
     tail: AtomicU64,
+    /// Per-writer phase timings (`PROBE` only), a cache line pair each.
+    probes: [Line<Probe>; 2],
+    /// The writers' batch storage, in descriptors.
+    batch: usize,
     _fmt: PhantomData<fn() -> Fmt>,
 }
 
-impl<Fmt: RxFormat> InstantNic<Fmt> {
-    fn new(sizes: &[u32]) -> Self {
+/// What one writer's polls did, phase by phase ([`Mark`]), in TSC cycles.
+/// Written by its writer only (Relaxed load + store, no RMW).
+#[derive(Default)]
+struct Probe {
+    /// TSC at the writer's previous mark.
+    last: AtomicU64,
+    /// Descriptors of the current batch.
+    n: AtomicU64,
+    /// The current batch's phases so far ([`Probe::OPEN`]..), added to
+    /// `v` when it completes unless it was interrupted.
+    cur: [AtomicU64; 5],
+    /// Every batch's phases (cycles) and descriptors, for medians: robust
+    /// against the interruptions of a loaded machine, unlike sums.
+    log: std::sync::Mutex<Vec<[u32; 6]>>,
+    /// [`Probe::OPEN`].. [`Probe::PUBLISH`]: cycles per phase; then
+    /// batches, descriptors, batches shorter than the storage, token
+    /// hand-offs, refusals because too many batches await publication.
+    v: [AtomicU64; Probe::N],
+}
+
+impl Probe {
+    /// Token found .. batch open (tail write, settings, limits, begin).
+    const OPEN: usize = 0;
+    /// Batch open .. gather done.
+    const GATHER: usize = 1;
+    /// Gather done .. batch finished, tail written, token passed.
+    const CLOSE: usize = 2;
+    /// Token passed .. records copied, descriptors re-armed.
+    const COPY: usize = 3;
+    /// Copied .. batch completed (ordered publication).
+    const PUBLISH: usize = 4;
+    const BATCHES: usize = 5;
+    const DESCS: usize = 6;
+    const SHORT: usize = 7;
+    const HANDOFFS: usize = 8;
+    const FULL: usize = 9;
+    /// Batches left out of the phase timings: longer than
+    /// [`Probe::INTERRUPTED`] cycles (the thread was descheduled or
+    /// interrupted; on a loaded machine that is most of a 2-writer run's
+    /// variance).
+    const DROPPED: usize = 10;
+    const N: usize = 11;
+    /// A batch of 64 takes about 5,000 cycles; one that takes 200,000 lost
+    /// the CPU on the way.
+    const INTERRUPTED: u64 = 200_000;
+
+    #[inline(always)]
+    fn phase(&self, k: usize, dt: u64) {
+        self.cur[k].store(dt, Ordering::Relaxed);
+    }
+
+    /// The batch completed: count its phases, or drop them if it was
+    /// interrupted.
+    fn batch_done(&self, n: usize) {
+        let cur = self.cur.each_ref().map(|a| a.swap(0, Ordering::Relaxed));
+        if let Ok(mut log) = self.log.lock() {
+            let c = |k: usize| cur[k].min(u64::from(u32::MAX)) as u32;
+            log.push([c(0), c(1), c(2), c(3), c(4), n as u32]);
+        }
+        if cur.iter().sum::<u64>() > Self::INTERRUPTED {
+            self.add(Self::DROPPED, 1);
+            return;
+        }
+        for (k, dt) in cur.into_iter().enumerate() {
+            self.add(k, dt);
+        }
+        self.add(Self::BATCHES, 1);
+    }
+
+    #[inline(always)]
+    fn add(&self, k: usize, x: u64) {
+        let a = &self.v[k];
+        a.store(a.load(Ordering::Relaxed) + x, Ordering::Relaxed);
+    }
+
+    fn get(&self, k: usize) -> u64 {
+        self.v[k].load(Ordering::Relaxed)
+    }
+}
+
+impl<Fmt: RxFormat, const PROBE: bool> InstantNic<Fmt, PROBE> {
+    fn new(sizes: &[u32], batch: usize) -> Self {
         Self {
             words: (0..RING as usize * 4)
                 .map(|_| AtomicU64::new(0))
@@ -105,6 +191,8 @@ impl<Fmt: RxFormat> InstantNic<Fmt> {
                 })
                 .collect(),
             tail: AtomicU64::new(0),
+            probes: Default::default(),
+            batch,
             _fmt: PhantomData,
         }
     }
@@ -139,7 +227,7 @@ fn tsc() -> u64 {
     }
 }
 
-impl<Fmt: RxFormat> Port for InstantNic<Fmt> {
+impl<Fmt: RxFormat, const PROBE: bool> Port for InstantNic<Fmt, PROBE> {
     #[inline(always)]
     fn poll(&self, i: u32) -> Option<RxDone> {
         let base = self.desc(i);
@@ -208,14 +296,49 @@ impl<Fmt: RxFormat> Port for InstantNic<Fmt> {
     fn vlan_stripped(&self) -> bool {
         false
     }
+
+    #[inline(always)]
+    fn mark(&self, writer: u32, at: Mark, n: usize) {
+        if !PROBE {
+            return;
+        }
+        let Some(p) = self.probes.get(writer as usize) else {
+            return;
+        };
+        let now = tsc();
+        let dt = now.wrapping_sub(p.last.load(Ordering::Relaxed));
+        p.last.store(now, Ordering::Relaxed);
+        match at {
+            Mark::Token => {}
+            Mark::Refused => p.add(Probe::FULL, n as u64),
+            Mark::Opened => p.phase(Probe::OPEN, dt),
+            Mark::Gathered => {
+                p.phase(Probe::GATHER, dt);
+                p.n.store(n as u64, Ordering::Relaxed);
+                p.add(Probe::DESCS, n as u64);
+                if n < self.batch {
+                    p.add(Probe::SHORT, 1);
+                }
+            }
+            Mark::Closed => {
+                p.phase(Probe::CLOSE, dt);
+                p.add(Probe::HANDOFFS, n as u64);
+            }
+            Mark::Copied => p.phase(Probe::COPY, dt),
+            Mark::Published => {
+                p.phase(Probe::PUBLISH, dt);
+                p.batch_done(p.n.load(Ordering::Relaxed) as usize);
+            }
+        }
+    }
 }
 
-struct Device<Fmt> {
+struct Device<Fmt, const PROBE: bool = false> {
     publ: PublishState,
     listeners: ListenerTable,
     stream: Stream,
     layout: RingLayout,
-    nic: InstantNic<Fmt>,
+    nic: InstantNic<Fmt, PROBE>,
     buf: SoftBuffer,
     engine: EngineShared,
     /// Frames handled, added by each writer per batch.
@@ -232,6 +355,7 @@ struct Device<Fmt> {
 
 /// A value on a cache line of its own (128 bytes: adjacent-line prefetch
 /// pairs lines on x86).
+#[derive(Default)]
 #[repr(align(128))]
 struct Line<T>(T);
 
@@ -290,8 +414,8 @@ impl Counts {
 /// One writer thread: the driver's capture loop without the sleeping.
 /// With `COUNT`, it also counts its spins and batches and times its polls
 /// (`one` mode; the measured runs leave it off).
-fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt>, me: u32) {
-    let mut w = Writer::new(me, &d.layout, vec![Rec::EMPTY; MAX_BATCH]);
+fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt, COUNT>, me: u32) {
+    let mut w = Writer::new(me, &d.layout, vec![Rec::EMPTY; d.nic.batch]);
     let cx = Ctx {
         port: &d.nic,
         memory: &d.buf,
@@ -356,7 +480,11 @@ fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt>, me: u32) {
 
 /// Blocking listener consuming whole blocks; checks each starts with the
 /// block header.
-fn reader<Fmt>(d: &Device<Fmt>, id: ListenerId, stop: &AtomicBool) -> u64 {
+fn reader<Fmt, const PROBE: bool>(
+    d: &Device<Fmt, PROBE>,
+    id: ListenerId,
+    stop: &AtomicBool,
+) -> u64 {
     let geo = d.stream.geo;
     let mut blocks = 0;
     loop {
@@ -387,22 +515,47 @@ struct Result {
     mpps: f64,
     drops: u64,
     counts: Counts,
+    /// Per writer: [`Probe`]'s values (`PROBE` runs only).
+    probes: [[u64; Probe::N]; 2],
+    /// Median cycles per packet of each phase over both writers' batches
+    /// (`PROBE` runs only).
+    medians: [f64; 5],
 }
 
-fn run_capture<Fmt: RxFormat + 'static>(
+/// How the ring is shared: batch storage per writer and segment length
+/// (0: the driver's layout, `RingLayout::interleaved`).
+#[derive(Clone, Copy)]
+struct Shape {
+    batch: usize,
+    segment: u32,
+}
+
+const DRIVER: Shape = Shape {
+    batch: MAX_BATCH,
+    segment: 0,
+};
+
+/// One capture run; with `PROBE` the writers count their spins and time
+/// their phases (`one` mode; the measured runs leave it off).
+fn run_capture<Fmt: RxFormat + 'static, const PROBE: bool>(
     sizes: &[u32],
     writers: u32,
     packets: u64,
     with_reader: bool,
-    count: bool,
+    shape: Shape,
 ) -> Result {
+    let layout = match RING.checked_div(shape.segment) {
+        None => RingLayout::interleaved(RING, writers, 32, 8),
+        Some(segments) => RingLayout::with_segments(RING, writers, segments, 32, 8),
+    }
+    .expect("layout");
     let stream = Stream::new(StreamFormat::Pcapng, BUFFER, BLOCK).expect("stream");
-    let d = Arc::new(Device {
+    let d = Arc::new(Device::<Fmt, PROBE> {
         publ: PublishState::new(),
         listeners: ListenerTable::new(),
         stream,
-        layout: RingLayout::interleaved(RING, writers, 32, 8).expect("layout"),
-        nic: InstantNic::<Fmt>::new(sizes),
+        layout,
+        nic: InstantNic::<Fmt, PROBE>::new(sizes, shape.batch),
         buf: SoftBuffer::new(BUFFER as usize),
         engine: EngineShared::new(),
         processed: Line(AtomicU64::new(0)),
@@ -435,13 +588,7 @@ fn run_capture<Fmt: RxFormat + 'static>(
     let hs: Vec<_> = (0..writers)
         .map(|w| {
             let d = d.clone();
-            std::thread::spawn(move || {
-                if count {
-                    writer::<Fmt, true>(&d, w)
-                } else {
-                    writer::<Fmt, false>(&d, w)
-                }
-            })
+            std::thread::spawn(move || writer::<Fmt, PROBE>(&d, w))
         })
         .collect();
     for h in hs {
@@ -457,12 +604,18 @@ fn run_capture<Fmt: RxFormat + 'static>(
         mpps: n as f64 / secs / 1e6,
         drops: d.drops.load(Ordering::Relaxed),
         counts: Counts::from_array(d.counts.each_ref().map(|a| a.load(Ordering::Relaxed))),
+        probes: d
+            .nic
+            .probes
+            .each_ref()
+            .map(|p| std::array::from_fn(|k| p.get(k))),
+        medians: medians(&d.nic.probes),
     }
 }
 
 /// The same frames copied back to back, no format, no protocol.
 fn run_memcpy(sizes: &[u32], packets: u64) -> Result {
-    let nic = InstantNic::<IgbAdv>::new(sizes);
+    let nic = InstantNic::<IgbAdv>::new(sizes, MAX_BATCH);
     let mut dst = vec![0u8; BUFFER as usize];
     let mut pos = 0usize;
     let start = Instant::now();
@@ -481,7 +634,27 @@ fn run_memcpy(sizes: &[u32], packets: u64) -> Result {
         mpps: packets as f64 / secs / 1e6,
         drops: 0,
         counts: Counts::default(),
+        probes: Default::default(),
+        medians: [0.0; 5],
     }
+}
+
+/// Median cycles per packet of each phase over the logged batches.
+fn medians(probes: &[Line<Probe>; 2]) -> [f64; 5] {
+    let mut all = Vec::new();
+    for p in probes {
+        if let Ok(log) = p.log.lock() {
+            all.extend(log.iter().filter(|b| b[5] > 0).copied());
+        }
+    }
+    std::array::from_fn(|k| {
+        let mut v: Vec<f64> = all
+            .iter()
+            .map(|b| f64::from(b[k]) / f64::from(b[5]))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    })
 }
 
 /// One measurement, printed as a table row or a JSON line.
@@ -502,33 +675,157 @@ fn row(name: String, value: f64, unit: &'static str, baseline: Option<(String, f
     }
 }
 
+/// Prints what the instrumented writers of one run did: batches, token
+/// hand-offs, spins and the cycles of each phase, per packet.
+fn report_one(w: u32, size: u64, shape: Shape, r: &Result, jsonl: bool) {
+    let c = r.counts;
+    let sum = |k: usize| r.probes.iter().map(|p| p[k]).sum::<u64>();
+    let descs = sum(Probe::DESCS).max(1) as f64;
+    // Every batch; `timed_batches` those whose phases were timed.
+    let timed_batches = sum(Probe::BATCHES).max(1) as f64;
+    let batches = timed_batches + sum(Probe::DROPPED) as f64;
+    // Phases of the batches that were not interrupted, per packet.
+    let timed = descs * timed_batches / batches;
+    let per_pkt = |x: u64| x as f64 / timed;
+    let seg = if shape.segment == 0 {
+        "driver layout".to_string()
+    } else {
+        format!("segments of {}", shape.segment)
+    };
+    let tag = format!("{w} writer(s), {size} B, batch {}, {seg}", shape.batch);
+    let held = sum(Probe::OPEN) + sum(Probe::GATHER) + sum(Probe::CLOSE);
+    let after = sum(Probe::COPY) + sum(Probe::PUBLISH);
+    let outside = c.total_cycles.saturating_sub(c.work_cycles + c.spin_cycles);
+    let rows: Vec<(&str, f64, &str)> = vec![
+        ("rate", r.mpps, "Mpps"),
+        ("descriptors per batch", descs / batches, "desc"),
+        (
+            "short batches",
+            100.0 * sum(Probe::SHORT) as f64 / batches,
+            "%",
+        ),
+        (
+            "token hand-offs per 1000 packets",
+            1000.0 * sum(Probe::HANDOFFS) as f64 / descs,
+            "/1000",
+        ),
+        (
+            "polls spinning for the token per packet",
+            c.spins as f64 / descs,
+            "/pkt",
+        ),
+        (
+            "refusals: completions full, per 1000 packets",
+            1000.0 * sum(Probe::FULL) as f64 / descs,
+            "/1000",
+        ),
+        (
+            "batches interrupted (left out of the cycles below)",
+            100.0 * sum(Probe::DROPPED) as f64 / batches,
+            "%",
+        ),
+        (
+            "cycles/pkt token-held: open (tail, limits, begin)",
+            per_pkt(sum(Probe::OPEN)),
+            "cyc",
+        ),
+        (
+            "cycles/pkt token-held: gather",
+            per_pkt(sum(Probe::GATHER)),
+            "cyc",
+        ),
+        (
+            "cycles/pkt token-held: close (finish, tail, pass)",
+            per_pkt(sum(Probe::CLOSE)),
+            "cyc",
+        ),
+        (
+            "cycles/pkt after: copy + re-arm",
+            per_pkt(sum(Probe::COPY)),
+            "cyc",
+        ),
+        (
+            "cycles/pkt after: publish (complete)",
+            per_pkt(sum(Probe::PUBLISH)),
+            "cyc",
+        ),
+        ("cycles/pkt token-held, total", per_pkt(held), "cyc"),
+        ("cycles/pkt after the token, total", per_pkt(after), "cyc"),
+        (
+            "median cycles/pkt of a batch: open",
+            r.medians[Probe::OPEN],
+            "cyc",
+        ),
+        (
+            "median cycles/pkt of a batch: gather",
+            r.medians[Probe::GATHER],
+            "cyc",
+        ),
+        (
+            "median cycles/pkt of a batch: close",
+            r.medians[Probe::CLOSE],
+            "cyc",
+        ),
+        (
+            "median cycles/pkt of a batch: copy + re-arm",
+            r.medians[Probe::COPY],
+            "cyc",
+        ),
+        (
+            "median cycles/pkt of a batch: publish",
+            r.medians[Probe::PUBLISH],
+            "cyc",
+        ),
+        (
+            "cycles/pkt spinning for the token (all writers)",
+            c.spin_cycles as f64 / descs,
+            "cyc",
+        ),
+        (
+            "cycles/pkt outside polls (yields, bench loop)",
+            outside as f64 / descs,
+            "cyc",
+        ),
+    ];
+    if jsonl {
+        for (name, v, unit) in rows {
+            println!(
+                "{{\"bench\":\"hotpath\",\"name\":\"probe {tag}: {name}\",\"value\":{v:.3},\"unit\":\"{unit}\",\"baseline\":null,\"ratio\":null}}"
+            );
+        }
+        return;
+    }
+    println!("{tag}, no reader (instrumented):");
+    for (name, v, unit) in rows {
+        println!("  {name:<52} {v:10.2} {unit}");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("callgrind") {
         let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-        let r = run_capture::<IgbAdv>(&[64], 1, n, false, false);
+        let r = run_capture::<IgbAdv, false>(&[64], 1, n, false, DRIVER);
         std::hint::black_box(r.mpps);
         return;
     }
     if args.first().map(String::as_str) == Some("one") {
-        // One measurement, for profilers: one <writers> <size> <packets>.
+        // One instrumented measurement, for profilers and for the
+        // evidence in docs/architecture.md ("Two writers at 64 B"):
+        // one <writers> <size> <packets> [<batch> [<segment>]] [--jsonl]
         let arg = |k: usize, d: u64| args.get(k).and_then(|s| s.parse().ok()).unwrap_or(d);
         let (w, size, n) = (arg(1, 2), arg(2, 64), arg(3, 20_000_000));
-        let r = run_capture::<IgbAdv>(&[size as u32], w as u32, n, false, true);
-        let c = r.counts;
-        let pct = |x: u64| 100.0 * x as f64 / c.total_cycles.max(1) as f64;
-        println!("{w} writer(s), {size} B, no reader: {:.2} Mpps", r.mpps);
-        println!(
-            "  per 1000 packets: {:.1} batches, {:.1} token spins, {:.1} idle polls holding the token",
-            1000.0 * c.batches as f64 / n as f64,
-            1000.0 * c.spins as f64 / n as f64,
-            1000.0 * c.idle_holding as f64 / n as f64,
-        );
-        println!(
-            "  writer time (TSC, all writers): {:.1}% in batches, {:.1}% spinning for the token, {:.1}% other",
-            pct(c.work_cycles),
-            pct(c.spin_cycles),
-            100.0 - pct(c.work_cycles) - pct(c.spin_cycles),
+        let shape = Shape {
+            batch: arg(4, MAX_BATCH as u64) as usize,
+            segment: arg(5, 0) as u32,
+        };
+        let r = run_capture::<IgbAdv, true>(&[size as u32], w as u32, n, false, shape);
+        report_one(
+            w as u32,
+            size,
+            shape,
+            &r,
+            args.iter().any(|a| a == "--jsonl"),
         );
         return;
     }
@@ -553,10 +850,10 @@ fn main() {
     for (name, sizes) in &cases {
         let packets = packets_for(sizes);
         let base = run_memcpy(sizes, packets);
-        let one = run_capture::<IgbAdv>(sizes, 1, packets, true, false);
-        let two = run_capture::<IgbAdv>(sizes, 2, packets, true, false);
-        let one_nr = run_capture::<IgbAdv>(sizes, 1, packets, false, false);
-        let two_nr = run_capture::<IgbAdv>(sizes, 2, packets, false, false);
+        let one = run_capture::<IgbAdv, false>(sizes, 1, packets, true, DRIVER);
+        let two = run_capture::<IgbAdv, false>(sizes, 2, packets, true, DRIVER);
+        let one_nr = run_capture::<IgbAdv, false>(sizes, 1, packets, false, DRIVER);
+        let two_nr = run_capture::<IgbAdv, false>(sizes, 2, packets, false, DRIVER);
         let memcpy = (format!("memcpy {name} B"), base.mpps);
         rows.push(row(format!("memcpy {name} B"), base.mpps, "Mpps", None));
         for (what, r) in [
@@ -586,15 +883,15 @@ fn main() {
     let formats = [
         (
             "82576 advanced (igb, igbvf)",
-            run_capture::<IgbAdv>(&[64], 1, packets, false, false),
+            run_capture::<IgbAdv, false>(&[64], 1, packets, false, DRIVER),
         ),
         (
             "XL710 16-byte (i40e)",
-            run_capture::<I40e16>(&[64], 1, packets, false, false),
+            run_capture::<I40e16, false>(&[64], 1, packets, false, DRIVER),
         ),
         (
             "XL710 32-byte (iavf)",
-            run_capture::<Iavf32>(&[64], 1, packets, false, false),
+            run_capture::<Iavf32, false>(&[64], 1, packets, false, DRIVER),
         ),
     ];
     for (f, r) in &formats {

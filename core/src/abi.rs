@@ -34,7 +34,7 @@ pub const NIC_I40E: u32 = 2;
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IAVF: u32 = 3;
-/// NIC backend: Intel 82599 PF (reserved for the planned backend).
+/// NIC backend: Intel 82599 PF.
 // Not every backend is in every build.
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub const NIC_IXGBE: u32 = 4;
@@ -140,8 +140,9 @@ pub struct Info {
     pub commit: u64,
     /// What the NIC receives: `PROMISC_*` (refreshed every 100 ms).
     pub promisc: u32,
-    /// Zero.
-    pub reserved0: u32,
+    /// Bytes of one RX descriptor the NIC writes (16 or 32); 0 = not
+    /// reported (a software source, or a kernel older than the field).
+    pub rx_desc_bytes: u32,
     /// Zero.
     pub reserved: [u64; 3],
 }
@@ -353,7 +354,7 @@ impl Info {
         bus_addr: [0; 32],
         commit: 0,
         promisc: PROMISC_UNKNOWN,
-        reserved0: 0,
+        rx_desc_bytes: 0,
         reserved: [0; 3],
     };
 }

@@ -179,6 +179,10 @@ pub struct I40e16;
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub struct Iavf32;
 
+/// XL710 PF (i40e) with HMC `dsize` = 1: the 32-byte descriptors are the
+/// VF's layout (the VF's queues are PF queues its PF programs that way).
+pub type I40e32 = Iavf32;
+
 /// i40e/iavf `status_error_len` fields (word 1).
 #[cfg_attr(hpcap_kernel, allow(dead_code))]
 pub mod i40e {

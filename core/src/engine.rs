@@ -37,13 +37,22 @@ use super::format::StreamFormat;
 use super::frame::{WireFrame, TAG_LEN};
 use super::listener::{Limits, ListenerTable};
 use super::pcapng::{self, BlockHeader};
-use super::publish::{Placement, PublishState, Span};
+use super::publish::{BeginError, Placement, PublishState, Span};
 use super::segment::RingLayout;
 use super::stats::{self, CaptureStats, DropStage};
 use super::sync::{AtomicU64, Ordering};
 
-/// Descriptors one writer takes per reservation batch.
-pub const MAX_BATCH: usize = 64;
+/// Descriptors one writer takes per reservation batch (the batch storage
+/// the driver gives each [`Writer`]). Every batch costs a token hand-off
+/// and a few cache lines written by turns by the writers (publication
+/// state, completion record, tail): 128 halves that cost per packet
+/// against 64 (docs/architecture.md, "Two writers at 64 B") while the
+/// batch's records (128 x 72 bytes) still sit in L1 between gather and
+/// copy.
+pub const MAX_BATCH: usize = 128;
+
+// A writer hands the token on after each full batch of its segment.
+const _: () = assert!(super::segment::SEGMENT_TARGET as usize == MAX_BATCH);
 /// Released descriptors that justify a tail register write.
 pub const TAIL_BATCH: u32 = 32;
 
@@ -93,6 +102,36 @@ pub trait Port {
     /// Whether a VLAN tag that a descriptor reports was stripped from the
     /// delivered bytes (and must be put back), rather than only reported.
     fn vlan_stripped(&self) -> bool;
+
+    /// Instrumentation: [`Writer::poll`] of writer `writer` reached `at`
+    /// (`n`: see [`Mark`]). The default does nothing and compiles away, as
+    /// in the driver's ports; the hot-path benchmark's instrumented mode
+    /// times the phases of a poll with it (docs/architecture.md, "Two
+    /// writers at 64 B").
+    #[inline(always)]
+    fn mark(&self, _writer: u32, _at: Mark, _n: usize) {}
+}
+
+/// The phase boundaries of a [`Writer::poll`] reported to [`Port::mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The poll found the token with this writer.
+    Token,
+    /// The token holder could not open a batch: `n` = 1 if too many
+    /// batches await publication ([`super::publish::BeginError`]), 0 if
+    /// it holds no token after all.
+    Refused,
+    /// A batch is open (tail written, settings read, limits computed).
+    Opened,
+    /// The gather loop is done: `n` descriptors in this batch.
+    Gathered,
+    /// The batch is finished and, if `n` = 1, the token passed (the
+    /// segment is done); the token-held part of the poll ends here.
+    Closed,
+    /// The records are copied and the descriptors re-armed.
+    Copied,
+    /// The batch is completed (ordered publication).
+    Published,
 }
 
 /// The stream buffer the engine writes records into.
@@ -155,9 +194,11 @@ pub enum OnFull {
 }
 
 /// Device-wide engine state shared by all writers of one ring: all-zero is
-/// the initial state.
+/// the initial state. On cache lines of its own: the token holder writes
+/// `consumed` every batch, and neighbours that the copies read (settings,
+/// buffer pointers) must not share its line.
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Shared {
     /// Descriptors consumed in ring order (token holder only).
     consumed: AtomicU64,
@@ -349,8 +390,9 @@ impl Polled {
 }
 
 /// One capture thread's state: its segment, its position in it and its
-/// current batch. `R` is the batch storage (at least [`MAX_BATCH`]
-/// [`Rec`]s; a heap allocation in the kernel, whose stacks are small).
+/// current batch. `R` is the batch storage: its length ([`MAX_BATCH`]
+/// [`Rec`]s in the driver; a heap allocation in the kernel, whose stacks
+/// are small) is the most descriptors one batch takes.
 pub struct Writer<R> {
     id: u32,
     /// The segment this writer works on, `[seg_start, seg_end)`: kept
@@ -400,6 +442,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                 ..Polled::IDLE
             };
         }
+        cx.port.mark(j, Mark::Token, 0);
         // 1. Tail.
         if let Some(t) = cx.publish.tail_update(j, cx.ring) {
             cx.port.write_tail(t);
@@ -410,10 +453,19 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         let limits = cx
             .listeners
             .reserve_limits(cx.publish.committed(), &cfg.stream.geo);
-        let Ok(mut batch) = cx.publish.begin_batch(j, limits.all) else {
-            // Too many batches await publication: come back later.
-            return Polled::IDLE;
+        let mut batch = match cx.publish.begin_batch(j, limits.all) {
+            Ok(b) => b,
+            Err(e) => {
+                cx.port.mark(
+                    j,
+                    Mark::Refused,
+                    usize::from(e == BeginError::CompletionsFull),
+                );
+                // Too many batches await publication: come back later.
+                return Polled::IDLE;
+            }
         };
+        cx.port.mark(j, Mark::Opened, 0);
         // Every listener starts past the batch (a blocking one attached
         // alone while a block was open: it starts at the next boundary):
         // close that block first, or its frames would go where nobody
@@ -432,10 +484,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         // One bound for the loop: the batch storage, and the segment's end
         // (where the token moves on).
         debug_assert!(self.seg_start <= i && i < self.seg_end);
-        let room = recs
-            .len()
-            .min(MAX_BATCH)
-            .min(self.seg_end.saturating_sub(i) as usize);
+        let room = recs.len().min(self.seg_end.saturating_sub(i) as usize);
         let mut n = 0;
         let mut stalled = false;
         let vlan_stripped = cx.port.vlan_stripped();
@@ -481,7 +530,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                     ),
                 };
                 n += m;
-                // CAST: `m <= room`, at most MAX_BATCH.
+                // CAST: `m <= room`, at most the segment's length (a u32).
                 i += m as u32;
                 if n == room {
                     break;
@@ -561,6 +610,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             self.seg_end = cx.ring.segment_end(self.seg);
             i = self.seg_start;
         }
+        cx.port.mark(j, Mark::Gathered, n);
         // 4. Close.
         let now = cx.port.now_ns();
         if n > 0 {
@@ -598,6 +648,7 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
             }
             cx.publish.pass_token(j, cx.ring.next_writer(j));
         }
+        cx.port.mark(j, Mark::Closed, usize::from(seg_done));
         // 5. Copy, in parallel with the next token holder. One loop per
         // format, so the format is a constant inside it.
         let format = cfg.stream.format;
@@ -609,8 +660,10 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         for span in [skip, flush].iter().flatten() {
             write_pad(cx, format, span);
         }
+        cx.port.mark(j, Mark::Copied, 0);
         // 6. Publish.
         let published = cx.publish.complete(ticket);
+        cx.port.mark(j, Mark::Published, 0);
         Polled {
             handled: n.max(1),
             stats,
@@ -1735,6 +1788,14 @@ pub(crate) mod tests {
                  alone mid-block"
             );
         }
+    }
+
+    /// A batch's records stay small enough to sit in L1 between gather
+    /// and copy (see [`MAX_BATCH`]).
+    #[test]
+    fn a_batch_of_records_fits_in_l1() {
+        assert_eq!(core::mem::size_of::<Rec>(), 72);
+        assert!(MAX_BATCH * core::mem::size_of::<Rec>() <= 16 << 10);
     }
 
     /// Two writers on two threads share the ring and the stream; the stream

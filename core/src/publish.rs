@@ -253,8 +253,10 @@ impl Placement {
     }
 }
 
-/// One completion record.
-#[repr(C)]
+/// One completion record, on a cache line of its own: consecutive batches
+/// are normally completed by different writers, which would otherwise
+/// write one line by turns (docs/architecture.md, "Two writers at 64 B").
+#[repr(C, align(64))]
 struct Completion {
     /// `q + 1` once batch `q` is complete; 0 (or an older tag) otherwise.
     tag: AtomicU64,
@@ -262,15 +264,20 @@ struct Completion {
     end: AtomicU64,
     /// Descriptor count one past the batch's last descriptor.
     desc_end: AtomicU64,
-    _pad: u64,
+}
+
+/// The token word, alone on its cache line: waiting writers read it in a
+/// loop, and that must not take away from the holder the line it writes
+/// ([`HolderLine`]) while it reserves.
+#[repr(C, align(64))]
+struct TokenLine {
+    /// Index of the writer holding the token.
+    token: AtomicU32,
 }
 
 /// Fields only the token holder writes.
 #[repr(C, align(64))]
 struct HolderLine {
-    /// Index of the writer holding the token.
-    token: AtomicU32,
-    _pad: u32,
     /// Stream offset of the next byte to reserve.
     reserve: AtomicU64,
     /// Sequence number of the next batch.
@@ -289,6 +296,13 @@ struct CommitLine {
     /// Descriptors whose batches are published: their buffers may go back
     /// to the NIC.
     released: AtomicU64,
+}
+
+/// The sleepers' registration, on its own cache line: readers write it
+/// each time they are about to sleep, and that must not take away from the
+/// publishers the line of their RMWs ([`CommitLine`]).
+#[repr(C, align(64))]
+struct WakeLine {
     /// `!target` of the smallest commit offset some reader sleeps for, or 0
     /// if nobody sleeps. Stored inverted so that all-zero memory means "no
     /// waiter" and `fetch_max` keeps the smallest target.
@@ -309,8 +323,10 @@ struct CommitLine {
 ///   [`Self::set_tail`] before starting the writers).
 #[repr(C)]
 pub struct PublishState<const SLOTS: usize = COMPLETION_SLOTS> {
+    token: TokenLine,
     holder: HolderLine,
     commit: CommitLine,
+    wake: WakeLine,
     slots: [Completion; SLOTS],
 }
 
@@ -598,13 +614,13 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
                 tag: AtomicU64::new(0),
                 end: AtomicU64::new(0),
                 desc_end: AtomicU64::new(0),
-                _pad: 0,
             }
         }
         Self {
-            holder: HolderLine {
+            token: TokenLine {
                 token: AtomicU32::new(0),
-                _pad: 0,
+            },
+            holder: HolderLine {
                 reserve: AtomicU64::new(0),
                 next_seq: AtomicU64::new(0),
                 tail: AtomicU64::new(0),
@@ -613,6 +629,8 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
                 commit_seq: AtomicU64::new(0),
                 commit: AtomicU64::new(0),
                 released: AtomicU64::new(0),
+            },
+            wake: WakeLine {
                 wake: AtomicU64::new(0),
             },
             slots: [const { zero_slot() }; SLOTS],
@@ -628,13 +646,13 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
                 tag: AtomicU64::new(0),
                 end: AtomicU64::new(0),
                 desc_end: AtomicU64::new(0),
-                _pad: 0,
             }
         }
         Self {
-            holder: HolderLine {
+            token: TokenLine {
                 token: AtomicU32::new(0),
-                _pad: 0,
+            },
+            holder: HolderLine {
                 reserve: AtomicU64::new(0),
                 next_seq: AtomicU64::new(0),
                 tail: AtomicU64::new(0),
@@ -643,6 +661,8 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
                 commit_seq: AtomicU64::new(0),
                 commit: AtomicU64::new(0),
                 released: AtomicU64::new(0),
+            },
+            wake: WakeLine {
                 wake: AtomicU64::new(0),
             },
             slots: core::array::from_fn(|_| zero_slot()),
@@ -664,7 +684,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
     pub fn holds_token(&self, writer: u32) -> bool {
         // Acquire: pairs with the Release store in `pass_token`, so the
         // previous holder's reservation state is visible to us.
-        self.holder.token.load(Ordering::Acquire) == writer
+        self.token.token.load(Ordering::Acquire) == writer
     }
 
     /// Starts the stream afresh at the first block boundary of `geo` at or
@@ -679,7 +699,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
     pub fn restart(&self, geo: &Geometry) -> Result<u64, BeginError> {
         // Relaxed: writers are paused; the pause handshake orders us after
         // their last batch.
-        let holder = self.holder.token.load(Ordering::Relaxed);
+        let holder = self.token.token.load(Ordering::Relaxed);
         let mut batch = self.begin_batch(holder, u64::MAX)?;
         if self.committed() != batch.start {
             return Err(BeginError::InFlight);
@@ -704,7 +724,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         let _ = writer;
         // Release: pairs with the Acquire load in `holds_token`; publishes
         // `reserve`, `next_seq` and `tail` to the next holder.
-        self.holder.token.store(next, Ordering::Release);
+        self.token.token.store(next, Ordering::Release);
     }
 
     /// Opens a batch for the token holder `writer`.
@@ -859,14 +879,14 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
         // to its re-check (no lost wake-up).
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence.
-        let w = self.commit.wake.load(Ordering::Relaxed);
+        let w = self.wake.wake.load(Ordering::Relaxed);
         if w == 0 || !w > commit {
             return false;
         }
         // Acquire/Release not needed beyond the fences; AcqRel keeps it
         // simple to reason about. Clearing wakes every sleeper (the OS wakes
         // the whole queue); those not satisfied register again.
-        self.commit.wake.swap(0, Ordering::AcqRel) != 0
+        self.wake.wake.swap(0, Ordering::AcqRel) != 0
     }
 
     /// Registers a reader about to sleep until `committed() >= target`.
@@ -877,7 +897,7 @@ impl<const SLOTS: usize> PublishState<SLOTS> {
     pub fn prepare_wait(&self, target: u64) -> bool {
         // AcqRel RMW: registration; fetch_max of the inverted target keeps
         // the smallest target.
-        self.commit.wake.fetch_max(!target, Ordering::AcqRel);
+        self.wake.wake.fetch_max(!target, Ordering::AcqRel);
         // SeqCst fence: pairs with the one in `wake_due`.
         fence(Ordering::SeqCst);
         self.committed() >= target
@@ -1272,7 +1292,7 @@ mod tests {
 
     #[test]
     fn layout_is_position_independent() {
-        assert_eq!(core::mem::size_of::<PublishState<64>>(), 128 + 64 * 32);
+        assert_eq!(core::mem::size_of::<PublishState<64>>(), 4 * 64 + 64 * 64);
         assert_eq!(core::mem::align_of::<PublishState<64>>(), 64);
     }
 }

@@ -13,6 +13,13 @@
 //! queue context into the HMC, requests the queue (`QRX_ENA`) and turns on
 //! promiscuous unicast and multicast on the VSI.
 //!
+//! The queue context chooses 16- or 32-byte receive descriptors (`dsize`):
+//! the backend is generic over the format, and the module parameter
+//! `rx_desc` picks one of its two instances at probe ([`start`]). 16 bytes
+//! is the default: the same 64-byte hot path measured 47.20 Mpps with the
+//! 16-byte format against 46.85 Mpps with the 32-byte one (`BENCHES=hotpath
+//! tests/bench/run`, 2026-11-28; docs/deployment.md).
+//!
 //! Names are the datasheet's (Linux `i40e_register.h`, `i40e_adminq_cmd.h`).
 //! Interrupts stay masked: the capture threads poll the ring. Link state
 //! comes from the firmware (get link status, slow path); the counters from
@@ -44,6 +51,7 @@ use crate::hpcap_core::{
     config::RingLimits,
     desc::{
         I40e16,
+        I40e32,
         RxFormat, //
     },
     hmc::{
@@ -57,6 +65,12 @@ use crate::hpcap_core::{
         NIC_RECEIVED, //
     }, //
 };
+use crate::capture::{
+    Params,
+    Running,
+    Shared, //
+};
+use core::marker::PhantomData;
 use kernel::{
     device::Core,
     dma::Coherent,
@@ -70,6 +84,7 @@ use kernel::{
     sync::{
         aref::ARef,
         new_mutex,
+        Arc,
         Mutex, //
     },
     time::Delta, //
@@ -80,8 +95,22 @@ pub(crate) static BACKEND: Backend = Backend {
     name: "i40e",
     model: "XL710 PF",
     abi_kind: abi::NIC_I40E,
-    start: crate::capture::start::<I40e>,
+    start,
 };
+
+/// Starts the capture with the descriptor size `rx_desc` asks for (0: 16
+/// bytes, the faster hot path).
+fn start(
+    pdev: &pci::Device<Core<'_>>,
+    p: &Params,
+    shared: &Arc<Shared>,
+    name: &CStr,
+) -> Result<KBox<dyn Running>> {
+    match p.rx_desc {
+        32 => crate::capture::start::<I40e<I40e32>>(pdev, p, shared, name),
+        _ => crate::capture::start::<I40e<I40e16>>(pdev, p, shared, name),
+    }
+}
 
 /// Bytes of BAR0 the backend maps: up to the port statistics (the XL710's
 /// BAR0 is larger; Linux needs at least `GLGEN_STAT_CLEAR` + 4).
@@ -383,14 +412,15 @@ struct Firmware {
     missed: u64,
 }
 
-/// An XL710 PF driven for capture.
+/// An XL710 PF driven for capture, writing receive descriptors of format
+/// `F` ([`I40e16`] or [`I40e32`]).
 ///
 /// # Invariants
 ///
 /// `hmc` is the backing page of HMC segment 0 while the device may use it:
 /// it is handed to the device in [`I40e::new`] and taken back (segment
 /// invalidated) in `Drop` before it is freed.
-pub(crate) struct I40e {
+pub(crate) struct I40e<F> {
     pdev: ARef<pci::Device>,
     bar: Bar0,
     fw: Pin<KBox<Mutex<Firmware>>>,
@@ -405,6 +435,8 @@ pub(crate) struct I40e {
     vsi_seid: u16,
     /// The firmware's admin-queue API minor version.
     api_minor: u16,
+    /// The descriptor format (no data).
+    format: PhantomData<fn() -> F>,
 }
 
 /// An admin-queue return code as an errno.
@@ -431,7 +463,7 @@ fn le32(b: &[u8], at: usize) -> u32 {
     }
 }
 
-impl I40e {
+impl<F> I40e<F> {
     /// Register access; `f` must not sleep (see [`with_bar`]).
     fn io<R>(&self, f: impl for<'a> FnOnce(&pci::Bar<'a, BAR0_LEN>) -> R) -> Result<R> {
         with_bar(&self.bar, f)
@@ -692,8 +724,8 @@ impl I40e {
     }
 }
 
-impl Nic for I40e {
-    type Format = I40e16;
+impl<F: RxFormat + 'static> Nic for I40e<F> {
+    type Format = F;
 
     /// Takes over the PF (the steps in the file's documentation).
     fn new(pdev: &pci::Device<Core<'_>>) -> Result<(Self, Caps)> {
@@ -722,6 +754,7 @@ impl Nic for I40e {
             port: 0,
             vsi_seid: 0,
             api_minor: 0,
+            format: PhantomData,
         };
         // 7.2.1.3: PF reset; interrupts masked (hpcap polls).
         pf.pf_reset()?;
@@ -773,7 +806,10 @@ impl Nic for I40e {
                 max_frame
             );
             let caps = Caps {
-                ring: RING,
+                ring: RingLimits {
+                    buf_max: F::MAX_BUFFER,
+                    ..RING
+                },
                 max_frame: max_frame.saturating_sub(FCS_LEN).max(1518),
                 // The VSI leaves tags in the frame; a tag a descriptor
                 // still reports (L2TAG1P) was stripped and is put back.
@@ -805,7 +841,7 @@ impl Nic for I40e {
             base: ring.dma,
             qlen: u16::try_from(ring.count)?,
             dbuff: ring.buf_size,
-            dsize32: I40e16::WORDS == 4,
+            dsize32: F::WORDS == 4,
             crcstrip: true,
             // As Linux: L2TAG1 is the outer tag; no tag is shown (none is
             // stripped).
@@ -884,7 +920,7 @@ impl Nic for I40e {
     }
 }
 
-impl Drop for I40e {
+impl<F> Drop for I40e<F> {
     /// Hands the port back for the next driver (Linux's i40e resets the PF
     /// at probe): promiscuous mode off, the HMC segment invalidated before
     /// its page is freed, the admin queue shut down (7.10.3.2) and

@@ -16,7 +16,7 @@
 //! descriptor (`PFQDE.HIDE_VLAN`).
 
 use super::{
-    poll_until,
+    e82599_queue as queue,
     vf_mailbox::{
         Layout,
         Mailbox, //
@@ -32,7 +32,6 @@ use super::{
 };
 use crate::hpcap_core::{
     abi,
-    config::RingLimits,
     desc::IxgbeAdv,
     stats::{
         NicCounters,
@@ -108,59 +107,11 @@ register! {
         31:0 mask;
     }
 
-    /// Receive Descriptor Base Address Low of queue 0 (8.3.5.3.1).
-    pub(crate) VFRDBAL(u32) @ 0x1000 {
-        /// Low 32 bits (128-byte aligned).
-        31:0 value;
-    }
-
-    /// Receive Descriptor Base Address High.
-    pub(crate) VFRDBAH(u32) @ 0x1004 {
-        /// High 32 bits.
-        31:0 value;
-    }
-
-    /// Receive Descriptor Ring Length in bytes.
-    pub(crate) VFRDLEN(u32) @ 0x1008 {
-        /// Bytes; a multiple of 128.
-        19:0 value;
-    }
-
-    /// Receive Descriptor Head.
-    pub(crate) VFRDH(u32) @ 0x1010 {
-        /// Head index (hardware-owned).
-        15:0 value;
-    }
-
-    /// Split and Replication Receive Control (8.3.5.3.6).
-    pub(crate) VFSRRCTL(u32) @ 0x1014 {
-        /// Receive buffer size in 1 KiB units (1..16).
-        4:0 bsizepacket;
-        /// Descriptor type: 1 = advanced, one buffer.
-        27:25 desctype;
-        /// Drop when no descriptor is available (instead of stalling).
-        28:28 drop_en;
-    }
-
-    /// Receive Descriptor Tail.
-    pub(crate) VFRDT(u32) @ 0x1018 {
-        /// Tail index (software-owned).
-        15:0 value;
-    }
-
     /// VF Good Packets Received Count (8.3.5.4.1): counts up and wraps,
     /// not cleared on read.
     pub(crate) VFGPRC(u32) @ 0x101C {
         /// Frames received without error.
         31:0 count;
-    }
-
-    /// Receive Descriptor Control (8.3.5.3.9).
-    pub(crate) VFRXDCTL(u32) @ 0x1028 {
-        /// Queue enable.
-        25:25 enable;
-        /// Strip VLAN tags into the descriptor.
-        30:30 vme;
     }
 }
 
@@ -170,9 +121,6 @@ const MAILBOX: Layout = Layout {
     mem: 0x0200,
 };
 
-/// `VFSRRCTL.DESCTYPE` of advanced one-buffer descriptors.
-const DESCTYPE_ADV_ONEBUF: u32 = 1;
-
 /// Largest frame (with FCS) the ixgbe PF grants (`IXGBE_MAX_JUMBO_FRAME_SIZE`).
 const MAX_FRAME_FCS: u32 = 9728;
 /// Without a long-packet grant: 1500 bytes of payload, header and FCS.
@@ -180,24 +128,9 @@ const STD_FRAME_FCS: u32 = 1518;
 /// FCS bytes the PF counts in a frame length.
 const FCS: u32 = 4;
 
-/// What one 82599 VF receive queue accepts: `VFRDLEN` in steps of 128
-/// bytes (8 descriptors), buffers of 1..16 KiB in 1 KiB units.
-const RING: RingLimits = RingLimits {
-    min: 64,
-    max: 4096,
-    step: 8,
-    tail_step: 1,
-    buf_min: 1024,
-    buf_max: 16384,
-    buf_unit: 1024,
-};
-
-/// Bytes per advanced RX descriptor.
-const DESC_BYTES: u32 = 16;
-
 /// What the 82599 VF can do with its queue, before the PF's answers.
 const CAPS: Caps = Caps {
-    ring: RING,
+    ring: queue::RING,
     // One VLAN tag is not counted by the PF's MAXFRS.
     max_frame: MAX_FRAME_FCS - FCS + 4,
     // VME stays off: tags are kept in the frames.
@@ -346,32 +279,9 @@ impl Nic for IxgbeVf {
     /// Programs queue 0 (advanced one-buffer descriptors, drop when no
     /// descriptor is free, tags kept) and enables it (datasheet 4.6.7).
     fn start_rx(&self, ring: &RingConfig) -> Result {
-        let len_bytes = ring.count.checked_mul(DESC_BYTES).ok_or(EINVAL)?;
-        // CAST: the low and high halves of the 64-bit bus address
-        // (truncation intended).
-        let (lo, hi) = (ring.dma as u32, (ring.dma >> 32) as u32);
-        self.stop_rx();
-        self.io(|b| -> Result {
-            b.write_reg(VFRDBAL::zeroed().with_value(lo));
-            b.write_reg(VFRDBAH::zeroed().with_value(hi));
-            b.write_reg(VFRDLEN::zeroed().try_with_value(len_bytes)?);
-            b.write_reg(VFRDH::zeroed());
-            b.write_reg(VFRDT::zeroed());
-            b.write_reg(
-                VFSRRCTL::zeroed()
-                    .try_with_bsizepacket(ring.buf_size / 1024)?
-                    .with_const_desctype::<DESCTYPE_ADV_ONEBUF>()
-                    .with_drop_en(true),
-            );
-            b.write_reg(VFRXDCTL::zeroed().with_enable(true));
-            Ok(())
-        })??;
-        poll_until(
-            || self.io(|b| b.read(VFRXDCTL)),
-            |r| r.enable().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(100),
-        )?;
+        // Drop when no descriptor is free: the PF forces that on every VF
+        // queue anyway (PFQDE.QDE).
+        queue::start(&self.bar, ring, true)?;
         let now = self.io(|b| b.read(VFGPRC).count().get()).unwrap_or(0);
         self.rx_last.store(now, Ordering::Relaxed);
         self.received.store(0, Ordering::Relaxed);
@@ -381,25 +291,11 @@ impl Nic for IxgbeVf {
     /// Disables queue 0 and waits (up to 100 ms) until the VF acknowledges:
     /// once `VFRXDCTL.ENABLE` reads 0 the queue writes no more descriptors.
     fn stop_rx(&self) {
-        let _ = self.io(|b| b.write_reg(VFRXDCTL::zeroed()));
-        let _ = poll_until(
-            || self.io(|b| b.read(VFRXDCTL)),
-            |r| !r.enable().into_bool(),
-            Delta::from_millis(1),
-            Delta::from_millis(100),
-        );
-        let _ = self.io(|b| {
-            b.write_reg(VFRDBAL::zeroed());
-            b.write_reg(VFRDBAH::zeroed());
-        });
+        queue::stop(&self.bar);
     }
 
     fn write_tail(&self, tail: u32) {
-        let _ = self.io(|b| {
-            if let Ok(r) = VFRDT::zeroed().try_with_value(tail) {
-                b.write_reg(r);
-            }
-        });
+        queue::write_tail(&self.bar, tail);
     }
 
     fn service(&self) -> Status {

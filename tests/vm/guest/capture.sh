@@ -4,16 +4,17 @@
 # `tools/hpcap-vm capture`: store the injected frames and leave in
 # $HPCAP_OUT the stored files (out/), the counters and the guest-side
 # duration (times.json). Parameters come from the environment (set by
-# hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e|ixgbevf), VF_MAC,
+# hpcap-vm): CAPTURE_WITH (hpcap|tcpdump), NIC (igb|igbvf|iavf|i40e|ixgbevf|ixgbe), VF_MAC,
 # VF_VLAN, BUFFER_MB, BLOCK_KB, CONSUMERS, SNAPLEN, FORMAT (0 pcapng, 1 raw),
-# RING, RX_BUF, HPCAPDD_ARGS, DURING (a case script run next to hpcapdd while
+# RING, RX_BUF, RX_DESC, HPCAPDD_ARGS, DURING (a case script run next to hpcapdd while
 # the frames arrive: its output in during.txt, its status in during.rc; the
 # capture fails if it fails).
 #   hpcap:   hpcap.ko bound to the port, hpcapdd on the virtio disk;
 #            counters in hpcap-stats.json.
-#   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e, ixgbevf) and
+#   tcpdump: the kernel's own driver for the NIC (igb, igbvf, iavf, i40e, ixgbevf, ixgbe) and
 #            `tcpdump -w`; the interface's counters before and after in
-#            nic-stats.json, tcpdump's report in tcpdump.err.
+#            nic-stats.json, tcpdump's report in tcpdump.err, the driver's
+#            lines of /proc/interrupts in interrupts.txt.
 set -e
 uname -r >"$HPCAP_OUT/kernel-release"
 
@@ -58,14 +59,14 @@ setup_port() {
 		fi
 		echo "$vf"
 		;;
-	i40e)
-		# The XL710 PF of hpcap-model (vfio-user), found by the aliases of
-		# Linux's i40e module.
-		pf=$(pci_for_module i40e | head -n 1)
-		[ -n "$pf" ] || { echo "capture: no PCI function matches i40e's aliases (the XL710 PF model)" >&2; return 1; }
-		if [ "$drv" = i40e ]; then
-			modprobe i40e
-			[ "$(pci_driver "$pf")" = i40e ] || pci_rebind "$pf" i40e
+	i40e | ixgbe)
+		# The XL710 PF or the 82599 PF of hpcap-model (vfio-user), found by
+		# the aliases of Linux's i40e or ixgbe module.
+		pf=$(pci_for_module "$NIC" | head -n 1)
+		[ -n "$pf" ] || { echo "capture: no PCI function matches $NIC's aliases (hpcap-model's PF)" >&2; return 1; }
+		if [ "$drv" = "$NIC" ]; then
+			modprobe "$NIC"
+			[ "$(pci_driver "$pf")" = "$NIC" ] || pci_rebind "$pf" "$NIC"
 		else
 			pci_rebind "$pf" "$drv"
 		fi
@@ -135,13 +136,15 @@ if [ "$CAPTURE_WITH" = tcpdump ]; then
 	cat "$HPCAP_OUT/tcpdump.err"
 	nic_counters "$dev" >"$HPCAP_OUT/nic-after.json"
 	[ ! -f /host/model.json ] || cp /host/model.json "$HPCAP_OUT/model-after.json"
+	# Which interrupts the driver took (MSI-X, MSI or INTx) and how many.
+	grep -E "$drv|$dev" /proc/interrupts >"$HPCAP_OUT/interrupts.txt" || true
 	ip link set "$dev" down
 	cp /mnt/disk/capture/trace.pcap "$HPCAP_OUT/out/"
 	exit $rc
 fi
 
 insmod "$HPCAP_KO" buffer_mb="$BUFFER_MB" block_kb="$BLOCK_KB" consumers="$CONSUMERS" \
-	snaplen="$SNAPLEN" format="$FORMAT" ring_size="$RING" rx_buf="$RX_BUF"
+	snaplen="$SNAPLEN" format="$FORMAT" ring_size="$RING" rx_buf="$RX_BUF" rx_desc="${RX_DESC:-0}"
 bdf=$(setup_port hpcap)
 # The stable name: /dev/hpcapN counts every port hpcap could drive.
 dev=/dev/hpcap/by-pci/$bdf

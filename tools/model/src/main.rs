@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use hpcap_model::ixgbe;
 use hpcap_model::ixgbevf;
 use hpcap_model::testdev;
 use hpcap_model::transport::PciFunction;
@@ -120,6 +121,23 @@ enum Model {
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
     },
+    /// Intel 82599ES SFP+ physical function (8086:10fb) with a passive
+    /// direct-attach cable in its cage, as Linux's ixgbe driver uses it.
+    #[command(name = "82599-pf")]
+    Ixgbe {
+        /// The vfio-user socket to listen on.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// hpcap-inject's listening socket to take frames from.
+        #[arg(long, value_name = "PATH")]
+        inject: Option<PathBuf>,
+        /// The port's MAC address (loaded into RAL0/RAH0 at reset).
+        #[arg(long, default_value = "02:00:00:00:00:20", value_parser = hpcap_core::frame::parse_mac)]
+        mac: [u8; 6],
+        /// Write the model's counters here (every 200 ms and at exit).
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
+    },
     /// Intel XL710 physical function (8086:1583 XL710 QSFP+, or 1572 X710
     /// SFP+ with --device-id) with the firmware's admin queue, NVM and HMC,
     /// as Linux's i40e driver uses them.
@@ -136,6 +154,12 @@ enum Model {
         /// PCI device id: 1583 (XL710 QSFP+) or 1572 (X710 SFP+).
         #[arg(long, default_value = "1583", value_parser = parse_pf_device)]
         device_id: u16,
+        /// MSI-X vectors of the PF (1..=129; the real PF's NVM sets up to
+        /// 129). Fewer than 2 is less than Linux's i40e needs: it falls
+        /// back to MSI (which the function offers, with INTx, as the real
+        /// one does).
+        #[arg(long, default_value_t = 17, value_parser = clap::value_parser!(u16).range(1..=129))]
+        msix_vectors: u16,
         /// Write the model's and the port's counters here (every 200 ms and at exit).
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
@@ -197,6 +221,19 @@ impl FrameDevice for ixgbevf::Vf {
     fn tick_timers(&mut self, now: Instant, p: &mut Platform) {
         self.tick(now, p);
     }
+    fn sent_frames(&mut self) -> Vec<Vec<u8>> {
+        self.take_tx()
+    }
+    fn counters(&self) -> serde_json::Value {
+        self.counters_json()
+    }
+}
+
+impl FrameDevice for ixgbe::Pf {
+    fn receive_frame(&mut self, frame: &[u8], _now: Instant, p: &mut Platform) {
+        self.receive(frame, p);
+    }
+    fn tick_timers(&mut self, _now: Instant, _p: &mut Platform) {}
     fn sent_frames(&mut self) -> Vec<Vec<u8>> {
         self.take_tx()
     }
@@ -369,16 +406,27 @@ fn main() -> Result<()> {
             });
             serve_nic(vf, "82599 VF", &socket, inject, stats_json)?;
         }
+        Model::Ixgbe {
+            socket,
+            inject,
+            mac,
+            stats_json,
+        } => {
+            let pf = ixgbe::Pf::new(ixgbe::Config { mac });
+            serve_nic(pf, "82599 PF", &socket, inject, stats_json)?;
+        }
         Model::Xl710Pf {
             socket,
             inject,
             mac,
             device_id,
+            msix_vectors,
             stats_json,
         } => {
             let pf = Pf::new(xl710pf::Config {
                 mac,
                 device: device_id,
+                vectors: msix_vectors,
                 ..xl710pf::Config::default()
             });
             serve_nic(pf, "XL710 PF", &socket, inject, stats_json)?;

@@ -3,6 +3,12 @@
 //! memory BARs (sized the standard way: writable bits are the address bits
 //! above the size), the command register, and an MSI-X capability whose
 //! table and PBA live in a BAR (QEMU emulates the table itself).
+//!
+//! [`Registers`] is what a NIC model with one 32-bit register BAR (BAR0)
+//! implements; one blanket adapter turns it into a
+//! [`PciFunction`](crate::transport::PciFunction).
+
+use crate::transport::{PciFunction, Platform};
 
 /// PCI_COMMAND bit: the function may master the bus (DMA).
 pub const COMMAND_MASTER: u16 = 1 << 2;
@@ -15,6 +21,10 @@ const BAR0: usize = 0x10;
 const CAP_PTR: usize = 0x34;
 const STATUS_CAP_LIST: u16 = 1 << 4;
 const CAP_ID_MSIX: u8 = 0x11;
+const CAP_ID_MSI: u8 = 0x05;
+/// Where [`ConfigSpace::with_msi_and_intx`] puts the MSI capability.
+const MSI_CAP: usize = 0x50;
+const INTERRUPT_PIN: usize = 0x3d;
 
 /// Identity and layout of a function.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +110,27 @@ impl ConfigSpace {
         c
     }
 
+    /// Adds INTx (pin A) and an MSI capability (one message, 64-bit
+    /// addresses; at 0x50, before MSI-X, as on the XL710) for a function
+    /// that falls back to them when MSI-X cannot be had. QEMU emulates the
+    /// MSI capability's registers itself, as it does MSI-X's table.
+    pub fn with_msi_and_intx(mut self) -> Self {
+        self.bytes[INTERRUPT_PIN] = 1;
+        let next = self.bytes[CAP_PTR];
+        self.bytes[CAP_PTR] = MSI_CAP as u8;
+        self.bytes[MSI_CAP] = CAP_ID_MSI;
+        self.bytes[MSI_CAP + 1] = next;
+        // Message control: 64-bit capable, one message (MMC 0).
+        self.put16(MSI_CAP + 2, 1 << 7);
+        // Enable and MME; address and data.
+        self.wmask[MSI_CAP + 2] = 0x71;
+        for at in MSI_CAP + 4..MSI_CAP + 14 {
+            self.wmask[at] = 0xff;
+        }
+        self.wmask[MSI_CAP + 4] = 0xfc;
+        self
+    }
+
     fn put16(&mut self, at: usize, v: u16) {
         self.bytes[at..at + 2].copy_from_slice(&v.to_le_bytes());
     }
@@ -148,6 +179,78 @@ impl ConfigSpace {
     }
 }
 
+/// A function whose registers are 32-bit words in BAR0 and whose config
+/// space is a [`ConfigSpace`]: the models of real NICs. The blanket
+/// [`PciFunction`] impl below does the vfio-user glue once: 4-byte
+/// accesses go to one register, 8-byte ones to two (low word first),
+/// anything else and other BARs (the MSI-X BAR, which QEMU emulates) read
+/// as 0 and ignore writes.
+pub trait Registers: Send {
+    /// The config space.
+    fn config_space(&self) -> &ConfigSpace;
+    /// The config space, to write.
+    fn config_space_mut(&mut self) -> &mut ConfigSpace;
+    /// Number of MSI-X vectors.
+    fn vectors(&self) -> u32;
+    /// A 32-bit register read at a dword-aligned BAR0 offset.
+    fn reg_read(&mut self, off: u64) -> u32;
+    /// A 32-bit register write at a dword-aligned BAR0 offset.
+    fn reg_write(&mut self, off: u64, v: u32, p: &mut Platform);
+    /// A function-level reset from QEMU.
+    fn function_reset(&mut self, p: &mut Platform);
+}
+
+impl<T: Registers> PciFunction for T {
+    fn bar_sizes(&self) -> [u64; 6] {
+        self.config_space().bar_sizes()
+    }
+
+    fn msix_vectors(&self) -> u32 {
+        self.vectors()
+    }
+
+    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.config_space().read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: u64, data: &[u8], _p: &mut Platform) {
+        self.config_space_mut().write(offset, data);
+    }
+
+    fn bar_read(&mut self, bar: u32, offset: u64, data: &mut [u8], _p: &mut Platform) {
+        if bar != 0 {
+            data.fill(0);
+            return;
+        }
+        match data.len() {
+            4 => data.copy_from_slice(&self.reg_read(offset & !3).to_le_bytes()),
+            8 => {
+                let lo = u64::from(self.reg_read(offset & !7));
+                let hi = u64::from(self.reg_read((offset & !7) + 4));
+                data.copy_from_slice(&(hi << 32 | lo).to_le_bytes());
+            }
+            _ => data.fill(0),
+        }
+    }
+
+    fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8], p: &mut Platform) {
+        if bar != 0 {
+            return;
+        }
+        if let Ok(b) = <[u8; 4]>::try_from(data) {
+            self.reg_write(offset & !3, u32::from_le_bytes(b), p);
+        } else if let Ok(b) = <[u8; 8]>::try_from(data) {
+            let v = u64::from_le_bytes(b);
+            self.reg_write(offset & !7, v as u32, p);
+            self.reg_write((offset & !7) + 4, (v >> 32) as u32, p);
+        }
+    }
+
+    fn reset(&mut self, p: &mut Platform) {
+        self.function_reset(p);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +294,22 @@ mod tests {
         assert_eq!(r32(&c, 0x1c), 0xfebf_0000);
         c.write(0, &[0; 4]);
         assert_eq!(r32(&c, 0), 0x154c_8086, "IDs are read-only");
+    }
+
+    #[test]
+    fn msi_capability_and_interrupt_pin_before_msix() {
+        let c = space().with_msi_and_intx();
+        assert_eq!(c.bytes[INTERRUPT_PIN], 1, "INTA");
+        let mut ids = Vec::new();
+        let mut at = c.bytes[CAP_PTR] as usize;
+        while at != 0 {
+            ids.push((at, c.bytes[at]));
+            at = c.bytes[at + 1] as usize;
+        }
+        assert_eq!(ids, vec![(0x50, CAP_ID_MSI), (0x70, CAP_ID_MSIX)]);
+        let ctl = u16::from_le_bytes([c.bytes[0x52], c.bytes[0x53]]);
+        assert_eq!(ctl & 0x0e, 0, "one message");
+        assert_ne!(ctl & 0x80, 0, "64-bit");
     }
 
     #[test]

@@ -15,6 +15,14 @@
 //!   ignored, and a DMA to them fails like a DMA to unmapped memory.
 //! - QEMU emulates the MSI-X table itself and hands us one eventfd per
 //!   vector through SET_IRQS; its first SET_IRQS carries no fds.
+//! - QEMU's `vfio-user-pci` is QEMU's vfio-pci: it also emulates an MSI
+//!   capability (one eventfd through SET_IRQS on the MSI index) and INTx
+//!   (one eventfd, VFIO's automasked level: after each trigger the line
+//!   stays masked until QEMU sends UNMASK at the guest's next BAR access).
+//!   A function whose config space offers them (an interrupt pin, an MSI
+//!   capability) gets them announced in GET_IRQ_INFO; vector 0 of
+//!   [`Interrupts::raise`] goes to whichever of MSI-X, MSI or INTx the
+//!   guest enabled.
 
 use std::fs::File;
 use std::io::Write;
@@ -24,11 +32,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result};
 use vfio_bindings::bindings::vfio::{
-    vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_SET_ACTION_TRIGGER,
+    vfio_region_info, VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
+    VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK,
     VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_BAR0_REGION_INDEX,
-    VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_READ,
-    VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
+    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
+    VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion};
 
@@ -181,13 +190,39 @@ impl Drop for GuestMemory {
     }
 }
 
-/// The function's MSI-X vectors: eventfds from QEMU, plus counts of what
-/// was raised (for tests and statistics).
+/// The function's interrupts: MSI-X vectors, MSI and INTx as eventfds
+/// from QEMU, plus counts of what was raised (for tests and statistics).
 #[derive(Default)]
 pub struct Interrupts {
     fds: Vec<Option<File>>,
+    /// The MSI message (one vector), while the guest has MSI enabled.
+    msi: Option<File>,
+    /// The INTx line, while the guest uses it.
+    intx: Option<File>,
+    /// INTx fired and QEMU has not unmasked it yet (VFIO's automask).
+    intx_masked: bool,
+    /// INTx was raised while masked: it fires again on unmask (a level
+    /// interrupt stays asserted).
+    intx_pending: bool,
     /// How often each vector was raised (whether or not an eventfd was set).
     pub raised: Vec<u64>,
+    /// Raises delivered as MSI messages.
+    pub msi_raised: u64,
+    /// INTx triggers (each one masks the line until QEMU unmasks it).
+    pub intx_raised: u64,
+}
+
+/// How the guest takes the function's interrupts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqMode {
+    /// No eventfd yet (interrupts disabled, or a test without QEMU).
+    None,
+    /// MSI-X: one eventfd per vector.
+    Msix,
+    /// MSI: one message.
+    Msi,
+    /// The INTx line.
+    Intx,
 }
 
 impl Interrupts {
@@ -195,18 +230,80 @@ impl Interrupts {
         Interrupts {
             fds: (0..n).map(|_| None).collect(),
             raised: vec![0; n],
+            ..Interrupts::default()
         }
     }
 
-    /// Raises MSI-X vector `v`; false when the guest has not set it up.
+    /// The mode the guest enabled last.
+    pub fn mode(&self) -> IrqMode {
+        if self.fds.iter().any(Option::is_some) {
+            IrqMode::Msix
+        } else if self.msi.is_some() {
+            IrqMode::Msi
+        } else if self.intx.is_some() {
+            IrqMode::Intx
+        } else {
+            IrqMode::None
+        }
+    }
+
+    /// SET_IRQS on the MSI index: the message's eventfd, or none.
+    pub fn set_msi(&mut self, fd: Option<File>) {
+        self.msi = fd;
+    }
+
+    /// SET_IRQS on the INTx index, ACTION_TRIGGER: the line's eventfd
+    /// (unmasked), or none.
+    pub fn set_intx(&mut self, fd: Option<File>) {
+        self.intx = fd;
+        self.intx_masked = false;
+        self.intx_pending = false;
+    }
+
+    /// SET_IRQS on the INTx index, ACTION_MASK / ACTION_UNMASK. Unmasking
+    /// a line raised meanwhile fires it again.
+    pub fn mask_intx(&mut self, masked: bool) {
+        self.intx_masked = masked;
+        if !masked && std::mem::take(&mut self.intx_pending) {
+            self.fire_intx();
+        }
+    }
+
+    fn fire_intx(&mut self) -> bool {
+        self.intx_masked = true;
+        self.intx_raised += 1;
+        match self.intx.as_mut() {
+            Some(f) => f.write_all(&1u64.to_le_bytes()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Raises vector `v`: its MSI-X eventfd; without MSI-X, vector 0 is
+    /// the MSI message or the INTx line (as on the real function, the
+    /// other vectors exist only with MSI-X). False when the guest has not
+    /// set it up (or INTx is masked: it fires again on unmask).
     pub fn raise(&mut self, v: usize) -> bool {
         if let Some(c) = self.raised.get_mut(v) {
             *c += 1;
         }
-        match self.fds.get_mut(v).and_then(Option::as_mut) {
-            Some(f) => f.write_all(&1u64.to_le_bytes()).is_ok(),
-            None => false,
+        if let Some(f) = self.fds.get_mut(v).and_then(Option::as_mut) {
+            return f.write_all(&1u64.to_le_bytes()).is_ok();
         }
+        if v != 0 || self.mode() == IrqMode::Msix {
+            return false;
+        }
+        if let Some(f) = self.msi.as_mut() {
+            self.msi_raised += 1;
+            return f.write_all(&1u64.to_le_bytes()).is_ok();
+        }
+        if self.intx.is_none() {
+            return false;
+        }
+        if self.intx_masked {
+            self.intx_pending = true;
+            return false;
+        }
+        self.fire_intx()
     }
 
     /// Whether vector `v` has an eventfd.
@@ -250,6 +347,29 @@ pub trait PciFunction: Send {
     fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8], p: &mut Platform);
     /// A function-level reset from QEMU.
     fn reset(&mut self, p: &mut Platform);
+}
+
+/// What the function's config space offers besides MSI-X: (INTx, MSI).
+/// INTx when it names an interrupt pin, MSI when its capability list has
+/// an MSI capability.
+pub(crate) fn legacy_interrupts<D: PciFunction>(dev: &mut D) -> (bool, bool) {
+    let mut b = [0u8; 1];
+    dev.config_read(0x3d, &mut b);
+    let intx = b[0] != 0;
+    dev.config_read(0x34, &mut b);
+    let mut at = b[0] & !3;
+    let mut msi = false;
+    // At most 48 capabilities fit in 256 bytes: a loop is a broken list.
+    for _ in 0..48 {
+        if at < 0x40 {
+            break;
+        }
+        let mut cap = [0u8; 2];
+        dev.config_read(u64::from(at), &mut cap);
+        msi |= cap[0] == 0x05;
+        at = cap[1] & !3;
+    }
+    (intx, msi)
 }
 
 /// A model and its platform, shared by the vfio-user server thread and the
@@ -340,11 +460,31 @@ impl<D: PciFunction> ServerBackend for Backend<D> {
         count: u32,
         fds: Vec<File>,
     ) -> std::io::Result<()> {
-        if index != VFIO_PCI_MSIX_IRQ_INDEX {
-            return Ok(());
-        }
         let mut g = lock(&self.0);
         let irq = &mut g.platform.irq;
+        let trigger = flags & VFIO_IRQ_SET_ACTION_TRIGGER != 0;
+        match index {
+            // One message (or the line): an eventfd sets it, none (or
+            // DATA_NONE with count 0) disables it.
+            VFIO_PCI_MSI_IRQ_INDEX if trigger => {
+                irq.set_msi(fds.into_iter().next());
+                return Ok(());
+            }
+            VFIO_PCI_INTX_IRQ_INDEX if trigger => {
+                irq.set_intx(fds.into_iter().next());
+                return Ok(());
+            }
+            VFIO_PCI_INTX_IRQ_INDEX if flags & VFIO_IRQ_SET_ACTION_UNMASK != 0 => {
+                irq.mask_intx(false);
+                return Ok(());
+            }
+            VFIO_PCI_INTX_IRQ_INDEX if flags & VFIO_IRQ_SET_ACTION_MASK != 0 => {
+                irq.mask_intx(true);
+                return Ok(());
+            }
+            VFIO_PCI_MSIX_IRQ_INDEX => {}
+            _ => return Ok(()),
+        }
         let start = start as usize;
         if flags & VFIO_IRQ_SET_ACTION_TRIGGER != 0 && flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 {
             for (i, f) in fds.into_iter().enumerate() {
@@ -362,9 +502,13 @@ impl<D: PciFunction> ServerBackend for Backend<D> {
 
 /// Serves `handle`'s model on the unix socket `path` until QEMU disconnects.
 pub fn serve<D: PciFunction + 'static>(path: &Path, handle: Handle<D>) -> Result<()> {
-    let (bars, vectors) = {
-        let g = lock(&handle);
-        (g.dev.bar_sizes(), g.dev.msix_vectors())
+    let (bars, vectors, (intx, msi)) = {
+        let mut g = lock(&handle);
+        (
+            g.dev.bar_sizes(),
+            g.dev.msix_vectors(),
+            legacy_interrupts(&mut g.dev),
+        )
     };
     {
         let mut g = lock(&handle);
@@ -395,18 +539,21 @@ pub fn serve<D: PciFunction + 'static>(path: &Path, handle: Handle<D>) -> Result
         });
     }
     let irqs = (0..VFIO_PCI_NUM_IRQS)
-        .map(|index| IrqInfo {
-            index,
-            count: if index == VFIO_PCI_MSIX_IRQ_INDEX {
-                vectors
-            } else {
-                0
-            },
-            flags: if index == VFIO_PCI_MSIX_IRQ_INDEX {
-                VFIO_IRQ_INFO_EVENTFD
-            } else {
-                0
-            },
+        .map(|index| {
+            let (count, flags) = match index {
+                VFIO_PCI_MSIX_IRQ_INDEX => (vectors, VFIO_IRQ_INFO_EVENTFD),
+                VFIO_PCI_MSI_IRQ_INDEX if msi => (1, VFIO_IRQ_INFO_EVENTFD),
+                VFIO_PCI_INTX_IRQ_INDEX if intx => (
+                    1,
+                    VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED,
+                ),
+                _ => (0, 0),
+            };
+            IrqInfo {
+                index,
+                count,
+                flags,
+            }
         })
         .collect();
     let _ = std::fs::remove_file(path);
@@ -433,6 +580,60 @@ mod tests {
         assert!(m.read(0x0fff_ffff, &mut b).is_err());
         assert!(m.write(0x1000_1ffe, &[0; 4]).is_err(), "crosses the end");
         assert!(m.read(u64::MAX - 1, &mut b).is_err(), "wraps");
+    }
+
+    /// An eventfd and a way to read (and reset) its count.
+    fn eventfd() -> (File, impl Fn() -> u64) {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        // SAFETY: a fresh non-blocking eventfd owned by the File below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` is ours and open.
+        let f = unsafe { File::from_raw_fd(fd) };
+        let reader = f.try_clone().unwrap();
+        (f, move || {
+            let mut b = [0u8; 8];
+            match (&reader).read(&mut b) {
+                Ok(8) => u64::from_le_bytes(b),
+                _ => 0,
+            }
+        })
+    }
+
+    #[test]
+    fn msi_takes_vector_0_when_msix_is_off() {
+        let mut irq = Interrupts::with_vectors(4);
+        let (fd, count) = eventfd();
+        irq.set_msi(Some(fd));
+        assert_eq!(irq.mode(), IrqMode::Msi);
+        assert!(irq.raise(0));
+        assert!(!irq.raise(2), "only vector 0 exists without MSI-X");
+        assert_eq!((count(), irq.msi_raised), (1, 1));
+        irq.set_msi(None);
+        assert_eq!(irq.mode(), IrqMode::None);
+        assert!(!irq.raise(0));
+    }
+
+    #[test]
+    fn intx_is_automasked_and_fires_again_on_unmask() {
+        let mut irq = Interrupts::with_vectors(1);
+        let (fd, count) = eventfd();
+        irq.set_intx(Some(fd));
+        assert_eq!(irq.mode(), IrqMode::Intx);
+        assert!(irq.raise(0));
+        assert_eq!(count(), 1);
+        // Masked until QEMU unmasks (the guest's EOI): a raise meanwhile
+        // is held, not lost.
+        assert!(!irq.raise(0));
+        assert_eq!(count(), 0);
+        irq.mask_intx(false);
+        assert_eq!((count(), irq.intx_raised), (1, 2));
+        // Nothing held: unmasking fires nothing.
+        irq.mask_intx(false);
+        assert_eq!(count(), 0);
+        assert!(irq.raise(0));
+        assert_eq!(count(), 1);
     }
 
     #[test]

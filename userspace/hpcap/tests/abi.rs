@@ -45,7 +45,7 @@ fn struct_layouts_match_the_header() {
             bus_addr,
             commit,
             promisc,
-            reserved0,
+            rx_desc_bytes,
             reserved
         ]
     );

@@ -268,6 +268,8 @@ fn info_json(p: &Path, s: &Source) -> Result<Value> {
         "block_size": i.block_size,
         "snaplen": i.snaplen,
         "ring_size": i.ring_size,
+        // 0: not reported (a software source).
+        "rx_desc_bytes": (i.rx_desc_bytes != 0).then_some(i.rx_desc_bytes),
         "consumers": i.consumers,
         "link_up": i.link_up != 0,
         "link_mbps": i.link_mbps,
@@ -405,9 +407,13 @@ fn cmd_status(json_out: bool, p: &Path) -> Result<()> {
         v["name"].as_str().unwrap_or_default()
     );
     println!(
-        "  backend     {}  {}",
+        "  backend     {}  {}{}",
         v["nic"].as_str().unwrap_or_default(),
-        v["bus"].as_str().unwrap_or_default()
+        v["bus"].as_str().unwrap_or_default(),
+        match v["rx_desc_bytes"].as_u64() {
+            Some(n) => format!("  {n}-byte RX descriptors"),
+            None => String::new(),
+        }
     );
     println!(
         "  link        {}{}",

@@ -79,6 +79,8 @@ fn stats_agree_with_source_and_hpcapdd() {
     // A software source has no NIC: what it receives is not reported
     // (null), never a made-up "promiscuous".
     assert_eq!(st["promisc"], serde_json::Value::Null);
+    // Nor does it have RX descriptors.
+    assert_eq!(st["rx_desc_bytes"], serde_json::Value::Null);
     let text = run(Command::new(bin("hpcapctl")).args(["status", shm.0.to_str().unwrap()]));
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("receives    not reported"), "{text}");

@@ -3,7 +3,7 @@
 # Unbind mid-traffic while hpcapdd has the buffer mapped and is reading.
 # NIC (default igb): the port to capture from, igb (the 82576 PF), igbvf
 # (a VF of it, created by Linux's igb PF driver, MAC VF_MAC), iavf or i40e
-# (the XL710 VF or PF of hpcap-model) or ixgbevf (its 82599 VF). With a
+# (the XL710 VF or PF of hpcap-model), ixgbevf or ixgbe (its 82599 VF or PF). With a
 # device model, its counters are
 # copied before the traffic (model-before.json), a second after the unbind
 # (model-unbound.json) and after the traffic (model-after.json). hpcap's
@@ -16,7 +16,7 @@ model() {
 }
 insmod "$HPCAP_KO" buffer_mb=8 block_kb=256
 case "${NIC:-igb}" in
-iavf | i40e | ixgbevf) bdf=$(pci_for_module "$NIC" | head -n 1) ;;
+iavf | i40e | ixgbevf | ixgbe) bdf=$(pci_for_module "$NIC" | head -n 1) ;;
 igbvf)
 	# As capture.sh: the PF is up (it serves the VF's mailbox) and gives
 	# the VF its MAC before hpcap binds it.

@@ -22,8 +22,8 @@
 
 use std::time::Instant;
 
-use crate::pci::{ConfigSpace, Identity, MsixLayout};
-use crate::transport::{PciFunction, Platform};
+use crate::pci::{ConfigSpace, Identity, MsixLayout, Registers};
+use crate::transport::Platform;
 use hpcap_core::desc::{IxgbeAdv, RxDone, RxFormat};
 use hpcap_core::vfmbx::{self, ixgbe, msg, MSGTYPE_ACK, MSGTYPE_NACK};
 
@@ -927,42 +927,28 @@ impl Vf {
     }
 }
 
-impl PciFunction for Vf {
-    fn bar_sizes(&self) -> [u64; 6] {
-        self.cfg_space.bar_sizes()
+impl Registers for Vf {
+    fn config_space(&self) -> &ConfigSpace {
+        &self.cfg_space
     }
 
-    fn msix_vectors(&self) -> u32 {
+    fn config_space_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.cfg_space
+    }
+
+    fn vectors(&self) -> u32 {
         u32::from(VECTORS)
     }
 
-    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        self.cfg_space.read(offset, data);
+    fn reg_read(&mut self, off: u64) -> u32 {
+        self.read_reg(off)
     }
 
-    fn config_write(&mut self, offset: u64, data: &[u8], _p: &mut Platform) {
-        self.cfg_space.write(offset, data);
+    fn reg_write(&mut self, off: u64, v: u32, p: &mut Platform) {
+        self.write_reg(off, v, p)
     }
 
-    fn bar_read(&mut self, bar: u32, offset: u64, data: &mut [u8], _p: &mut Platform) {
-        if bar != 0 || data.len() != 4 {
-            data.fill(0);
-            return;
-        }
-        let v = self.read_reg(offset & !3);
-        data.copy_from_slice(&v.to_le_bytes());
-    }
-
-    fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8], p: &mut Platform) {
-        let Ok(b) = <[u8; 4]>::try_from(data) else {
-            return;
-        };
-        if bar == 0 {
-            self.write_reg(offset & !3, u32::from_le_bytes(b), p);
-        }
-    }
-
-    fn reset(&mut self, _p: &mut Platform) {
+    fn function_reset(&mut self, _p: &mut Platform) {
         // A function-level reset: the VF's registers; the PF notices the
         // VFLR and makes the VF redo its reset handshake.
         self.stats.resets += 1;

@@ -4,7 +4,7 @@
 //! `ixgbevf_read_mbx_vf_legacy`), queue setup and frames.
 
 use super::*;
-use crate::transport::Platform;
+use crate::transport::{PciFunction, Platform};
 use hpcap_core::vfmbx::MSGTYPE_CTS;
 
 const MEM: u64 = 0x10_0000;

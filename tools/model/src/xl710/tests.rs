@@ -4,7 +4,7 @@
 //! messages and receives frames.
 
 use super::*;
-use crate::transport::Platform;
+use crate::transport::{PciFunction, Platform};
 use hpcap_core::virtchnl::{QueuePairInfo, TxqInfo, RXDID_LEGACY_32B};
 
 fn version() -> Vec<u8> {

@@ -290,9 +290,7 @@ impl Pf {
         }
         self.stats.delivered += 1;
         self.stats.last_delivery_unix_ns = crate::unix_ns();
-        if let Some(v) = self.queue_vector(QINT_RQCTL, q) {
-            self.cause(v, p);
-        }
+        self.queue_cause(QINT_RQCTL, q, p);
         true
     }
 
@@ -342,8 +340,6 @@ impl Pf {
             head = (head + 1) % qlen;
         }
         self.txq[q].head = head;
-        if let Some(v) = self.queue_vector(QINT_TQCTL, q) {
-            self.cause(v, p);
-        }
+        self.queue_cause(QINT_TQCTL, q, p);
     }
 }

@@ -22,8 +22,8 @@ pub mod regs;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::pci::{ConfigSpace, Identity, MsixLayout};
-use crate::transport::{PciFunction, Platform};
+use crate::pci::{ConfigSpace, Identity, MsixLayout, Registers};
+use crate::transport::Platform;
 use crate::xl710::ModelStats;
 use hpcap_core::adminq::{self as aq, Desc};
 
@@ -157,7 +157,9 @@ impl Pf {
                 table: 0,
                 pba: 0x1000,
             },
-        );
+        )
+        // As the real PF: MSI and INTx when MSI-X cannot be had.
+        .with_msi_and_intx();
         let n = usize::from(config.queues);
         let v = usize::from(config.vectors);
         let mut pf = Pf {
@@ -315,6 +317,21 @@ impl Pf {
     pub(crate) fn queue_vector(&self, ctl_base: u64, q: usize) -> Option<usize> {
         let v = self.regs.get(ctl_base + 4 * q as u64);
         (v & QINT_CAUSE_ENA != 0).then_some((v & 0xff) as usize)
+    }
+
+    /// A queue's interrupt cause (`QINT_RQCTL`/`TQCTL` of queue `q`), if
+    /// enabled: on vector 0 (the only one with MSI or INTx) it also shows
+    /// in `PFINT_ICR0` as `QUEUE_n`, n being the register's `MSIX0_INDX`,
+    /// which is how Linux's i40e finds queue work in MSI and legacy mode.
+    pub(crate) fn queue_cause(&mut self, ctl_base: u64, q: usize, p: &mut Platform) {
+        let Some(v) = self.queue_vector(ctl_base, q) else {
+            return;
+        };
+        if v == 0 {
+            let ctl = self.regs.get(ctl_base + 4 * q as u64);
+            self.icr0 |= ICR0_INTEVENT | ICR0_QUEUE_0 << ((ctl >> QINT_MSIX0_INDX_SHIFT) & 0x7);
+        }
+        self.cause(v, p);
     }
 
     /// Processes the ATQ from head to tail.
@@ -481,53 +498,28 @@ impl Pf {
     }
 }
 
-impl PciFunction for Pf {
-    fn bar_sizes(&self) -> [u64; 6] {
-        self.cfg_space.bar_sizes()
+impl Registers for Pf {
+    fn config_space(&self) -> &ConfigSpace {
+        &self.cfg_space
     }
 
-    fn msix_vectors(&self) -> u32 {
+    fn config_space_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.cfg_space
+    }
+
+    fn vectors(&self) -> u32 {
         u32::from(self.config.vectors)
     }
 
-    fn config_read(&mut self, offset: u64, data: &mut [u8]) {
-        self.cfg_space.read(offset, data);
+    fn reg_read(&mut self, off: u64) -> u32 {
+        self.read_reg(off)
     }
 
-    fn config_write(&mut self, offset: u64, data: &[u8], _p: &mut Platform) {
-        self.cfg_space.write(offset, data);
+    fn reg_write(&mut self, off: u64, v: u32, p: &mut Platform) {
+        self.write_reg(off, v, p)
     }
 
-    fn bar_read(&mut self, bar: u32, offset: u64, data: &mut [u8], _p: &mut Platform) {
-        if bar != 0 {
-            data.fill(0);
-            return;
-        }
-        match data.len() {
-            4 => data.copy_from_slice(&self.read_reg(offset & !3).to_le_bytes()),
-            8 => {
-                let lo = u64::from(self.read_reg(offset & !7));
-                let hi = u64::from(self.read_reg((offset & !7) + 4));
-                data.copy_from_slice(&(hi << 32 | lo).to_le_bytes());
-            }
-            _ => data.fill(0),
-        }
-    }
-
-    fn bar_write(&mut self, bar: u32, offset: u64, data: &[u8], p: &mut Platform) {
-        if bar != 0 {
-            return;
-        }
-        if let Ok(b) = <[u8; 4]>::try_from(data) {
-            self.write_reg(offset & !3, u32::from_le_bytes(b), p);
-        } else if let Ok(b) = <[u8; 8]>::try_from(data) {
-            let v = u64::from_le_bytes(b);
-            self.write_reg(offset & !7, v as u32, p);
-            self.write_reg((offset & !7) + 4, (v >> 32) as u32, p);
-        }
-    }
-
-    fn reset(&mut self, _p: &mut Platform) {
+    fn function_reset(&mut self, _p: &mut Platform) {
         self.core_reset();
     }
 }

@@ -131,6 +131,11 @@ pub const QINT_RQCTL: u64 = 0x0003_A000;
 pub const QINT_TQCTL: u64 = 0x0003_C000;
 /// QINT_*CTL.CAUSE_ENA.
 pub const QINT_CAUSE_ENA: u32 = 1 << 30;
+/// `QINT_RQCTL`/`TQCTL.MSIX0_INDX`: the cause's bit in `PFINT_ICR0`
+/// (`QUEUE_n`) when it is mapped to vector 0.
+pub const QINT_MSIX0_INDX_SHIFT: u32 = 11;
+/// `PFINT_ICR0.QUEUE_0`: the first queue cause of vector 0.
+pub const ICR0_QUEUE_0: u32 = 1 << 1;
 
 /// RX queue enable: QENA_REQ 0, QENA_STAT 2.
 pub const QRX_ENA: u64 = 0x0012_0000;

@@ -4,6 +4,7 @@
 use super::adminq::{opc, MAIN_VSI_SEID};
 use super::regs::*;
 use super::*;
+use crate::transport::PciFunction;
 use hpcap_core::desc::{I40e16, RxFormat};
 
 const BASE: u64 = 0x1000_0000;
@@ -361,6 +362,67 @@ fn rx_16_byte_descriptors_filters_and_discards() {
         s.frames_in,
         s.delivered + s.no_descriptor + s.filtered + s.not_ready
     );
+}
+
+#[test]
+fn rx_jumbo_frame_in_one_large_buffer_and_oversize_dropped() {
+    // hpcap's i40e backend: one 9728-byte buffer per descriptor (dbuff 76
+    // units of 128), rxmax 9728: a 9000-byte frame takes one descriptor.
+    let mut d = Drv::new();
+    d.init_adminq();
+    d.hmc_and_rx_queue(32, 9728, false);
+    d.wr(QRX_TAIL, 8);
+    let f = frame(MAC, 9000);
+    assert!(d.pf.receive(&f, &mut d.p));
+    let done = I40e16::decode(&d.wb(0, 16)).unwrap();
+    assert_eq!((done.len, done.eop), (9000, true));
+    assert_eq!(d.wb(1, 16)[1], 0, "the next descriptor is untouched");
+    let mut got = vec![0u8; 9000];
+    d.p.mem.read(PKT, &mut got).unwrap();
+    assert_eq!(got, f);
+    // Longer than rxmax: the MAC drops it, nothing is written.
+    assert!(!d.pf.receive(&frame(MAC, 9729), &mut d.p));
+    assert_eq!(d.wb(1, 16)[1], 0);
+    assert_eq!((d.pf.stats.delivered, d.pf.stats.filtered), (1, 1));
+}
+
+#[test]
+fn msi_fallback_queue_cause_in_icr0() {
+    // The function offers MSI and INTx besides MSI-X (what QEMU's
+    // vfio-user-pci asks GET_IRQ_INFO for).
+    let mut d = Drv::new();
+    assert_eq!(crate::transport::legacy_interrupts(&mut d.pf), (true, true));
+    // Linux's i40e without MSI-X (i40e_configure_msi_and_legacy): queue
+    // 0's cause on vector 0, MSIX0_INDX 0; ICR0 enabled.
+    d.init_adminq();
+    d.hmc_and_rx_queue(32, 2048, false);
+    let msi = std::fs::File::options()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    d.p.irq.set_msi(Some(msi));
+    d.wr(QINT_RQCTL, QINT_CAUSE_ENA);
+    d.wr(PFINT_DYN_CTL0, DYN_INTENA);
+    d.wr(QRX_TAIL, 8);
+    let _ = d.rd(PFINT_ICR0);
+    let before = d.p.irq.msi_raised;
+    assert!(d.pf.receive(&frame(MAC, 60), &mut d.p));
+    assert_eq!(
+        d.p.irq.msi_raised,
+        before + 1,
+        "vector 0 is the MSI message"
+    );
+    let icr0 = d.rd(PFINT_ICR0);
+    assert_eq!(
+        icr0 & (ICR0_INTEVENT | ICR0_QUEUE_0),
+        ICR0_INTEVENT | ICR0_QUEUE_0
+    );
+    assert_eq!(d.rd(PFINT_ICR0), 0, "read clears");
+    // The vector masked itself (INTENA cleared) until i40e enables it.
+    assert!(d.pf.receive(&frame(MAC, 60), &mut d.p));
+    assert_eq!(d.p.irq.msi_raised, before + 1);
+    d.wr(PFINT_DYN_CTL0, DYN_INTENA);
+    assert_eq!(d.p.irq.msi_raised, before + 2, "the held cause fires");
 }
 
 #[test]
