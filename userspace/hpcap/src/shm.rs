@@ -67,8 +67,10 @@ use crate::{Error, Result};
 pub const SHM_MAGIC: [u8; 8] = *b"HPCAPSIM";
 /// Layout version of [`Control`] (3: listener slots carry names and
 /// linger deadlines; 16 counters. 4: 18 counters; the listener table
-/// counts the bytes of expired lingering listeners).
-pub const SHM_VERSION: u32 = 4;
+/// counts the bytes of expired lingering listeners. 5: the publication
+/// state's token word, wake word and each completion record on cache lines
+/// of their own).
+pub const SHM_VERSION: u32 = 5;
 /// Size of the control area; the data buffer starts at this file offset.
 pub const CONTROL_LEN: usize = 64 * 1024;
 /// [`Control::state`]: the producer has started.
