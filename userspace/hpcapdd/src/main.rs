@@ -51,6 +51,13 @@ FILES:
   --rotate-seconds since the epoch (60 = on the minute). A file being written is named
   .NAME and locked (flock); an unlocked .NAME is an orphan, finished at the next start.
 
+RETENTION (--max-files, --min-free):
+  Only complete files are deleted, oldest first, with their indexes: after each file is
+  completed and before each new one is opened. Each deletion is reported on stderr with the
+  file's packets, logged to --files-json (event \"deleted\") and counted in the final summary
+  (\"retention\": files, bytes and packets deleted), so that the packets stored by a run are
+  those of the files that remain plus those retention deleted.
+
 RESTARTS (--name):
   A named listener whose hpcapdd dies (SIGKILL, crash, error exit) or stops because its storage
   failed (exit status 3 or 4) lingers: the capture keeps
@@ -126,6 +133,11 @@ struct Args {
     /// Also write each status, and a final summary, as JSON lines here.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Write a JSON line here for every file completed (its packets,
+    /// blocks and bytes) and every file retention deletes (the same, and
+    /// why), so that what was stored can be counted after retention.
+    #[arg(long, value_name = "FILE", conflicts_with = "null")]
+    files_json: Option<PathBuf>,
     /// Stop after this many seconds (flushing like SIGINT).
     #[arg(long, value_name = "N")]
     duration: Option<f64>,
@@ -550,6 +562,10 @@ fn run(args: &Args) -> Result<i32> {
         )?),
         _ => None,
     };
+    if let (Some(s), Some(p)) = (&mut sink, &args.files_json) {
+        let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+        s.set_files_log(f);
+    }
     let mut index = match (&args.dir, args.null || args.no_index) {
         (Some(dir), false) => Some(Indexer::start(args.flows.then(|| FlowCfg {
             root: dir.clone(),
@@ -772,6 +788,15 @@ fn run(args: &Args) -> Result<i32> {
         "start_offset": reader.start_offset(),
         "skipped_blocks": skip.as_ref().map_or(0, |s| s.skipped),
         "lingering_at": lingers,
+        "retention": sink.as_ref().map(|s| {
+            let d = s.deleted();
+            serde_json::json!({
+                "files_deleted": d.files,
+                "bytes_deleted": d.bytes,
+                "packets_deleted": d.packets,
+                "files_deleted_not_ours": d.unknown_files,
+            })
+        }),
     });
     let end = match failure {
         None => End {

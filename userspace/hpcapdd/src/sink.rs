@@ -2,7 +2,9 @@
 //! The directory sink: file naming, O_DIRECT writes, rotation, retention,
 //! valid closing (ISB), disk-full handling.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,28 @@ pub(crate) struct RotateCfg {
     pub(crate) seconds: Option<u64>,
     pub(crate) max_files: Option<usize>,
     pub(crate) min_free: Option<f64>,
+}
+
+/// What retention deleted so far (the summary's `retention`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Deleted {
+    /// Files deleted (data files; their indexes go with them).
+    pub(crate) files: u64,
+    /// Their size in bytes.
+    pub(crate) bytes: u64,
+    /// Packets of the deleted files this hpcapdd wrote itself.
+    pub(crate) packets: u64,
+    /// Deleted files this hpcapdd did not write (left by an earlier run):
+    /// their packets are not in `packets`.
+    pub(crate) unknown_files: u64,
+}
+
+/// A file this run completed: what it holds, for the `--files-json` line
+/// of its deletion.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    packets: u64,
+    blocks: u64,
 }
 
 /// What went wrong with the storage.
@@ -180,6 +204,13 @@ pub(crate) struct DirSink {
     last: Option<LastFile>,
     /// Files completed (renamed) since the last [`DirSink::take_closed`].
     closed: Vec<PathBuf>,
+    /// Files this run completed that still exist, by path (with retention
+    /// only).
+    written: HashMap<PathBuf, Written>,
+    /// What retention deleted.
+    deleted: Deleted,
+    /// `--files-json`: one JSON line per file completed or deleted.
+    files_log: Option<File>,
 }
 
 fn pwrite_all(f: &File, data: &[u8], mut off: u64) -> std::io::Result<()> {
@@ -241,7 +272,52 @@ impl DirSink {
             not_stored: 0,
             last: None,
             closed: Vec::new(),
+            written: HashMap::new(),
+            deleted: Deleted::default(),
+            files_log: None,
         })
+    }
+
+    /// `--files-json`: appends one JSON line to `log` for every file
+    /// completed (`"event": "closed"`) and every file retention deletes
+    /// (`"event": "deleted"`), with its packets and bytes.
+    pub(crate) fn set_files_log(&mut self, log: File) {
+        self.files_log = Some(log);
+    }
+
+    /// What retention deleted so far.
+    pub(crate) fn deleted(&self) -> Deleted {
+        self.deleted
+    }
+
+    /// Writes one `--files-json` line (no-op without the option).
+    fn log_file(&mut self, v: serde_json::Value) -> Result<()> {
+        if let Some(f) = &mut self.files_log {
+            writeln!(f, "{v}").context("writing --files-json")?;
+        }
+        Ok(())
+    }
+
+    /// Records a file completed under its final name: counted, and logged.
+    fn completed(&mut self, path: &Path, packets: u64, blocks: u64, isb: bool) -> Result<()> {
+        self.closed.push(path.to_path_buf());
+        self.files_done += 1;
+        // Kept only for retention, which deletes what it holds: the map is
+        // bounded by the files on the disk.
+        if self.cfg.max_files.is_some() || self.cfg.min_free.is_some() {
+            self.written
+                .insert(path.to_path_buf(), Written { packets, blocks });
+        }
+        let bytes = std::fs::metadata(path).map(|m| m.len()).ok();
+        self.log_file(serde_json::json!({
+            "event": "closed",
+            "time_ns": hpcap::util::now_ns(),
+            "path": path.display().to_string(),
+            "packets": packets,
+            "blocks": blocks,
+            "bytes": bytes,
+            "isb": isb,
+        }))
     }
 
     /// Records the source's counters for the next statistics block.
@@ -470,8 +546,8 @@ impl DirSink {
                     && f.file.sync_all().is_ok()
                     && std::fs::rename(&f.hidden, &f.final_path).is_ok();
                 if kept {
-                    self.files_done += 1;
-                    self.closed.push(f.final_path.clone());
+                    // Best effort: the storage just failed.
+                    let _ = self.completed(&f.final_path, 0, 0, true);
                     self.last = Some(LastFile {
                         path: f.final_path.clone(),
                         isb: true,
@@ -508,8 +584,8 @@ impl DirSink {
         let synced = f.file.sync_all().is_ok();
         let renamed = synced && std::fs::rename(&f.hidden, &f.final_path).is_ok();
         let (path, how) = if renamed {
-            self.files_done += 1;
-            self.closed.push(f.final_path.clone());
+            // Best effort: the storage just failed.
+            let _ = self.completed(&f.final_path, f.packets, f.blocks, isb);
             (
                 f.final_path.clone(),
                 format!(
@@ -701,8 +777,7 @@ impl DirSink {
             self.cur = Some(f);
             return Err(failed_closing(e, &what));
         }
-        self.closed.push(f.final_path.clone());
-        self.files_done += 1;
+        self.completed(&f.final_path, f.packets, f.blocks, isb)?;
         self.last = Some(LastFile {
             path: f.final_path.clone(),
             isb,
@@ -775,18 +850,54 @@ impl DirSink {
             let keep = if opening { max.saturating_sub(1) } else { max };
             while files.len() > keep {
                 let p = files.remove(0);
-                remove_data_file(&p)?;
-                remove_empty_parents(&p, &self.dir);
+                let why = format!("--max-files {max}");
+                self.delete(&p, "max-files", &why)?;
             }
         }
         if let Some(min) = self.cfg.min_free {
-            while self.free_pct().is_some_and(|f| f < min) && !files.is_empty() {
+            while let Some(free) = self.free_pct().filter(|f| *f < min) {
+                if files.is_empty() {
+                    break;
+                }
                 let p = files.remove(0);
-                remove_data_file(&p)?;
-                remove_empty_parents(&p, &self.dir);
+                let why = format!("--min-free {min}%: {free:.1}% free");
+                self.delete(&p, "min-free", &why)?;
             }
         }
         Ok(())
+    }
+
+    /// Retention deletes complete file `p` (`reason`: which option, `why`:
+    /// its setting and state, for the message): counted, logged to
+    /// `--files-json` and reported on stderr with its packets.
+    fn delete(&mut self, p: &Path, reason: &str, why: &str) -> Result<()> {
+        let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        remove_data_file(p)?;
+        remove_empty_parents(p, &self.dir);
+        let w = self.written.remove(p);
+        self.deleted.files += 1;
+        self.deleted.bytes += bytes;
+        match w {
+            Some(w) => self.deleted.packets += w.packets,
+            None => self.deleted.unknown_files += 1,
+        }
+        eprintln!(
+            "hpcapdd: retention ({why}): deleted {} ({}, {bytes} bytes)",
+            p.display(),
+            w.map_or_else(
+                || "not written by this run: packets not counted".to_string(),
+                |w| format!("{} packets", w.packets)
+            ),
+        );
+        self.log_file(serde_json::json!({
+            "event": "deleted",
+            "time_ns": hpcap::util::now_ns(),
+            "path": p.display().to_string(),
+            "reason": reason,
+            "packets": w.map(|w| w.packets),
+            "blocks": w.map(|w| w.blocks),
+            "bytes": bytes,
+        }))
     }
 }
 

@@ -267,6 +267,70 @@ fn retention_keeps_max_files() {
     assert_eq!(last.last().unwrap().1, 59999);
 }
 
+#[test]
+fn retention_reports_what_it_deleted() {
+    // --files-json logs every file completed and every file retention
+    // deleted, with its packets: the packets of the files left plus those
+    // deleted are every packet stored.
+    let dir = TempDir::new("retainlog");
+    let log = dir.path().join("files.jsonl");
+    let logs = log.to_string_lossy().into_owned();
+    let (_d, files, v) = capture(
+        "retainlog",
+        &[
+            "--synthetic",
+            "64:60000",
+            "--block-size",
+            "64K",
+            "--buffer-size",
+            "512K",
+            "--ts-start",
+            "1700000000000000000",
+        ],
+        &[
+            "--rotate-size",
+            "512K",
+            "--max-files",
+            "3",
+            "--files-json",
+            &logs,
+        ],
+    );
+    assert_eq!(files.len(), 3, "{files:?}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let closed: Vec<_> = events.iter().filter(|e| e["event"] == "closed").collect();
+    let deleted: Vec<_> = events.iter().filter(|e| e["event"] == "deleted").collect();
+    assert_eq!(closed.len() as u64, v["files"].as_u64().unwrap());
+    assert_eq!(deleted.len(), closed.len() - 3, "{events:?}");
+    assert!(deleted.iter().all(|e| e["reason"] == "max-files"));
+    // The files left: hpcapdd's count is what they hold.
+    let mut kept = 0u64;
+    for f in &files {
+        let n = seqs(f).len() as u64;
+        let e = closed
+            .iter()
+            .find(|e| e["path"] == f.to_string_lossy().as_ref())
+            .unwrap_or_else(|| panic!("{} not logged as closed", f.display()));
+        assert_eq!(e["packets"], n, "{}", f.display());
+        assert_eq!(e["bytes"], std::fs::metadata(f).unwrap().len());
+        kept += n;
+    }
+    let gone: u64 = deleted.iter().map(|e| e["packets"].as_u64().unwrap()).sum();
+    assert!(gone > 0);
+    assert_eq!(kept + gone, 60000);
+    assert_eq!(v["packets"], 60000);
+    let r = &v["retention"];
+    assert_eq!(r["files_deleted"], deleted.len() as u64);
+    assert_eq!(r["packets_deleted"], gone);
+    assert_eq!(r["files_deleted_not_ours"], 0);
+    let bytes: u64 = deleted.iter().map(|e| e["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(r["bytes_deleted"], bytes);
+}
+
 /// Waits until process `pid` has a handler for SIGINT (its SigCgt mask in
 /// /proc/PID/status), at most 30 s.
 fn wait_catches_sigint(pid: u32) {
