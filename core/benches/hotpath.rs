@@ -26,7 +26,10 @@
 //! Usage:
 //!   cargo bench -p hpcap-core --bench hotpath [-- --jsonl] [-- --quick]
 //!   hotpath callgrind <packets>   # 64 B, one writer, no reader, no timing
-//!   hotpath one <writers> <size> <packets>   # one measurement (profilers)
+//!   hotpath one <writers> <size> <packets> [<batch> [<segment>]]
+//!       [--counter-clock] [--jsonl]   # one instrumented measurement
+//!   (--counter-clock: a counter instead of the TSC, to show what the
+//!   per-descriptor clock read costs)
 //!
 //! `--jsonl` prints one JSON object per measurement (name, value, unit,
 //! baseline, ratio) for `tests/bench/run` to store in
@@ -290,6 +293,12 @@ impl<Fmt: RxFormat, const PROBE: bool> Port for InstantNic<Fmt, PROBE> {
 
     #[inline(always)]
     fn now_ns(&self) -> u64 {
+        // `one ... --counter-clock`: what the gather costs without the
+        // clock read (instrumented runs only; the measured ones read the
+        // TSC per descriptor, as the driver reads its clock).
+        if PROBE && COUNTER_CLOCK.load(Ordering::Relaxed) {
+            return self.tail.load(Ordering::Relaxed);
+        }
         tsc()
     }
 
@@ -801,6 +810,10 @@ fn report_one(w: u32, size: u64, shape: Shape, r: &Result, jsonl: bool) {
     }
 }
 
+/// `one ... --counter-clock`: instrumented runs read a counter instead of
+/// the TSC, to show what the clock read costs.
+static COUNTER_CLOCK: AtomicBool = AtomicBool::new(false);
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("callgrind") {
@@ -813,6 +826,10 @@ fn main() {
         // One instrumented measurement, for profilers and for the
         // evidence in docs/architecture.md ("Two writers at 64 B"):
         // one <writers> <size> <packets> [<batch> [<segment>]] [--jsonl]
+        COUNTER_CLOCK.store(
+            args.iter().any(|a| a == "--counter-clock"),
+            Ordering::Relaxed,
+        );
         let arg = |k: usize, d: u64| args.get(k).and_then(|s| s.parse().ok()).unwrap_or(d);
         let (w, size, n) = (arg(1, 2), arg(2, 64), arg(3, 20_000_000));
         let shape = Shape {
