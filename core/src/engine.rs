@@ -513,6 +513,8 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         let (mem_base, mem_size) = cx.memory.raw();
         let direct = (cx.ring.consumers() == 1 && cfg.stream.geo.buffer_size() <= mem_size)
             .then_some(mem_base);
+        // Records `gather_plain` already wrote (with `direct`).
+        let mut stored_direct = 0;
         let snap = if cfg.snaplen == 0 {
             u32::MAX
         } else {
@@ -576,6 +578,9 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
                     ),
                 };
                 n += m;
+                if direct.is_some() {
+                    stored_direct += m;
+                }
                 // CAST: `m <= room`, at most the segment's length (a u32).
                 i += m as u32;
                 if n == room {
@@ -699,9 +704,13 @@ impl<R: core::ops::DerefMut<Target = [Rec]>> Writer<R> {
         // format, so the format is a constant inside it.
         let format = cfg.stream.format;
         let done = recs.get(..n).unwrap_or(&[]);
-        match format {
-            StreamFormat::Pcapng => copy(cx, &cfg.stream, StreamFormat::Pcapng, done),
-            StreamFormat::Raw => copy(cx, &cfg.stream, StreamFormat::Raw, done),
+        // A writer alone wrote (and re-armed) the common records already;
+        // the loop is for the rest, if any.
+        if stored_direct < n {
+            match format {
+                StreamFormat::Pcapng => copy(cx, &cfg.stream, StreamFormat::Pcapng, done),
+                StreamFormat::Raw => copy(cx, &cfg.stream, StreamFormat::Raw, done),
+            }
         }
         for span in [skip, flush].iter().flatten() {
             write_pad(cx, format, span);
@@ -808,10 +817,10 @@ fn gather_plain<P: Port + ?Sized, const DIRECT: bool>(
         let Some(pos) = batch.place_fast(rlen) else {
             break;
         };
-        rec.desc = i;
         if DIRECT {
             // The one clock read of this descriptor.
             let ts_ns = port.timestamp(i);
+            rec.desc = i;
             // SAFETY: the descriptor is done and owned by this writer
             // (re-armed just below); `[pos, pos + rlen)` was reserved by
             // this batch, lies in `[0, buffer_size)` and `base` holds the
@@ -820,6 +829,7 @@ fn gather_plain<P: Port + ?Sized, const DIRECT: bool>(
             port.arm(i);
             rec.flags = Rec::DONE;
         } else {
+            rec.desc = i;
             rec.bytes = done.len;
             rec.len = len;
             rec.caplen = caplen;
