@@ -198,6 +198,19 @@ impl BlockReader {
         Ok(NextBlock::Timeout)
     }
 
+    /// The published bytes of the unfinished block at the cursor as the
+    /// last wait saw them (after a [`NextBlock::Timeout`]), acknowledging
+    /// nothing: a look at what the next block will begin with. Empty while
+    /// a returned block is unacknowledged.
+    pub fn unfinished(&self) -> &[u8] {
+        let n = self.last.available.min(self.src.block_size()) as usize;
+        if self.unacked != 0 || n == 0 {
+            &[]
+        } else {
+            self.src.data(self.last.read_offset, n)
+        }
+    }
+
     /// The published bytes of the unfinished block at the cursor (for a
     /// clean stop that flushes them), without waiting. Acknowledges the
     /// previous block first.

@@ -659,7 +659,13 @@ fn run(args: &Args) -> Result<i32> {
             }
             NextBlock::Timeout => {
                 if let Some(s) = &mut sink {
-                    if let Err(e) = s.idle(now_ns()) {
+                    // The first frame of the block being filled, if any:
+                    // a file's period is not over while it holds frames
+                    // of that period.
+                    let next_ts = hpcap::StreamPackets::new(reader.unfinished(), format)
+                        .next()
+                        .map(|p| p.ts_ns);
+                    if let Err(e) = s.idle(now_ns(), next_ts) {
                         break Stop::Failed(storage_failed(e)?);
                     }
                 }

@@ -726,15 +726,24 @@ impl DirSink {
         Ok(())
     }
 
-    /// No data for a while: close the file if its time period is over on
-    /// the wall clock and its timestamps follow the wall clock (live
-    /// capture), so files appear on time on a quiet link.
-    pub(crate) fn idle(&mut self, now: u64) -> Result<()> {
+    /// No whole block for a while: close the file if its time period is
+    /// over on the wall clock and its timestamps follow the wall clock
+    /// (live capture), so files appear on time on a quiet link.
+    ///
+    /// `next_ts` is the first timestamp in the block still being filled.
+    /// While that block holds frames of this file's period, the file stays
+    /// open for it (else the block would open a second file for the same
+    /// period), but not longer than a quarter period past its end: a slow
+    /// link may take that long to fill a block.
+    pub(crate) fn idle(&mut self, now: u64, next_ts: Option<u64>) -> Result<()> {
         let due = self.cur.as_ref().is_some_and(|f| {
-            let live = self.cfg.seconds.is_some_and(|s| {
-                f.last_ts + s * 1_000_000_000 > now && f.last_ts <= now + 1_000_000_000
-            });
-            f.blocks > 0 && live && f.boundary.is_some_and(|b| now >= b)
+            let (Some(s), Some(b)) = (self.cfg.seconds, f.boundary) else {
+                return false;
+            };
+            let period = s * 1_000_000_000;
+            let live = f.last_ts + period > now && f.last_ts <= now + 1_000_000_000;
+            let awaited = next_ts.is_some_and(|t| t < b) && now < b + period / 4;
+            f.blocks > 0 && live && now >= b && !awaited
         });
         if due {
             self.finish_file(None, (0, 0))?;

@@ -219,6 +219,33 @@ fn rotation_by_time() {
 }
 
 #[test]
+fn rotation_by_time_live_gives_one_file_per_period() {
+    // Wall-clock timestamps at 4000 frames/s: a 64 KiB block (~680
+    // frames) takes about 0.17 s to fill, so hpcapdd times out waiting for
+    // whole blocks (100 ms) all the time, and a period ends while the block
+    // being filled still holds frames of it. They must go into that
+    // period's file (hpcapdd waits up to a quarter period, 0.5 s, for
+    // them), not into a second file of the same period.
+    let (_d, files, _) = capture(
+        "rlive",
+        &[
+            "--synthetic",
+            "64:24000",
+            "--pps",
+            "4000",
+            "--block-size",
+            "64K",
+            "--buffer-size",
+            "512K",
+        ],
+        &["--rotate-seconds", "2"],
+    );
+    assert!(files.len() >= 3, "6 s in 2 s periods: {files:?}");
+    check_time_rotation(&files, 2_000_000_000);
+    check_contiguous(&files, 24000);
+}
+
+#[test]
 fn rotation_by_time_and_size() {
     let t = T0.to_string();
     let (_d, files, _) = capture(
