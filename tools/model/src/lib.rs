@@ -12,6 +12,7 @@ pub mod pci;
 pub mod testdev;
 pub mod transport;
 pub mod xl710;
+pub mod xl710_queues;
 pub mod xl710pf;
 
 /// Now as nanoseconds since the Unix epoch: when a model last delivered a

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::pci::{ConfigSpace, Identity, MsixLayout, Registers};
 use crate::transport::Platform;
+use crate::xl710_queues::{walk_tx_ring, AdminQueue};
 use hpcap_core::adminq::{self, Desc};
 use hpcap_core::virtchnl::{
     self, cap, op, status, EthStats, EtherAddrList, IrqMapInfo, PfEvent, PromiscInfo, QueueSelect,
@@ -59,10 +60,7 @@ pub mod reg {
     pub const VF_ATQT1: u64 = 0x8400;
     /// VFGEN_RSTAT.
     pub const VFGEN_RSTAT: u64 = 0x8800;
-    /// ARQLEN/ATQLEN: queue enable.
-    pub const QLEN_ENABLE: u32 = 1 << 31;
-    /// ARQLEN/ATQLEN: length field.
-    pub const QLEN_MASK: u32 = 0x3ff;
+    pub use crate::xl710_queues::{QLEN_ENABLE, QLEN_MASK};
     /// VFINT_ICR01 / ICR0_ENA1: admin queue cause.
     pub const ICR0_ADMINQ: u32 = 1 << 30;
     /// DYN_CTL: interrupt enable.
@@ -154,28 +152,6 @@ impl Default for Config {
 /// MSI-X vectors: one for the mailbox plus up to 4 queue vectors.
 const VECTORS: u16 = 5;
 const VSI_ID: u16 = 1;
-
-/// An admin queue (ATQ or ARQ) as the VF programmed it.
-#[derive(Debug, Default, Clone, Copy)]
-struct AdminQueue {
-    bal: u32,
-    bah: u32,
-    len: u32,
-    head: u32,
-    tail: u32,
-}
-
-impl AdminQueue {
-    fn base(&self) -> u64 {
-        u64::from(self.bah) << 32 | u64::from(self.bal)
-    }
-    fn entries(&self) -> u32 {
-        self.len & reg::QLEN_MASK
-    }
-    fn enabled(&self) -> bool {
-        self.len & reg::QLEN_ENABLE != 0 && self.entries() > 0
-    }
-}
 
 /// A message from the PF waiting for the VF (a full ARQ, or a delay).
 #[derive(Debug, Clone)]
@@ -405,28 +381,18 @@ impl Vf {
     fn deliver_pending(&mut self, now: Instant, p: &mut Platform) {
         let mut wrote = false;
         while let Some(m) = self.pending.front() {
-            if m.due > now || !self.arq.enabled() || self.arq.head == self.arq.tail {
+            if m.due > now || !self.arq.can_post() {
                 break;
             }
-            let Some(m) = self.pending.pop_front() else {
+            let posted = self
+                .arq
+                .post(&p.mem, &m.data, &mut self.stats.dma_errors, |d, len| {
+                    d.deliver_pf_message(m.opcode, m.retval, len)
+                });
+            if posted.is_err() {
                 break;
-            };
-            let at = self.arq.base() + u64::from(self.arq.head) * adminq::DESC_LEN as u64;
-            let mut d = [0u8; adminq::DESC_LEN];
-            if p.mem.read(at, &mut d).is_err() {
-                self.stats.dma_errors += 1;
-                break;
             }
-            let posted = Desc::from_bytes(&d);
-            let len = m.data.len().min(usize::from(posted.datalen));
-            if len > 0 && p.mem.write(posted.buffer(), &m.data[..len]).is_err() {
-                self.stats.dma_errors += 1;
-            }
-            let wb = posted.deliver_pf_message(m.opcode, m.retval, len as u16);
-            if p.mem.write(at, &wb.to_bytes()).is_err() {
-                self.stats.dma_errors += 1;
-            }
-            self.arq.head = adminq::next_index(self.arq.head, self.arq.entries());
+            self.pending.pop_front();
             wrote = true;
         }
         if wrote {
@@ -882,42 +848,18 @@ impl Vf {
         if !t.enabled || t.len == 0 || !self.cfg_space.bus_master() {
             return out;
         }
-        let mut head = t.head;
-        let mut frame = Vec::new();
-        let mut guard = 0;
-        while head != tail % t.len && guard < t.len {
-            guard += 1;
-            let at = t.ring + u64::from(head) * 16;
-            let mut d = [0u8; 16];
-            if p.mem.read(at, &mut d).is_err() {
-                self.stats.dma_errors += 1;
-                break;
-            }
-            let addr = u64::from_le_bytes(d[0..8].try_into().unwrap_or([0; 8]));
-            let qw1 = u64::from_le_bytes(d[8..16].try_into().unwrap_or([0; 8]));
-            let cmd = (qw1 >> 4) & 0x3ff;
-            let size = ((qw1 >> 34) & 0x3fff) as usize;
-            if qw1 & 0xf == 0 && size > 0 {
-                let mut b = vec![0u8; size];
-                if p.mem.read(addr, &mut b).is_ok() {
-                    frame.extend_from_slice(&b);
-                }
-            }
-            if cmd & 0x2 != 0 {
-                // RS: report done (DTYPE = DESC_DONE).
-                let done = (qw1 & !0xf) | 0xf;
-                if p.mem.write(at + 8, &done.to_le_bytes()).is_err() {
-                    self.stats.dma_errors += 1;
-                }
-            }
-            if cmd & 0x1 != 0 && !frame.is_empty() {
-                self.stats.tx_frames += 1;
-                self.eth.tx_bytes += frame.len() as u64;
-                self.eth.tx_unicast += 1;
-                out.push(std::mem::take(&mut frame));
-            }
-            head = (head + 1) % t.len;
-        }
+        let head = walk_tx_ring(
+            &p.mem,
+            t.ring,
+            t.len,
+            t.head,
+            tail,
+            &mut self.stats.dma_errors,
+            |frame| out.push(frame),
+        );
+        self.stats.tx_frames += out.len() as u64;
+        self.eth.tx_bytes += out.iter().map(|f| f.len() as u64).sum::<u64>();
+        self.eth.tx_unicast += out.len() as u64;
         self.txq[q].head = head;
         let v = usize::from(self.tx_vector[q]);
         if v > 0 {

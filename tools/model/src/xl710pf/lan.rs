@@ -9,6 +9,7 @@ use super::hmc::{self, HmcError, RxContext, TxContext};
 use super::regs::*;
 use super::Pf;
 use crate::transport::Platform;
+use crate::xl710_queues::walk_tx_ring;
 
 /// An RX queue.
 #[derive(Debug, Default, Clone, Copy)]
@@ -305,40 +306,18 @@ impl Pf {
             return;
         }
         let qlen = u32::from(ctx.qlen);
-        let mut head = t.head;
-        let mut frame = Vec::new();
-        let mut guard = 0;
-        while head != tail % qlen && guard < qlen {
-            guard += 1;
-            let at = ctx.base + u64::from(head) * 16;
-            let mut d = [0u8; 16];
-            if p.mem.read(at, &mut d).is_err() {
-                self.stats.dma_errors += 1;
-                break;
-            }
-            let addr = u64::from_le_bytes(d[0..8].try_into().unwrap_or([0; 8]));
-            let qw1 = u64::from_le_bytes(d[8..16].try_into().unwrap_or([0; 8]));
-            let cmd = (qw1 >> 4) & 0x3ff;
-            let size = ((qw1 >> 34) & 0x3fff) as usize;
-            if qw1 & 0xf == 0 && size > 0 {
-                let mut b = vec![0u8; size];
-                if p.mem.read(addr, &mut b).is_ok() {
-                    frame.extend_from_slice(&b);
-                }
-            }
-            if qw1 & 0xf == 0 && cmd & 0x2 != 0 {
-                // RS: report done (DTYPE = DESC_DONE).
-                let done = (qw1 & !0xf) | 0xf;
-                if p.mem.write(at + 8, &done.to_le_bytes()).is_err() {
-                    self.stats.dma_errors += 1;
-                }
-            }
-            if qw1 & 0xf == 0 && cmd & 0x1 != 0 && !frame.is_empty() {
-                self.stats.tx_frames += 1;
-                self.tx_out.push(std::mem::take(&mut frame));
-            }
-            head = (head + 1) % qlen;
-        }
+        let mut sent = Vec::new();
+        let head = walk_tx_ring(
+            &p.mem,
+            ctx.base,
+            qlen,
+            t.head,
+            tail,
+            &mut self.stats.dma_errors,
+            |frame| sent.push(frame),
+        );
+        self.stats.tx_frames += sent.len() as u64;
+        self.tx_out.extend(sent);
         self.txq[q].head = head;
         self.queue_cause(QINT_TQCTL, q, p);
     }

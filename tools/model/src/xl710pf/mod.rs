@@ -25,6 +25,7 @@ use std::time::Instant;
 use crate::pci::{ConfigSpace, Identity, MsixLayout, Registers};
 use crate::transport::Platform;
 use crate::xl710::ModelStats;
+use crate::xl710_queues::AdminQueue;
 use hpcap_core::adminq::{self as aq, Desc};
 
 use self::hmc::Hmc;
@@ -70,28 +71,6 @@ impl Default for Config {
             // API 1.5: NVM reads take the NVM resource lock.
             api: (1, 5),
         }
-    }
-}
-
-/// An admin queue (ATQ or ARQ) as the driver programmed it.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct AdminQueue {
-    pub bal: u32,
-    pub bah: u32,
-    pub len: u32,
-    pub head: u32,
-    pub tail: u32,
-}
-
-impl AdminQueue {
-    fn base(&self) -> u64 {
-        u64::from(self.bah) << 32 | u64::from(self.bal)
-    }
-    fn entries(&self) -> u32 {
-        self.len & QLEN_MASK
-    }
-    fn enabled(&self) -> bool {
-        self.len & QLEN_ENABLE != 0 && self.entries() > 0
     }
 }
 
@@ -231,50 +210,37 @@ impl Pf {
     /// Writes queued events into the ARQ while it has free descriptors.
     fn deliver_events(&mut self, p: &mut Platform) {
         let mut wrote = false;
-        while !self.events.is_empty() {
-            // Descriptors from head up to (not including) the tail are the
-            // driver's free buffers.
-            if !self.arq.enabled() || self.arq.head == self.arq.tail {
+        while let Some(ev) = self.events.front() {
+            if !self.arq.can_post() {
                 break;
             }
-            let Some(ev) = self.events.pop_front() else {
+            let posted = self
+                .arq
+                .post(&p.mem, &ev.data, &mut self.stats.dma_errors, |d, len| {
+                    // The event's descriptor, completed in the driver's buffer
+                    // (its address stays the buffer's when data was written).
+                    let keep_addr = len > 0;
+                    Desc {
+                        flags: d.flags | aq::flag::DD | aq::flag::CMP,
+                        datalen: len,
+                        retval: 0,
+                        addr_high: if keep_addr {
+                            d.addr_high
+                        } else {
+                            ev.desc.addr_high
+                        },
+                        addr_low: if keep_addr {
+                            d.addr_low
+                        } else {
+                            ev.desc.addr_low
+                        },
+                        ..ev.desc
+                    }
+                });
+            if posted.is_err() {
                 break;
-            };
-            let at = self.arq.base() + u64::from(self.arq.head) * aq::DESC_LEN as u64;
-            let mut d = [0u8; aq::DESC_LEN];
-            if p.mem.read(at, &mut d).is_err() {
-                self.stats.dma_errors += 1;
-                break;
             }
-            let posted = Desc::from_bytes(&d);
-            let len = ev.data.len().min(usize::from(posted.datalen));
-            if len > 0 && p.mem.write(posted.buffer(), &ev.data[..len]).is_err() {
-                self.stats.dma_errors += 1;
-            }
-            let wb = Desc {
-                flags: posted.flags | aq::flag::DD | aq::flag::CMP,
-                opcode: ev.desc.opcode,
-                datalen: len as u16,
-                retval: 0,
-                cookie_high: ev.desc.cookie_high,
-                cookie_low: ev.desc.cookie_low,
-                param0: ev.desc.param0,
-                param1: ev.desc.param1,
-                addr_high: if len > 0 {
-                    posted.addr_high
-                } else {
-                    ev.desc.addr_high
-                },
-                addr_low: if len > 0 {
-                    posted.addr_low
-                } else {
-                    ev.desc.addr_low
-                },
-            };
-            if p.mem.write(at, &wb.to_bytes()).is_err() {
-                self.stats.dma_errors += 1;
-            }
-            self.arq.head = aq::next_index(self.arq.head, self.arq.entries());
+            self.events.pop_front();
             wrote = true;
         }
         if wrote {

@@ -30,10 +30,7 @@ pub const PF_ARQLEN: u64 = 0x0008_0280;
 pub const PF_ARQH: u64 = 0x0008_0380;
 /// ARQ tail (the driver advances it).
 pub const PF_ARQT: u64 = 0x0008_0480;
-/// ATQLEN/ARQLEN: enable.
-pub const QLEN_ENABLE: u32 = 1 << 31;
-/// ATQLEN/ARQLEN: length field.
-pub const QLEN_MASK: u32 = 0x3ff;
+pub use crate::xl710_queues::{QLEN_ENABLE, QLEN_MASK};
 
 /// Global reset status: DEVSTATE (bits 1:0) is 0 when no reset runs.
 pub const GLGEN_RSTAT: u64 = 0x000B_8188;
