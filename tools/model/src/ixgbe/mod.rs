@@ -810,7 +810,7 @@ impl Pf {
         if !q.enabled() || !self.cfg_space.bus_master() {
             return;
         }
-        let w = crate::e82599::transmit(&p.mem, q.base(), q.entries(), q.head, q.tail);
+        let w = crate::e82599_queues::transmit(&p.mem, q.base(), q.entries(), q.head, q.tail);
         self.stats.dma_errors += w.dma_errors;
         for f in &w.frames {
             self.stats.tx_frames += 1;
