@@ -72,6 +72,7 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
+    alloc::KVVec,
     device::Core,
     new_mutex,
     new_poll_condvar,
@@ -566,9 +567,10 @@ fn spawn_consumers<N: Nic>(
     };
     let name = name.to_str().map_err(|_| EINVAL)?;
     for id in 0..rx.layout.consumers() {
-        // Filled element by element so the ~7 KiB batch never sits on the
-        // (small) kernel stack.
-        let mut recs = KVec::with_capacity(MAX_BATCH, GFP_KERNEL)?;
+        // Filled element by element so the ~36 KiB batch never sits on the
+        // (small) kernel stack; kvmalloc, as it need not be physically
+        // contiguous (an order-4 kmalloc can fail on a fragmented host).
+        let mut recs = KVVec::with_capacity(MAX_BATCH, GFP_KERNEL)?;
         for _ in 0..MAX_BATCH {
             recs.push(Rec::EMPTY, GFP_KERNEL)?;
         }
@@ -609,7 +611,7 @@ impl PinnedCpus {
 
 /// Per-consumer state, touched only by its own thread.
 struct ConsumerState {
-    writer: Writer<KVec<Rec>>,
+    writer: Writer<KVVec<Rec>>,
     idle_polls: u32,
 }
 

@@ -26,7 +26,12 @@
 //! Usage:
 //!   cargo bench -p hpcap-core --bench hotpath [-- --jsonl] [-- --quick]
 //!   hotpath callgrind <packets>   # 64 B, one writer, no reader, no timing
-//!   hotpath one <writers> <size> <packets>   # one measurement (profilers)
+//!   hotpath callgrind2 <packets>  # the same, two writers polled in turn by
+//!                                 # one thread (the several-writer path)
+//!   hotpath one <writers> <size> <packets> [<batch> [<segment>]]
+//!       [--counter-clock] [--jsonl]   # one instrumented measurement
+//!   (--counter-clock: a counter instead of the TSC, to show what the
+//!   per-descriptor clock read costs)
 //!
 //! `--jsonl` prints one JSON object per measurement (name, value, unit,
 //! baseline, ratio) for `tests/bench/run` to store in
@@ -290,6 +295,12 @@ impl<Fmt: RxFormat, const PROBE: bool> Port for InstantNic<Fmt, PROBE> {
 
     #[inline(always)]
     fn now_ns(&self) -> u64 {
+        // `one ... --counter-clock`: what the gather costs without the
+        // clock read (instrumented runs only; the measured ones read the
+        // TSC per descriptor, as the driver reads its clock).
+        if PROBE && COUNTER_CLOCK.load(Ordering::Relaxed) {
+            return self.tail.load(Ordering::Relaxed);
+        }
         tsc()
     }
 
@@ -414,8 +425,15 @@ impl Counts {
 /// One writer thread: the driver's capture loop without the sleeping.
 /// With `COUNT`, it also counts its spins and batches and times its polls
 /// (`one` mode; the measured runs leave it off).
-fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt, COUNT>, me: u32) {
-    let mut w = Writer::new(me, &d.layout, vec![Rec::EMPTY; d.nic.batch]);
+/// With several ids, the thread polls the writers of those ids in turn
+/// (`callgrind2`: the several-writer code path, deterministic in one
+/// thread).
+fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt, COUNT>, ids: &[u32]) {
+    let mut ws: Vec<_> = ids
+        .iter()
+        .map(|&me| Writer::new(me, &d.layout, vec![Rec::EMPTY; d.nic.batch]))
+        .collect();
+    let mut k = 0;
     let cx = Ctx {
         port: &d.nic,
         memory: &d.buf,
@@ -431,6 +449,10 @@ fn writer<Fmt: RxFormat, const COUNT: bool>(d: &Device<Fmt, COUNT>, me: u32) {
     let t_start = tsc();
     while !d.stop.load(Ordering::Relaxed) {
         let t0 = if COUNT { tsc() } else { 0 };
+        let Some(w) = ws.get_mut(k) else {
+            return;
+        };
+        k = if k + 1 == ids.len() { 0 } else { k + 1 };
         let p = w.poll(&cx, || Settings {
             stream: d.stream,
             snaplen: 0,
@@ -528,11 +550,14 @@ struct Result {
 struct Shape {
     batch: usize,
     segment: u32,
+    /// All writers polled in turn by one thread (`callgrind2`).
+    one_thread: bool,
 }
 
 const DRIVER: Shape = Shape {
     batch: MAX_BATCH,
     segment: 0,
+    one_thread: false,
 };
 
 /// One capture run; with `PROBE` the writers count their spins and time
@@ -585,10 +610,16 @@ fn run_capture<Fmt: RxFormat + 'static, const PROBE: bool>(
         std::thread::spawn(move || reader(&d, id, &stop))
     });
     let start = Instant::now();
-    let hs: Vec<_> = (0..writers)
-        .map(|w| {
+    let threads: Vec<Vec<u32>> = if shape.one_thread {
+        vec![(0..writers).collect()]
+    } else {
+        (0..writers).map(|w| vec![w]).collect()
+    };
+    let hs: Vec<_> = threads
+        .into_iter()
+        .map(|ids| {
             let d = d.clone();
-            std::thread::spawn(move || writer::<Fmt, PROBE>(&d, w))
+            std::thread::spawn(move || writer::<Fmt, PROBE>(&d, &ids))
         })
         .collect();
     for h in hs {
@@ -801,6 +832,10 @@ fn report_one(w: u32, size: u64, shape: Shape, r: &Result, jsonl: bool) {
     }
 }
 
+/// `one ... --counter-clock`: instrumented runs read a counter instead of
+/// the TSC, to show what the clock read costs.
+static COUNTER_CLOCK: AtomicBool = AtomicBool::new(false);
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("callgrind") {
@@ -809,15 +844,34 @@ fn main() {
         std::hint::black_box(r.mpps);
         return;
     }
+    if args.first().map(String::as_str) == Some("callgrind2") {
+        // The code path of two writers (the copy after the token), both
+        // polled in turn by one thread so that callgrind counts it
+        // deterministically: its split between token-held and parallel
+        // phases bounds the scaling of two writers.
+        let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+        let shape = Shape {
+            one_thread: true,
+            ..DRIVER
+        };
+        let r = run_capture::<IgbAdv, false>(&[64], 2, n, false, shape);
+        std::hint::black_box(r.mpps);
+        return;
+    }
     if args.first().map(String::as_str) == Some("one") {
         // One instrumented measurement, for profilers and for the
         // evidence in docs/architecture.md ("Two writers at 64 B"):
         // one <writers> <size> <packets> [<batch> [<segment>]] [--jsonl]
+        COUNTER_CLOCK.store(
+            args.iter().any(|a| a == "--counter-clock"),
+            Ordering::Relaxed,
+        );
         let arg = |k: usize, d: u64| args.get(k).and_then(|s| s.parse().ok()).unwrap_or(d);
         let (w, size, n) = (arg(1, 2), arg(2, 64), arg(3, 20_000_000));
         let shape = Shape {
             batch: arg(4, MAX_BATCH as u64) as usize,
             segment: arg(5, 0) as u32,
+            one_thread: false,
         };
         let r = run_capture::<IgbAdv, true>(&[size as u32], w as u32, n, false, shape);
         report_one(

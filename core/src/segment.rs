@@ -50,7 +50,7 @@ pub const MAX_CONSUMERS: u32 = 32;
 /// next writer reserves the following one. (A writer holds the token for
 /// its whole segment; with longer segments its copies would run under the
 /// token, one after the other.)
-pub const SEGMENT_TARGET: u32 = 128;
+pub const SEGMENT_TARGET: u32 = 512;
 
 /// Why a [`RingLayout`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,10 +467,10 @@ mod tests {
     #[test]
     fn interleaved_segments_take_turns() {
         let l = RingLayout::interleaved(4096, 2, 32, 8).unwrap();
-        assert_eq!((l.segments(), l.segment_len(0)), (32, 128));
-        assert_eq!((l.writer_of(0), l.writer_of(1), l.writer_of(31)), (0, 1, 1));
+        assert_eq!((l.segments(), l.segment_len(0)), (8, 512));
+        assert_eq!((l.writer_of(0), l.writer_of(1), l.writer_of(7)), (0, 1, 1));
         assert_eq!(l.next_own_segment(0), 2);
-        assert_eq!(l.next_own_segment(31), 1);
+        assert_eq!(l.next_own_segment(7), 1);
         assert_eq!(l.next_writer(1), 0);
         // One writer, or no room to interleave: one segment per writer.
         assert_eq!(

@@ -245,3 +245,29 @@ wait_size_stable() {
 uptime_s() {
 	cut -d' ' -f1 /proc/uptime
 }
+
+# Ask the host to hot-remove (hotplug_del ID) or hot-add (hotplug_add ID)
+# the QEMU device ID (tools/hpcap-vm --hotplug: nic0 is the igb NIC, model0
+# the vfio-user device), and wait for its answer (at most $2 s, default
+# 240). hotplug_del returns once QEMU has sent DEVICE_DELETED, i.e. after
+# this guest's pciehp removed the function and powered its slot off. The
+# host's answer (JSON: ok, error, seconds) is printed.
+_hotplug() {
+	local k=0 n=0
+	[ -d /host/hotplug ] || { echo "hotplug: the host serves no hotplug requests (hpcap-vm --hotplug)" >&2; return 1; }
+	[ -f /tmp/hpcap-vm.hotplug ] && read -r k </tmp/hpcap-vm.hotplug
+	k=$((k + 1))
+	echo $k >/tmp/hpcap-vm.hotplug
+	printf '{"op": "%s", "id": "%s"}\n' "$1" "$2" >/host/hotplug/.req."$k"
+	mv /host/hotplug/.req."$k" /host/hotplug/req."$k"
+	until [ -e /host/hotplug/done."$k" ]; do
+		sleep 0.1
+		n=$((n + 1))
+		[ $n -gt $((${3:-240} * 10)) ] && { echo "hotplug: no answer to $1 $2 after ${3:-240} s" >&2; return 1; }
+	done
+	cat /host/hotplug/done."$k"
+	jq -e .ok /host/hotplug/done."$k" >/dev/null || return 1
+	return 0
+}
+hotplug_del() { _hotplug del "$1" "${2:-240}"; }
+hotplug_add() { _hotplug add "$1" "${2:-240}"; }

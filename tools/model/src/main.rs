@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,11 +37,19 @@ QEMU side (guest RAM must be shared memfd so the model can DMA into it):
 The model serves one QEMU connection and exits when QEMU disconnects.
 Frames for a NIC model come from hpcap-inject --listen SOCK (the same
 length-prefixed stream QEMU's -netdev stream speaks); frames the guest
-sends go back on that socket."
+sends go back on that socket. With --count-unplugged, a NIC model fed by
+hpcap-inject outlives QEMU's disconnect (the device was unplugged, e.g. by
+device_del): it reads the injector's frames until the injector closes,
+delivering none and counting them as \"unplugged\" in --stats-json."
 )]
 struct Args {
     #[command(subcommand)]
     model: Model,
+    /// NIC models with --inject: when QEMU disconnects (the device was
+    /// unplugged), go on reading the injector's frames until it closes,
+    /// counting them as "unplugged" (--stats-json), so it never blocks.
+    #[arg(long, global = true)]
+    count_unplugged: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -249,8 +258,13 @@ fn platform() -> Platform {
     }
 }
 
-fn write_stats<D: FrameDevice>(path: &Path, h: &Handle<D>) -> Result<()> {
-    let v = lock(h).dev.counters();
+/// Writes the model's counters (and `unplugged`: frames read from the
+/// injector after QEMU disconnected, which no device received) to PATH.
+fn write_stats<D: FrameDevice>(path: &Path, h: &Handle<D>, unplugged: u64) -> Result<()> {
+    let mut v = lock(h).dev.counters();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("unplugged".into(), unplugged.into());
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
@@ -271,10 +285,14 @@ fn connect(path: &Path) -> Result<UnixStream> {
 }
 
 /// Frames in from the injector, frames out from the guest, timers.
+/// Feeds the injector's frames to the device until the injector closes.
+/// Once GONE is set (QEMU disconnected: the device was unplugged) frames
+/// are only counted (`unplugged`), and the pump ends with the injector.
 fn pump<D: FrameDevice>(
     h: Handle<D>,
     inject: Option<PathBuf>,
     stats: Option<PathBuf>,
+    gone: Arc<AtomicBool>,
 ) -> Result<()> {
     let mut s = match &inject {
         Some(p) => Some(connect(p)?),
@@ -286,7 +304,15 @@ fn pump<D: FrameDevice>(
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut last_stats = Instant::now();
+    let mut unplugged = 0u64;
     loop {
+        let unplugged_now = gone.load(Ordering::Acquire);
+        if unplugged_now && s.is_none() {
+            if let Some(p) = &stats {
+                write_stats(p, &h, unplugged)?;
+            }
+            return Ok(());
+        }
         let mut frames = Vec::new();
         if let Some(sock) = s.as_mut() {
             match sock.read(&mut buf) {
@@ -315,6 +341,17 @@ fn pump<D: FrameDevice>(
         } else {
             thread::sleep(Duration::from_millis(1));
         }
+        if unplugged_now {
+            // No device: nothing is delivered, nothing is sent.
+            unplugged += frames.len() as u64;
+            if let Some(p) = &stats {
+                if last_stats.elapsed() >= Duration::from_millis(200) {
+                    last_stats = Instant::now();
+                    write_stats(p, &h, unplugged)?;
+                }
+            }
+            continue;
+        }
         let tx = {
             let mut g = lock(&h);
             let g = &mut *g;
@@ -335,7 +372,7 @@ fn pump<D: FrameDevice>(
         if let Some(p) = &stats {
             if last_stats.elapsed() >= Duration::from_millis(200) {
                 last_stats = Instant::now();
-                write_stats(p, &h)?;
+                write_stats(p, &h, unplugged)?;
             }
         }
     }
@@ -343,6 +380,7 @@ fn pump<D: FrameDevice>(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let count_unplugged = args.count_unplugged;
     match args.model {
         Model::Testdev { socket } => {
             let h = Arc::new(Mutex::new(Shared {
@@ -383,7 +421,7 @@ fn main() -> Result<()> {
                 reset_after_frames,
                 ..Config::default()
             });
-            serve_nic(vf, "XL710 VF", &socket, inject, stats_json)?;
+            serve_nic(vf, "XL710 VF", &socket, inject, stats_json, count_unplugged)?;
         }
         Model::Ixgbevf {
             socket,
@@ -404,7 +442,7 @@ fn main() -> Result<()> {
                 hide_port_vlan: !show_port_vlan,
                 ..ixgbevf::Config::default()
             });
-            serve_nic(vf, "82599 VF", &socket, inject, stats_json)?;
+            serve_nic(vf, "82599 VF", &socket, inject, stats_json, count_unplugged)?;
         }
         Model::Ixgbe {
             socket,
@@ -413,7 +451,7 @@ fn main() -> Result<()> {
             stats_json,
         } => {
             let pf = ixgbe::Pf::new(ixgbe::Config { mac });
-            serve_nic(pf, "82599 PF", &socket, inject, stats_json)?;
+            serve_nic(pf, "82599 PF", &socket, inject, stats_json, count_unplugged)?;
         }
         Model::Xl710Pf {
             socket,
@@ -429,7 +467,7 @@ fn main() -> Result<()> {
                 vectors: msix_vectors,
                 ..xl710pf::Config::default()
             });
-            serve_nic(pf, "XL710 PF", &socket, inject, stats_json)?;
+            serve_nic(pf, "XL710 PF", &socket, inject, stats_json, count_unplugged)?;
         }
     }
     Ok(())
@@ -442,23 +480,35 @@ fn serve_nic<D: FrameDevice>(
     socket: &Path,
     inject: Option<PathBuf>,
     stats_json: Option<PathBuf>,
+    count_unplugged: bool,
 ) -> Result<()> {
     let h = Arc::new(Mutex::new(Shared {
         dev,
         platform: platform(),
     }));
     let (h2, stats2) = (h.clone(), stats_json.clone());
-    thread::spawn(move || {
-        if let Err(e) = pump(h2, inject, stats2) {
+    let gone = Arc::new(AtomicBool::new(false));
+    let gone2 = gone.clone();
+    let fed = inject.is_some() && count_unplugged;
+    let pump = thread::spawn(move || {
+        if let Err(e) = pump(h2, inject, stats2, gone2) {
             eprintln!("hpcap-model: frame pump: {e:#}");
             std::process::exit(1);
         }
     });
     eprintln!("hpcap-model: {name} on {}", socket.display());
     transport::serve(socket, h.clone())?;
+    gone.store(true, Ordering::Release);
+    if fed {
+        // Unplugged (device_del): the injector may still be sending; read
+        // and count its frames until it closes, so it never blocks.
+        eprintln!("hpcap-model: QEMU disconnected; counting the injector's frames as unplugged until it closes");
+        let _ = pump.join();
+        return Ok(());
+    }
     eprintln!("hpcap-model: QEMU disconnected");
     if let Some(p) = &stats_json {
-        write_stats(p, &h)?;
+        write_stats(p, &h, 0)?;
     }
     Ok(())
 }

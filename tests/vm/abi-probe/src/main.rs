@@ -142,7 +142,9 @@ fn bar32_mode(resource: &str, offset: &str) -> ! {
 /// the next page and polls HPCAP_IOC_WAIT without blocking, whatever
 /// happens to the device meanwhile (the kernel fault campaign unbinds and
 /// removes it under this process; errors are expected then, a crash of
-/// the kernel is not).
+/// the kernel is not). Each change of what WAIT answers is printed
+/// (`WAIT: capturing`, `WAIT: end of stream (HUP), N bytes available`,
+/// `WAIT: error, errno E`).
 fn hold_mode(dev: &str, map: bool) -> ! {
     let path = CString::new(dev).expect("device path");
     // SAFETY: plain open of a path; read-write so it may block.
@@ -186,6 +188,7 @@ fn hold_mode(dev: &str, map: bool) -> ! {
         if map { ", mapped" } else { "" }
     );
     let mut page = 0usize;
+    let mut last = String::new();
     loop {
         if !map {
             std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -202,7 +205,19 @@ fn hold_mode(dev: &str, map: bool) -> ! {
         };
         std::hint::black_box(x);
         let mut w = abi::Wait::default();
-        ioctl(fd, abi::IOC_WAIT, &mut w);
+        let state = if ioctl(fd, abi::IOC_WAIT, &mut w) < 0 {
+            format!("error, errno {}", errno())
+        } else if w.flags & abi::WAIT_HUP != 0 {
+            format!("end of stream (HUP), {} bytes available", w.available)
+        } else {
+            "capturing".to_string()
+        };
+        // One line per change of what WAIT says (the hotplug case checks
+        // that the end of the stream is announced once the device is gone).
+        if state != last {
+            println!("WAIT: {state}");
+            last = state;
+        }
     }
 }
 
