@@ -7,15 +7,15 @@
 # hpcap; results go to $HPCAP_OUT/res, the injector's counts of round k to
 # $HPCAP_OUT/inject.k.json and, with a device model, its counters before
 # and after the round to res/model.k.{before,after}.json. Parameters: NIC
-# (igb: the 82576 PF; iavf, i40e: the XL710 VF or PF of hpcap-model), RATES, BUFFER_MB,
-# BLOCK_KB, RING.
+# (igb: the 82576 PF; iavf, i40e: the XL710 VF or PF of hpcap-model;
+# ixgbevf, ixgbe: its 82599 VF or PF), RATES, BUFFER_MB, BLOCK_KB, RING.
 set -e
 NIC=${NIC:-igb}
 case "$NIC" in
 igb) pf=$(pci_first igb) ;;
-iavf | i40e)
-	# The XL710 VF or PF of hpcap-model, found by the aliases of Linux's
-	# own driver for it.
+iavf | i40e | ixgbevf | ixgbe)
+	# The XL710 or 82599 VF or PF of hpcap-model, found by the aliases of
+	# Linux's own driver for it.
 	pf=$(pci_for_module "$NIC" | head -n 1)
 	modprobe "$NIC"
 	;;

@@ -5,6 +5,7 @@
 //! guest memory and interrupts through [`transport::Platform`], which unit
 //! tests build without QEMU.
 
+pub mod e82599_queues;
 pub mod ixgbe;
 pub mod ixgbevf;
 pub mod pci;

@@ -810,45 +810,16 @@ impl Pf {
         if !q.enabled() || !self.cfg_space.bus_master() {
             return;
         }
-        let n = q.entries();
-        let mut head = q.head % n;
-        let tail = q.tail % n;
-        let mut frame = Vec::new();
-        let mut guard = 0;
-        while head != tail && guard < n {
-            guard += 1;
-            let at = q.base() + u64::from(head) * 16;
-            let mut d = [0u8; 16];
-            if p.mem.read(at, &mut d).is_err() {
-                self.stats.dma_errors += 1;
-                break;
-            }
-            let addr = u64::from_le_bytes(d[0..8].try_into().unwrap_or([0; 8]));
-            let cmd_type_len = u32::from_le_bytes(d[8..12].try_into().unwrap_or([0; 4]));
-            let dtyp = (cmd_type_len >> 20) & 0xF;
-            let dcmd = cmd_type_len >> 24;
-            if dtyp == 3 {
-                let len = (cmd_type_len & 0xFFFF) as usize;
-                let mut b = vec![0u8; len];
-                if p.mem.read(addr, &mut b).is_ok() {
-                    frame.extend_from_slice(&b);
-                } else {
-                    self.stats.dma_errors += 1;
-                }
-                if dcmd & 0x08 != 0 && p.mem.write(at + 12, &1u32.to_le_bytes()).is_err() {
-                    self.stats.dma_errors += 1;
-                }
-                if dcmd & 0x01 != 0 && !frame.is_empty() {
-                    self.stats.tx_frames += 1;
-                    self.counters.gptc = self.counters.gptc.wrapping_add(1);
-                    self.counters.tpt = self.counters.tpt.wrapping_add(1);
-                    self.counters.gotc += frame.len() as u64 + 4;
-                    self.tx_out.push(std::mem::take(&mut frame));
-                }
-            }
-            head = (head + 1) % n;
+        let w = crate::e82599_queues::transmit(&p.mem, q.base(), q.entries(), q.head, q.tail);
+        self.stats.dma_errors += w.dma_errors;
+        for f in &w.frames {
+            self.stats.tx_frames += 1;
+            self.counters.gptc = self.counters.gptc.wrapping_add(1);
+            self.counters.tpt = self.counters.tpt.wrapping_add(1);
+            self.counters.gotc += f.len() as u64 + 4;
         }
-        self.txq[qi].head = head;
+        self.tx_out.extend(w.frames);
+        self.txq[qi].head = w.head;
         self.queue_cause(qi, true, p);
     }
 
