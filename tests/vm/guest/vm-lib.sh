@@ -106,6 +106,17 @@ wait_for() {
 	return 0
 }
 
+# Wait until process PID has exited (at most SECS); 1 if it still runs.
+wait_exit() {
+	local n=0
+	while kill -0 "$1" 2>/dev/null; do
+		sleep 0.1
+		n=$((n + 1))
+		[ $n -lt $(($2 * 10)) ] || return 1
+	done
+	return 0
+}
+
 # Wait until network interface $1 reports carrier (at most $2 s, default 30).
 wait_link() {
 	local n=0

@@ -81,12 +81,7 @@ while [ $k -le "$rounds" ]; do
 	echo "ROUND $k: device_del $qid ($bdf) mid-capture, $(hpcap_counter "$dev" frames_seen) frames seen"
 	hotplug_del "$qid" >"$r/del.json" || { echo "ROUND $k: device_del $qid failed:"; cat "$r/del.json"; exit 1; }
 	[ ! -e "/sys/bus/pci/devices/$bdf" ] || { echo "ROUND $k: $bdf is still there after DEVICE_DELETED"; exit 1; }
-	n=0
-	while kill -0 $dd 2>/dev/null; do
-		sleep 0.1
-		n=$((n + 1))
-		[ $n -lt 300 ] || { echo "ROUND $k: hpcapdd still running 30 s after the removal"; exit 1; }
-	done
+	wait_exit $dd 30 || { echo "ROUND $k: hpcapdd still running 30 s after the removal"; exit 1; }
 	rc=0
 	wait $dd || rc=$?
 	[ $rc = 0 ] || { echo "ROUND $k: hpcapdd exit $rc"; bad=$((bad + 1)); }

@@ -113,12 +113,7 @@ while [ $k -le "$rounds" ]; do
 		echo 1 >"/sys/bus/pci/devices/$bdf/remove"
 		;;
 	esac
-	n=0
-	while kill -0 $dd 2>/dev/null; do
-		sleep 0.1
-		n=$((n + 1))
-		[ $n -lt 300 ] || { echo "ROUND $k $kind: hpcapdd still running 30 s after the removal"; exit 1; }
-	done
+	wait_exit $dd 30 || { echo "ROUND $k $kind: hpcapdd still running 30 s after the removal"; exit 1; }
 	rc=0
 	wait $dd || rc=$?
 	dmesg | grep 'final counters' | tail -n 1 >"$r/final.txt"
